@@ -1,0 +1,1 @@
+"""Payments support assistant: handoff queue, gateway, launcher, analytics."""
