@@ -23,17 +23,19 @@ class Settings(BaseSettings):
         env="REDIS_URL",
         description="Redis to use; when unset the launcher starts its own with AOF.",
     )
-    redis_port: int = Field(6390, env="SUPPORT_REDIS_PORT", description="Port of the launcher's own Redis.")
-    data_dir: Path = Field(PROJECT_ROOT / "var", env="SUPPORT_DATA_DIR", description="Redis AOF, logs, SQLite.")
+    redis_port: int = Field(
+        6390, env="SUPPORT_REDIS_PORT", description="Port of the launcher's own Redis."
+    )
+    data_dir: Path = Field(
+        PROJECT_ROOT / "var", env="SUPPORT_DATA_DIR", description="Redis AOF, logs, SQLite."
+    )
     rasa_url: str = Field("http://127.0.0.1:5005", env="RASA_URL")
     rasa_port: int = Field(5005, env="RASA_PORT")
     action_server_url: str = Field("http://127.0.0.1:5055/webhook", env="ACTION_SERVER_URL")
     action_server_port: int = Field(5055, env="ACTION_SERVER_PORT")
     gateway_host: str = Field("127.0.0.1", env="GATEWAY_HOST")
     gateway_port: int = Field(8080, env="GATEWAY_PORT")
-    escalation_policy: Path = Field(
-        PROJECT_ROOT / "escalation_policy.yml", env="ESCALATION_POLICY"
-    )
+    escalation_policy: Path = Field(PROJECT_ROOT / "escalation_policy.yml", env="ESCALATION_POLICY")
     models_dir: Path = Field(PROJECT_ROOT / "models", env="SUPPORT_MODELS_DIR")
     queue_namespace: str = Field("support", env="SUPPORT_QUEUE_NAMESPACE")
     agent_lease_seconds: float = Field(15.0, env="AGENT_LEASE_SECONDS")
