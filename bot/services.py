@@ -1,0 +1,133 @@
+"""Child processes of the stack: start one, wait until it is healthy, stop it cleanly.
+
+Each service logs to its own file. Used by the launcher and by the test fixtures that need a
+real Rasa server or action server.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.config import PROJECT_ROOT
+
+
+class ServiceError(RuntimeError):
+    """A service failed to start or became unhealthy."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return False
+
+
+@dataclass
+class Service:
+    """One long-running child process with a health URL and its own log file."""
+
+    name: str
+    command: list[str]
+    health_url: str
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        env = {**os.environ, **self.env, "PYTHONPATH": str(PROJECT_ROOT)}
+        self.process = subprocess.Popen(
+            self.command,
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the launcher, which stops children in order
+        )
+        log.close()
+
+    def wait_healthy(self, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise ServiceError(
+                    f"{self.name} exited with code {self.process.returncode}; see {self.log_path}"
+                )
+            if _healthy(self.health_url):
+                return
+            time.sleep(0.5)
+        raise ServiceError(f"{self.name} not healthy after {timeout:.0f} s; see {self.log_path}")
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if not self.running():
+            return
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def action_server(port: int, log_dir: Path, env: dict[str, str] | None = None) -> Service:
+    """The rasa_sdk action server serving the `actions` package."""
+    return Service(
+        name="action server",
+        command=[_venv_bin("rasa"), "run", "actions", "--actions", "actions", "--port", str(port)],
+        health_url=f"http://127.0.0.1:{port}/health",
+        log_path=log_dir / "actions.log",
+        env=env or {},
+    )
+
+
+def rasa_server(
+    port: int, model: Path, action_url: str, log_dir: Path, env: dict[str, str] | None = None
+) -> Service:
+    """Rasa with its HTTP API and the REST channel, using the given action server."""
+    return Service(
+        name="rasa",
+        command=[
+            _venv_bin("rasa"),
+            "run",
+            "--enable-api",
+            "--model",
+            str(model),
+            "--endpoints",
+            "endpoints.yml",
+            "--credentials",
+            "credentials.yml",
+            "--port",
+            str(port),
+            "--interface",
+            "127.0.0.1",
+        ],
+        health_url=f"http://127.0.0.1:{port}/status",
+        log_path=log_dir / "rasa.log",
+        env={**(env or {}), "ACTION_SERVER_URL": action_url},
+    )
+
+
+def _venv_bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
