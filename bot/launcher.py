@@ -1,0 +1,134 @@
+"""Start the whole stack with one command: Redis, the action server, Rasa and the gateway.
+
+Uses `REDIS_URL` when given, else starts its own redis-server with AOF (data under
+`var/redis`). Trains the Rasa model if it is missing or stale, starts each service with its own
+log file under `var/logs`, waits until each is healthy, prints where to go, and stops everything
+cleanly on Ctrl-C (or when any service dies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import signal
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from bot.config import Settings, get_settings
+from bot.services import Service, ServiceError, action_server, rasa_server
+from bot.training import ensure_model
+
+
+def _start_redis(settings: Settings, stack: ExitStack) -> str:
+    if settings.redis_url:
+        return settings.redis_url
+    from bot.redis_server import RedisServer
+
+    server = RedisServer(
+        port=settings.redis_port,
+        data_dir=settings.data_dir / "redis",
+        appendonly=True,
+        appendfsync="always",
+    )
+    stack.enter_context(server)
+    print(f"redis: started {server.url} (AOF under {settings.data_dir / 'redis'})", flush=True)
+    return server.url
+
+
+def _gateway(settings: Settings, log_dir: Path, env: dict[str, str]) -> Service | None:
+    if importlib.util.find_spec("bot.web") is None:
+        return None
+    host, port = settings.gateway_host, settings.gateway_port
+    return Service(
+        name="gateway",
+        command=[sys.executable, "-m", "bot.web", "--host", host, "--port", str(port)],
+        health_url=f"http://127.0.0.1:{port}/healthz",
+        log_path=log_dir / "gateway.log",
+        env=env,
+    )
+
+
+def _services(settings: Settings, model: Path, redis_url: str) -> list[Service]:
+    log_dir = settings.data_dir / "logs"
+    env = {"REDIS_URL": redis_url, "RASA_URL": settings.rasa_url}
+    action_url = f"http://127.0.0.1:{settings.action_server_port}/webhook"
+    services = [
+        action_server(settings.action_server_port, log_dir, env),
+        rasa_server(settings.rasa_port, model, action_url, log_dir, env),
+    ]
+    gateway = _gateway(settings, log_dir, env)
+    if gateway is not None:
+        services.append(gateway)
+    return services
+
+
+def _print_ready(settings: Settings, services: list[Service]) -> None:
+    print("\nThe support stack is running (Ctrl-C stops it):", flush=True)
+    if any(s.name == "gateway" for s in services):
+        base = f"http://{settings.gateway_host}:{settings.gateway_port}"
+        print(f"  customer page:  {base}/")
+        print(f"  agent console:  {base}/agent")
+        _print_demo_agent()
+    print(f"  Rasa HTTP API:  {settings.rasa_url}  (REST channel: POST /webhooks/rest/webhook)")
+    print("  chat in this terminal:  .venv/bin/python -m bot.chat")
+    print(f"  logs:           {settings.data_dir / 'logs'}", flush=True)
+
+
+def _print_demo_agent() -> None:
+    try:
+        from bot.web.auth import DEMO_AGENT_LOGIN
+    except ImportError:
+        return
+    print(f"  demo agent:     {DEMO_AGENT_LOGIN}")
+
+
+def _supervise(services: list[Service]) -> None:
+    stop = False
+
+    def _request_stop(signum: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, _request_stop)
+    signal.signal(signal.SIGTERM, _request_stop)
+    while not stop:
+        for service in services:
+            if not service.running():
+                print(f"\n{service.name} stopped unexpectedly; see {service.log_path}", flush=True)
+                return
+        time.sleep(0.5)
+
+
+def run(settings: Settings) -> int:
+    with ExitStack() as stack:
+        redis_url = _start_redis(settings, stack)
+        model = ensure_model()
+        print(f"model: {model.name}", flush=True)
+        services = _services(settings, model, redis_url)
+        for service in services:
+            stack.callback(service.stop)
+        try:
+            for service in services:
+                print(f"{service.name}: starting (log {service.log_path})", flush=True)
+                service.start()
+                service.wait_healthy()
+        except ServiceError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        _print_ready(settings, services)
+        _supervise(services)
+        print("\nstopping ...", flush=True)
+    print("stopped.")
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Start the whole support stack.")
+    parser.parse_args()
+    sys.exit(run(get_settings()))
+
+
+if __name__ == "__main__":
+    main()
