@@ -1,0 +1,353 @@
+"""The escalation policy: one declarative file, validated at start, evaluated in one place.
+
+`load_policy(path)` reads `escalation_policy.yml` (see the file and docs/escalation.md) into a
+validated `Policy`; any mistake raises `PolicyError` naming the file and the field. `evaluate(
+signals, policy)` turns one turn's `TurnSignals` into a `Decision`: `none`, `offer` (ask whether the
+customer wants a person) or `handoff` (create the ticket now), with the reason codes that fired, the
+ticket priority and the topic (agent skill). The reason codes travel with the ticket.
+
+Reason codes: `explicit_request`, `sensitive:<rule name>`, `failed_turns` (with `unclear`,
+`not_helped`, `loop` in the signals), `negative_sentiment`, `negative_streak`, `sentiment_falling`,
+`conversation_length`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, time
+from enum import Enum
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, root_validator, validator
+
+from bot.signals import SignalConfig, TurnSignals
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+CONVERSATIONAL_INTENTS = frozenset(
+    {
+        "greet",
+        "goodbye",
+        "thanks",
+        "affirm",
+        "deny",
+        "bot_challenge",
+        "request_human",
+        "cancel_handoff",
+        "continue_with_bot",
+        "csat_rating",
+        "EXTERNAL_handback",
+    }
+)
+
+
+class PolicyError(ValueError):
+    """The escalation policy file is missing, unreadable or invalid."""
+
+
+class Action(str, Enum):
+    none = "none"
+    offer = "offer"
+    handoff = "handoff"
+
+
+RANK = {Action.none: 0, Action.offer: 1, Action.handoff: 2}
+
+
+class _Strict(BaseModel):
+    class Config:
+        extra = "forbid"
+        allow_mutation = False
+
+
+def _compile(patterns: list[str]) -> list[str]:
+    for pattern in patterns:
+        try:
+            re.compile(pattern, re.IGNORECASE)
+        except re.error as exc:
+            raise ValueError(f"bad regular expression {pattern!r}: {exc}") from exc
+    return patterns
+
+
+class ExplicitRequest(_Strict):
+    action: Action = Action.handoff
+    intents: list[str] = Field(default_factory=lambda: ["request_human"])
+    ignore_phrases_for_intents: list[str] = Field(default_factory=lambda: ["bot_challenge"])
+    unless: list[str] = Field(default_factory=list)
+    phrases: list[str] = Field(default_factory=list)
+
+    _patterns = validator("phrases", "unless", allow_reuse=True)(_compile)
+
+
+class FailedTurns(_Strict):
+    offer_after: int = Field(2, ge=1, le=10)
+    handoff_after: int = Field(0, ge=0, le=20)
+    unclear_below: float = Field(0.0, ge=0.0, le=1.0)
+
+    @root_validator(skip_on_failure=True)
+    def _handoff_after_offer(cls, values: dict[str, Any]) -> dict[str, Any]:
+        handoff, offer = values["handoff_after"], values["offer_after"]
+        if handoff and handoff <= offer:
+            raise ValueError(
+                f"handoff_after ({handoff}) must be 0 or more than offer_after ({offer})"
+            )
+        return values
+
+
+class SentimentRule(_Strict):
+    action: Action = Action.offer
+    very_negative: float = Field(-0.6, ge=-1.0, le=0.0)
+    negative: float = Field(-0.3, ge=-1.0, le=0.0)
+    negative_streak: int = Field(2, ge=1)
+    falling_by: float = Field(0.7, gt=0.0, le=2.0)
+
+    @root_validator(skip_on_failure=True)
+    def _ordered(cls, values: dict[str, Any]) -> dict[str, Any]:
+        if values["very_negative"] > values["negative"]:
+            raise ValueError("very_negative must be at or below negative")
+        return values
+
+
+class LengthRule(_Strict):
+    action: Action = Action.offer
+    offer_at_turn: int = Field(14, ge=2)
+
+
+class SensitiveRule(_Strict):
+    name: str = Field(..., regex=r"^[a-z][a-z0-9_]*$")
+    intents: list[str] = Field(default_factory=list)
+    phrases: list[str] = Field(default_factory=list)
+    topic: str = Field(..., regex=r"^[a-z][a-z0-9_]*$")
+    priority: str
+    action: Action = Action.handoff
+
+    _patterns = validator("phrases", allow_reuse=True)(_compile)
+
+    @root_validator(skip_on_failure=True)
+    def _matches_something(cls, values: dict[str, Any]) -> dict[str, Any]:
+        if not values["intents"] and not values["phrases"]:
+            raise ValueError(f"sensitive rule {values['name']!r} has neither intents nor phrases")
+        return values
+
+
+class OpeningHours(_Strict):
+    timezone: str = "Europe/London"
+    days: list[str] = Field(default_factory=lambda: list(DAYS))
+    open: str = "00:00"
+    close: str = "24:00"
+
+    @validator("timezone")
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {value!r}") from exc
+        return value
+
+    @validator("days", each_item=True)
+    def _day(cls, value: str) -> str:
+        if value not in DAYS:
+            raise ValueError(f"unknown day {value!r}; use {', '.join(DAYS)}")
+        return value
+
+    @validator("open", "close")
+    def _clock(cls, value: str) -> str:
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d|24:00", value):
+            raise ValueError(f"{value!r} is not a time of day HH:MM (00:00 to 24:00)")
+        return value
+
+    @root_validator(skip_on_failure=True)
+    def _open_before_close(cls, values: dict[str, Any]) -> dict[str, Any]:
+        if values["open"] >= values["close"]:
+            raise ValueError(f"open ({values['open']}) must be before close ({values['close']})")
+        return values
+
+    def is_open(self, at: datetime) -> bool:
+        """Whether agents work at `at` (an aware datetime), in the configured timezone."""
+        local = at.astimezone(ZoneInfo(self.timezone))
+        if DAYS[local.weekday()] not in self.days:
+            return False
+        opens = time.fromisoformat(self.open)
+        now = local.time()
+        if self.close == "24:00":
+            return now >= opens
+        return opens <= now < time.fromisoformat(self.close)
+
+
+class HandoffRule(_Strict):
+    wait_limit_seconds: float = Field(300, gt=0)
+    opening_hours: OpeningHours = Field(default_factory=OpeningHours)
+
+
+class Policy(_Strict):
+    version: int = Field(1, ge=1, le=1)
+    priorities: dict[str, int] = Field(
+        default_factory=lambda: {"normal": 0, "high": 1, "urgent": 2}
+    )
+    default_topic: str = "general"
+    default_priority: str = "normal"
+    explicit_request: ExplicitRequest = Field(default_factory=ExplicitRequest)
+    failed_turns: FailedTurns = Field(default_factory=FailedTurns)
+    unanswerable_intents: list[str] = Field(
+        default_factory=lambda: ["nlu_fallback", "out_of_scope"]
+    )
+    sentiment: SentimentRule = Field(default_factory=SentimentRule)
+    conversation_length: LengthRule = Field(default_factory=LengthRule)
+    offer_cooldown_turns: int = Field(2, ge=0)
+    sensitive: list[SensitiveRule] = Field(default_factory=list)
+    handoff: HandoffRule = Field(default_factory=HandoffRule)
+
+    @root_validator(skip_on_failure=True)
+    def _consistent(cls, values: dict[str, Any]) -> dict[str, Any]:
+        known = values["priorities"]
+        if values["default_priority"] not in known:
+            raise ValueError(
+                f"default_priority {values['default_priority']!r} is not in priorities"
+            )
+        names: set[str] = set()
+        claimed: dict[str, str] = {}
+        for rule in values["sensitive"]:
+            if rule.priority not in known:
+                raise ValueError(
+                    f"sensitive rule {rule.name!r}: priority {rule.priority!r} is not one of "
+                    f"{', '.join(known)}"
+                )
+            if rule.name in names:
+                raise ValueError(f"sensitive rule name {rule.name!r} is used twice")
+            names.add(rule.name)
+            for intent in rule.intents:
+                if intent in claimed:
+                    raise ValueError(
+                        f"intent {intent!r} is in sensitive rules {claimed[intent]!r} and {rule.name!r}"
+                    )
+                claimed[intent] = rule.name
+        return values
+
+    def rule_for_intent(self, intent: str | None) -> SensitiveRule | None:
+        return next((r for r in self.sensitive if intent and intent in r.intents), None)
+
+    def rule_named(self, name: str) -> SensitiveRule:
+        return next(r for r in self.sensitive if r.name == name)
+
+    def signal_config(self) -> SignalConfig:
+        """What `bot.signals.observe` needs to recognise, compiled once."""
+        flags = re.IGNORECASE
+        return SignalConfig(
+            human_request_intents=frozenset(self.explicit_request.intents),
+            human_patterns=tuple(re.compile(p, flags) for p in self.explicit_request.phrases),
+            human_unless=tuple(re.compile(p, flags) for p in self.explicit_request.unless),
+            human_phrase_ignored_for=frozenset(self.explicit_request.ignore_phrases_for_intents),
+            sensitive_intents=frozenset(i for r in self.sensitive for i in r.intents),
+            sensitive_patterns=tuple(
+                (r.name, re.compile(p, flags)) for r in self.sensitive for p in r.phrases
+            ),
+            unanswerable_intents=frozenset(self.unanswerable_intents),
+            non_topic_intents=CONVERSATIONAL_INTENTS,
+            unclear_below=self.failed_turns.unclear_below,
+            negative_sentiment=self.sentiment.negative,
+        )
+
+
+class Decision(BaseModel):
+    """What the policy decided for one turn, and why."""
+
+    action: Action = Action.none
+    reasons: list[str] = Field(default_factory=list)
+    priority: int = 0
+    priority_name: str = "normal"
+    topic: str = "general"
+    held_back: str | None = None  # why a would-be offer was not made (recently_offered, mode)
+
+    class Config:
+        use_enum_values = False
+
+
+def load_policy(path: Path | str) -> Policy:
+    """Read and validate the policy file; raise `PolicyError` with a clear message on a mistake."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise PolicyError(f"{path}: escalation policy file not found") from exc
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{path}: expected a mapping of settings at the top level")
+    try:
+        return Policy.parse_obj(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'] if p != '__root__') or 'policy'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise PolicyError(f"{path}: invalid escalation policy: {problems}") from exc
+
+
+def _fired(signals: TurnSignals, policy: Policy) -> list[tuple[str, Action, str | None]]:
+    """(reason code, action, sensitive rule name or None) for every rule the turn triggers."""
+    fired: list[tuple[str, Action, str | None]] = []
+    if signals.explicit_request:
+        fired.append(("explicit_request", policy.explicit_request.action, None))
+    rule = policy.rule_for_intent(signals.sensitive_intent)
+    names = ([rule.name] if rule else []) + [
+        n for n in signals.sensitive_phrases if not rule or n != rule.name
+    ]
+    for name in names:
+        fired.append((f"sensitive:{name}", policy.rule_named(name).action, name))
+    failed = policy.failed_turns
+    if failed.handoff_after and signals.failed_turns >= failed.handoff_after:
+        fired.append(("failed_turns", Action.handoff, None))
+    elif signals.failed_turns >= failed.offer_after:
+        fired.append(("failed_turns", Action.offer, None))
+    mood = policy.sentiment
+    if signals.sentiment is not None and signals.sentiment <= mood.very_negative:
+        fired.append(("negative_sentiment", mood.action, None))
+    if signals.negative_streak >= mood.negative_streak:
+        fired.append(("negative_streak", mood.action, None))
+    if (
+        signals.sentiment is not None
+        and signals.sentiment <= mood.negative
+        and signals.sentiment_trend <= -mood.falling_by
+    ):
+        fired.append(("sentiment_falling", mood.action, None))
+    if signals.turn == policy.conversation_length.offer_at_turn:
+        fired.append(("conversation_length", policy.conversation_length.action, None))
+    return fired
+
+
+def evaluate(signals: TurnSignals, policy: Policy) -> Decision:
+    """The policy's decision for one turn: the strongest action of every rule that fired."""
+    fired = [f for f in _fired(signals, policy) if f[1] != Action.none]
+    if not fired:
+        return Decision(
+            priority=policy.priorities[policy.default_priority],
+            priority_name=policy.default_priority,
+            topic=policy.default_topic,
+        )
+    action = max((a for _, a, _ in fired), key=RANK.__getitem__)
+    rules = [policy.rule_named(n) for _, _, n in fired if n]
+    top = max(rules, key=lambda r: policy.priorities[r.priority], default=None)
+    priority_name = top.priority if top else policy.default_priority
+    decision = Decision(
+        action=action,
+        reasons=[code for code, _, _ in fired],
+        priority=policy.priorities[priority_name],
+        priority_name=priority_name,
+        topic=top.topic if top else policy.default_topic,
+    )
+    return _hold_back(decision, signals, policy)
+
+
+def _hold_back(decision: Decision, signals: TurnSignals, policy: Policy) -> Decision:
+    """No new offer or handoff while a person already has it or soon after a declined offer."""
+    if signals.mode != "bot":
+        return decision.copy(update={"action": Action.none, "held_back": f"mode:{signals.mode}"})
+    recent = (
+        signals.turns_since_offer is not None
+        and signals.turns_since_offer <= policy.offer_cooldown_turns
+    )
+    if decision.action == Action.offer and recent and "failed_turns" not in decision.reasons:
+        return decision.copy(update={"action": Action.none, "held_back": "recently_offered"})
+    return decision

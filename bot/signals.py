@@ -1,0 +1,252 @@
+"""Per-turn signals of a conversation: what the escalation policy looks at on every customer turn.
+
+`observe(state, turn, config)` is a pure function. `turn` is the customer's latest message as the
+NLU parsed it plus the names of the bot responses since the customer's previous message (taken from
+the tracker's `BotUttered` events, whose metadata carries `utter_action`). `state` is a small record
+carried from turn to turn in a slot of the conversation, so nothing lives in the action server's
+memory and a restart loses nothing. It returns the turn's `TurnSignals` and the next state.
+
+A *failed turn* is one where the bot did not help: the message was unclear or out of scope (the NLU
+answered `nlu_fallback` / `out_of_scope`, or the top intent is below the configured confidence), the
+customer said "no" to "Did that answer your question?", or the customer raised again a need the bot
+had already answered without being told it helped (a loop). Failed turns are counted since the last
+time a person was offered (the offer response appearing in the bot's output resets the count).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, Field
+
+from bot.sentiment import sentiment, trend
+
+FEEDBACK_RESPONSE = "utter_did_that_help"
+OFFER_RESPONSE = "utter_offer_human"
+SENTIMENT_HISTORY = 10
+
+
+@dataclass(frozen=True)
+class SignalConfig:
+    """What the signals recognise; built from the escalation policy (`Policy.signal_config()`)."""
+
+    human_request_intents: frozenset[str] = frozenset({"request_human"})
+    human_patterns: tuple[re.Pattern[str], ...] = ()
+    human_unless: tuple[re.Pattern[str], ...] = ()  # "are you a real person?" asks about the bot
+    human_phrase_ignored_for: frozenset[str] = frozenset({"bot_challenge"})
+    sensitive_intents: frozenset[str] = frozenset()
+    sensitive_patterns: tuple[tuple[str, re.Pattern[str]], ...] = ()  # (rule name, pattern)
+    unanswerable_intents: frozenset[str] = frozenset({"nlu_fallback", "out_of_scope"})
+    non_topic_intents: frozenset[str] = frozenset()  # greet, affirm, ...: never a "need" or loop
+    unclear_below: float = 0.0
+    negative_sentiment: float = -0.3
+    affirm_intent: str = "affirm"
+    deny_intent: str = "deny"
+
+
+@dataclass
+class Turn:
+    """The customer's latest message and what the bot said since their previous one."""
+
+    text: str
+    intent: str | None
+    confidence: float = 0.0
+    ranking: list[tuple[str, float]] = field(default_factory=list)
+    bot_responses: list[str] = field(default_factory=list)
+
+
+class SignalState(BaseModel):
+    """What the signals carry from one turn to the next (kept in a slot of the conversation)."""
+
+    turns: int = 0
+    fallback_streak: int = 0
+    failed_turns: int = 0  # since the last offer of a person
+    failed_total: int = 0
+    sentiments: list[float] = Field(default_factory=list)
+    negative_streak: int = 0
+    prev_intent: str | None = None
+    answered: dict[str, str] = Field(default_factory=dict)  # intent -> pending|helped|not_helped
+    not_helped: int = 0
+    loops: int = 0
+    offers: int = 0
+    last_offer_turn: int | None = None
+
+
+class TurnSignals(BaseModel):
+    """Everything measured on one customer turn; recorded in the audit trail with the decision."""
+
+    turn: int
+    text: str
+    intent: str | None
+    confidence: float
+    second_intent: str | None = None
+    margin: float
+    unclear: bool
+    fallback_streak: int
+    feedback: str | None = None  # helped | not_helped, when answering the "did that help" check
+    loop: bool = False
+    failed: bool = False
+    failed_why: list[str] = Field(default_factory=list)  # unclear | not_helped | loop
+    failed_turns: int
+    failed_total: int
+    explicit_request: bool = False
+    explicit_match: str | None = None
+    sensitive_intent: str | None = None
+    sensitive_phrases: list[str] = Field(default_factory=list)  # names of matched policy rules
+    sentiment: float | None = None
+    sentiment_trend: float = 0.0
+    negative_streak: int = 0
+    turns_since_offer: int | None = None
+    offers: int = 0
+    mode: str = "bot"  # handoff mode when the turn was assessed: bot | waiting | agent
+
+
+def margin(ranking: list[tuple[str, float]], confidence: float) -> tuple[str | None, float]:
+    """The second intent and the top confidence's margin over it (the whole confidence if none)."""
+    if len(ranking) < 2:
+        return None, round(confidence, 4)
+    second, second_conf = ranking[1]
+    return second, round(confidence - second_conf, 4)
+
+
+def human_request(turn: Turn, config: SignalConfig) -> str | None:
+    """Why the turn is an explicit request for a person (intent, button or phrase), else None."""
+    if turn.intent in config.human_request_intents:
+        return f"intent:{turn.intent}"
+    text = turn.text or ""
+    if turn.intent in config.human_phrase_ignored_for or any(
+        p.search(text) for p in config.human_unless
+    ):
+        return None
+    for pattern in config.human_patterns:
+        match = pattern.search(text)
+        if match:
+            return f"phrase:{match.group(0).strip()}"
+    return None
+
+
+def sensitive_phrases(text: str, config: SignalConfig) -> list[str]:
+    """Names of the sensitive-topic rules whose phrases occur in `text` (each name once)."""
+    names: list[str] = []
+    for name, pattern in config.sensitive_patterns:
+        if name not in names and pattern.search(text or ""):
+            names.append(name)
+    return names
+
+
+def _feedback(turn: Turn, config: SignalConfig) -> str | None:
+    if not turn.bot_responses or turn.bot_responses[-1] != FEEDBACK_RESPONSE:
+        return None
+    if turn.intent == config.affirm_intent:
+        return "helped"
+    if turn.intent == config.deny_intent:
+        return "not_helped"
+    return None
+
+
+def _is_topic(intent: str | None, config: SignalConfig) -> bool:
+    return (
+        bool(intent)
+        and intent not in config.non_topic_intents
+        and (intent not in config.unanswerable_intents)
+    )
+
+
+def _record_answer(state: SignalState, turn: Turn, config: SignalConfig) -> dict[str, str]:
+    """Answered intents, adding the previous turn's intent when the bot answered it."""
+    answered = dict(state.answered)
+    prev = state.prev_intent
+    if _is_topic(prev, config) and f"utter_{prev}" in turn.bot_responses:
+        answered[prev] = "pending"  # type: ignore[index]
+    return answered
+
+
+def observe(
+    state: SignalState, turn: Turn, config: SignalConfig
+) -> tuple[TurnSignals, SignalState]:
+    """Signals of `turn` given the conversation's `state`; returns them and the next state."""
+    number = state.turns + 1
+    offered_before = OFFER_RESPONSE in turn.bot_responses
+    failed_turns = 0 if offered_before else state.failed_turns
+    offers = state.offers + (1 if offered_before else 0)
+    last_offer = state.turns if offered_before else state.last_offer_turn
+
+    answered = _record_answer(state, turn, config)
+    feedback = _feedback(turn, config)
+    if feedback and state.prev_intent in answered:
+        answered[state.prev_intent] = feedback  # type: ignore[index]
+    elif feedback:
+        last_pending = [i for i, v in answered.items() if v == "pending"]
+        if last_pending:
+            answered[last_pending[-1]] = feedback
+
+    unclear = turn.intent in config.unanswerable_intents or (
+        turn.intent is not None and turn.confidence < config.unclear_below
+    )
+    loop = _is_topic(turn.intent, config) and answered.get(turn.intent or "") in (
+        "pending",
+        "not_helped",
+    )
+    failed_why = [
+        why
+        for why, hit in (
+            ("unclear", unclear),
+            ("not_helped", feedback == "not_helped"),
+            ("loop", loop),
+        )
+        if hit
+    ]
+    failed = bool(failed_why)
+    failed_turns += 1 if failed else 0
+
+    score = None if (turn.text or "").startswith("/") or not turn.text else sentiment(turn.text)
+    sentiments = state.sentiments + ([score] if score is not None else [])
+    negative_streak = state.negative_streak
+    if score is not None:
+        negative_streak = negative_streak + 1 if score <= config.negative_sentiment else 0
+
+    explicit = human_request(turn, config)
+    second, gap = margin(turn.ranking, turn.confidence)
+    signals = TurnSignals(
+        turn=number,
+        text=turn.text,
+        intent=turn.intent,
+        confidence=round(turn.confidence, 4),
+        second_intent=second,
+        margin=gap,
+        unclear=unclear,
+        fallback_streak=state.fallback_streak + 1 if unclear else 0,
+        feedback=feedback,
+        loop=loop,
+        failed=failed,
+        failed_why=failed_why,
+        failed_turns=failed_turns,
+        failed_total=state.failed_total + (1 if failed else 0),
+        explicit_request=explicit is not None,
+        explicit_match=explicit,
+        sensitive_intent=turn.intent if turn.intent in config.sensitive_intents else None,
+        sensitive_phrases=sensitive_phrases(turn.text, config),
+        sentiment=score,
+        sentiment_trend=trend(sentiments),
+        negative_streak=negative_streak,
+        turns_since_offer=None if last_offer is None else number - last_offer,
+        offers=offers,
+    )
+    if loop and turn.intent:
+        answered.pop(turn.intent)  # answered again now; a further repeat is a further loop
+    next_state = SignalState(
+        turns=number,
+        fallback_streak=signals.fallback_streak,
+        failed_turns=failed_turns,
+        failed_total=signals.failed_total,
+        sentiments=sentiments[-SENTIMENT_HISTORY:],
+        negative_streak=negative_streak,
+        prev_intent=turn.intent,
+        answered=answered,
+        not_helped=state.not_helped + (1 if feedback == "not_helped" else 0),
+        loops=state.loops + (1 if loop else 0),
+        offers=offers,
+        last_offer_turn=last_offer,
+    )
+    return signals, next_state
