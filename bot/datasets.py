@@ -70,7 +70,10 @@ def read_banking77(csv_path: Path) -> dict[str, list[str]]:
 def read_clinc_out_of_scope(json_path: Path) -> dict[str, list[str]]:
     """CLINC150 out-of-scope queries by split (`oos_train`, `oos_val`), cleaned and sorted."""
     raw = json.loads(json_path.read_text(encoding="utf-8"))
-    return {split: _sorted({clean_text(t) for t in texts if clean_text(t)}) for split, texts in raw.items()}
+    return {
+        split: _sorted({clean_text(t) for t in texts if clean_text(t)})
+        for split, texts in raw.items()
+    }
 
 
 def _sorted(texts: Iterable[str]) -> list[str]:

@@ -1,0 +1,111 @@
+"""`action_respond`: the one action that handles every customer turn.
+
+Rules (`data/rules/respond.yml`) send every intent, `out_of_scope` and `nlu_fallback` here.
+`run` reads the turn and hands it to `answer`, which picks what to say:
+
+- a routine (banking) intent: its answer, then "Did that answer your question?";
+- affirm / deny: if the bot just asked whether its answer helped, glad / sorry with an offer to
+  rephrase or talk to a person; otherwise a plain acknowledgement;
+- greet, goodbye, thanks, bot_challenge: their reply; request_human: a person is offered;
+- out_of_scope: an honest "I can't help with that" and what the bot does cover;
+- nlu_fallback (or anything unknown): never a guess, but a request to rephrase with the closest
+  routine topics as buttons, and a person.
+
+The escalation work extends `run`: assess the turn, decide, maybe hand off, then `answer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import EventType
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.responses import Button, Message, Responses, get_responses
+from actions.topics import closest_topics
+from actions.turn import REPLY_KEY, Turn, answer_tag, read_turn
+
+FALLBACK_INTENT = "nlu_fallback"
+TALK_TO_A_PERSON = Button(title="Talk to a person", payload="/request_human")
+SIMPLE_REPLIES = {
+    "greet": "greet",
+    "goodbye": "goodbye",
+    "thanks": "thanks",
+    "bot_challenge": "bot_challenge",
+    "request_human": "human_requested",
+    "out_of_scope": "out_of_scope",
+}
+
+Handler = Callable[[Turn, CollectingDispatcher], list[EventType]]
+
+
+def say(dispatcher: CollectingDispatcher, message: Message, tag: str) -> None:
+    """Send one message, tagged so later turns know what the bot said."""
+    dispatcher.utter_message(
+        text=message.text,
+        buttons=[button.as_dict() for button in message.buttons],
+        **{REPLY_KEY: tag},
+    )
+
+
+class ActionRespond(Action):
+    def __init__(self, responses: Responses | None = None) -> None:
+        self._responses = responses
+
+    @property
+    def responses(self) -> Responses:
+        return self._responses or get_responses()
+
+    def name(self) -> str:
+        return "action_respond"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> list[EventType]:
+        return self.answer(read_turn(tracker), dispatcher)
+
+    def answer(self, turn: Turn, dispatcher: CollectingDispatcher) -> list[EventType]:
+        """Reply to the turn; returns the events to apply (none yet)."""
+        return self.handler_for(turn.intent)(turn, dispatcher)
+
+    def handler_for(self, intent: str) -> Handler:
+        if self.responses.answer(intent) is not None:
+            return self.answer_routine
+        if intent in SIMPLE_REPLIES:
+            return self.reply_simply
+        if intent == "affirm":
+            return self.reply_affirm
+        if intent == "deny":
+            return self.reply_deny
+        return self.ask_to_rephrase
+
+    def answer_routine(self, turn: Turn, dispatcher: CollectingDispatcher) -> list[EventType]:
+        answer = self.responses.answer(turn.intent)
+        assert answer is not None
+        say(dispatcher, answer.message, answer_tag(turn.intent))
+        say(dispatcher, self.responses.reply("did_that_help"), "did_that_help")
+        return []
+
+    def reply_simply(self, turn: Turn, dispatcher: CollectingDispatcher) -> list[EventType]:
+        name = SIMPLE_REPLIES[turn.intent]
+        say(dispatcher, self.responses.reply(name), name)
+        return []
+
+    def reply_affirm(self, turn: Turn, dispatcher: CollectingDispatcher) -> list[EventType]:
+        name = "glad_it_helped" if turn.bot_asked("did_that_help") else "acknowledge"
+        say(dispatcher, self.responses.reply(name), name)
+        return []
+
+    def reply_deny(self, turn: Turn, dispatcher: CollectingDispatcher) -> list[EventType]:
+        name = "offer_human" if turn.bot_asked("did_that_help") else "decline_noted"
+        say(dispatcher, self.responses.reply(name), name)
+        return []
+
+    def ask_to_rephrase(self, turn: Turn, dispatcher: CollectingDispatcher) -> list[EventType]:
+        """Never answer a guess: ask again, offering the closest topics and a person."""
+        topics = closest_topics(turn.ranking, self.responses)
+        name = "rephrase" if topics else "rephrase_no_topics"
+        say(dispatcher, self.responses.reply(name).with_buttons(topics + (TALK_TO_A_PERSON,)), name)
+        return []

@@ -1,0 +1,75 @@
+"""The customer's latest turn as `action_respond` sees it, read from the rasa_sdk tracker.
+
+Every bot message the action sends is tagged with a `reply` name (Rasa keeps it in the bot
+event's metadata), so the next turn can tell what the bot last asked, e.g. "Did that answer
+your question?", without extra slots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rasa_sdk import Tracker
+
+REPLY_KEY = "reply"
+ANSWER_PREFIX = "answer:"
+
+
+@dataclass(frozen=True)
+class Turn:
+    intent: str
+    confidence: float
+    ranking: tuple[tuple[str, float], ...]
+    text: str
+    previous_replies: tuple[str, ...]
+
+    def bot_asked(self, reply: str) -> bool:
+        """Whether the bot's previous turn (since the customer last spoke) sent `reply`."""
+        return reply in self.previous_replies
+
+    @property
+    def previous_answer(self) -> str | None:
+        """The intent the bot answered on its previous turn, if it answered one."""
+        for reply in self.previous_replies:
+            if reply.startswith(ANSWER_PREFIX):
+                return reply[len(ANSWER_PREFIX) :]
+        return None
+
+
+def answer_tag(intent: str) -> str:
+    """The `reply` tag of the answer to a routine intent."""
+    return f"{ANSWER_PREFIX}{intent}"
+
+
+def read_turn(tracker: Tracker) -> Turn:
+    """The latest customer message, its NLU result and what the bot said just before it."""
+    message = tracker.latest_message or {}
+    intent = message.get("intent") or {}
+    return Turn(
+        intent=intent.get("name") or "",
+        confidence=float(intent.get("confidence") or 0.0),
+        ranking=tuple(
+            (entry["name"], float(entry.get("confidence") or 0.0))
+            for entry in message.get("intent_ranking") or []
+            if entry.get("name")
+        ),
+        text=message.get("text") or "",
+        previous_replies=previous_bot_replies(tracker.events),
+    )
+
+
+def previous_bot_replies(events: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    """Reply tags of the bot messages between the last two customer messages."""
+    user_positions = [i for i, event in enumerate(events) if event.get("event") == "user"]
+    if not user_positions:
+        return ()
+    end = user_positions[-1]
+    start = user_positions[-2] + 1 if len(user_positions) > 1 else 0
+    return tuple(
+        tag
+        for event in events[start:end]
+        if event.get("event") == "bot"
+        and isinstance(tag := (event.get("metadata") or {}).get(REPLY_KEY), str)
+    )
