@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     action_server_port: int = Field(5055, env="ACTION_SERVER_PORT")
     gateway_host: str = Field("127.0.0.1", env="GATEWAY_HOST")
     gateway_port: int = Field(8080, env="GATEWAY_PORT")
+    web_allowed_origins: str = Field("", env="WEB_ALLOWED_ORIGINS", description="Extra origins (comma-separated) whose pages may embed the widget; the gateway's own is always allowed.")
     escalation_policy: Path = Field(PROJECT_ROOT / "escalation_policy.yml", env="ESCALATION_POLICY")
     models_dir: Path = Field(PROJECT_ROOT / "models", env="SUPPORT_MODELS_DIR")
     queue_namespace: str = Field("support", env="SUPPORT_QUEUE_NAMESPACE")
