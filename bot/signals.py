@@ -1,8 +1,9 @@
 """Per-turn signals of a conversation: what the escalation policy looks at on every customer turn.
 
 `observe(state, turn, config)` is a pure function. `turn` is the customer's latest message as the
-NLU parsed it plus the names of the bot responses since the customer's previous message (taken from
-the tracker's `BotUttered` events, whose metadata carries `utter_action`). `state` is a small record
+NLU parsed it plus the reply tags of the bot messages since the customer's previous message (every
+bot message carries a `reply` tag in its metadata, see `actions/turn.py`: `answer:<intent>`,
+`did_that_help`, `offer_human`, ...). `state` is a small record
 carried from turn to turn in a slot of the conversation, so nothing lives in the action server's
 memory and a restart loses nothing. It returns the turn's `TurnSignals` and the next state.
 
@@ -10,7 +11,7 @@ A *failed turn* is one where the bot did not help: the message was unclear or ou
 answered `nlu_fallback` / `out_of_scope`, or the top intent is below the configured confidence), the
 customer said "no" to "Did that answer your question?", or the customer raised again a need the bot
 had already answered without being told it helped (a loop). Failed turns are counted since the last
-time a person was offered (the offer response appearing in the bot's output resets the count).
+time a person was offered (an `offer_human` reply in the bot's output resets the count).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from pydantic import BaseModel, Field
 
 from bot.sentiment import sentiment, trend
 
-FEEDBACK_RESPONSE = "utter_did_that_help"
-OFFER_RESPONSE = "utter_offer_human"
+FEEDBACK_REPLY = "did_that_help"
+OFFER_REPLY = "offer_human"
+ANSWER_PREFIX = "answer:"
 SENTIMENT_HISTORY = 10
 
 
@@ -53,7 +55,7 @@ class Turn:
     intent: str | None
     confidence: float = 0.0
     ranking: list[tuple[str, float]] = field(default_factory=list)
-    bot_responses: list[str] = field(default_factory=list)
+    bot_replies: list[str] = field(default_factory=list)  # reply tags, in order
 
 
 class SignalState(BaseModel):
@@ -136,7 +138,7 @@ def sensitive_phrases(text: str, config: SignalConfig) -> list[str]:
 
 
 def _feedback(turn: Turn, config: SignalConfig) -> str | None:
-    if not turn.bot_responses or turn.bot_responses[-1] != FEEDBACK_RESPONSE:
+    if FEEDBACK_REPLY not in turn.bot_replies:
         return None
     if turn.intent == config.affirm_intent:
         return "helped"
@@ -154,11 +156,11 @@ def _is_topic(intent: str | None, config: SignalConfig) -> bool:
 
 
 def _record_answer(state: SignalState, turn: Turn, config: SignalConfig) -> dict[str, str]:
-    """Answered intents, adding the previous turn's intent when the bot answered it."""
+    """Answered intents, adding those the bot answered since the customer's previous message."""
     answered = dict(state.answered)
-    prev = state.prev_intent
-    if _is_topic(prev, config) and f"utter_{prev}" in turn.bot_responses:
-        answered[prev] = "pending"  # type: ignore[index]
+    for reply in turn.bot_replies:
+        if reply.startswith(ANSWER_PREFIX):
+            answered[reply[len(ANSWER_PREFIX) :]] = "pending"
     return answered
 
 
@@ -167,7 +169,7 @@ def observe(
 ) -> tuple[TurnSignals, SignalState]:
     """Signals of `turn` given the conversation's `state`; returns them and the next state."""
     number = state.turns + 1
-    offered_before = OFFER_RESPONSE in turn.bot_responses
+    offered_before = OFFER_REPLY in turn.bot_replies
     failed_turns = 0 if offered_before else state.failed_turns
     offers = state.offers + (1 if offered_before else 0)
     last_offer = state.turns if offered_before else state.last_offer_turn

@@ -1,0 +1,248 @@
+"""Signals of a conversation, turn by turn, through the shipped policy's one evaluate()."""
+
+from datetime import datetime, timezone
+
+import pytest
+
+from bot.config import PROJECT_ROOT
+from bot.escalation import Action, OpeningHours, evaluate, load_policy
+from bot.signals import SignalState, Turn, observe
+
+POLICY = load_policy(PROJECT_ROOT / "escalation_policy.yml")
+CONFIG = POLICY.signal_config()
+
+
+class Chat:
+    """Feeds turns through observe() and evaluate() like action_respond does."""
+
+    def __init__(self, mode: str = "bot"):
+        self.state = SignalState()
+        self.replies: list[str] = []
+        self.mode = mode
+
+    def say(self, text, intent, confidence=0.9, second=("greet", 0.05)):
+        turn = Turn(text, intent, confidence, [(intent, confidence), second], self.replies)
+        signals, self.state = observe(self.state, turn, CONFIG)
+        signals = signals.copy(update={"mode": self.mode})
+        decision = evaluate(signals, POLICY)
+        self.replies = []
+        return signals, decision
+
+    def bot(self, *replies):
+        self.replies = list(replies)
+
+
+def test_routine_question_with_follow_up_and_thanks_never_escalates():
+    chat = Chat()
+    for text, intent, replies in [
+        ("hi", "greet", ["greet"]),
+        ("my card still hasn't arrived", "card_arrival", ["answer:card_arrival", "did_that_help"]),
+        ("yes thanks", "affirm", ["glad_it_helped"]),
+        (
+            "how much is a transfer abroad",
+            "transfer_fee_charged",
+            ["answer:transfer_fee_charged", "did_that_help"],
+        ),
+        ("great", "affirm", ["glad_it_helped"]),
+        ("bye", "goodbye", ["goodbye"]),
+    ]:
+        signals, decision = chat.say(text, intent)
+        assert decision.action is Action.none, (text, decision)
+        assert not signals.failed
+        chat.bot(*replies)
+
+
+def test_margin_is_top_confidence_minus_second():
+    signals, _ = Chat().say("card", "card_arrival", 0.55, ("card_delivery_estimate", 0.40))
+    assert signals.margin == pytest.approx(0.15)
+    assert signals.second_intent == "card_delivery_estimate"
+
+
+def test_second_unclear_message_offers_a_person_not_the_first():
+    chat = Chat()
+    signals, decision = chat.say("blorp the wibble", "nlu_fallback", 0.2)
+    assert signals.unclear and signals.failed_turns == 1
+    assert decision.action is Action.none
+    chat.bot("rephrase")
+    signals, decision = chat.say("what's the weather in Paris", "out_of_scope", 0.8)
+    assert signals.fallback_streak == 2 and signals.failed_turns == 2
+    assert decision.action is Action.offer
+    assert decision.reasons == ["failed_turns"]
+
+
+def test_no_to_did_that_help_then_same_question_again_is_two_failed_turns():
+    chat = Chat()
+    chat.say("where is my card", "card_arrival")
+    chat.bot("answer:card_arrival", "did_that_help")
+    signals, decision = chat.say("no", "deny")
+    assert signals.feedback == "not_helped" and signals.failed_why == ["not_helped"]
+    assert decision.action is Action.none
+    chat.bot("rephrase")
+    signals, decision = chat.say("my card has still not arrived", "card_arrival")
+    assert signals.loop and signals.failed_why == ["loop"]
+    assert decision.action is Action.offer
+
+
+def test_asking_again_after_it_helped_is_not_a_loop():
+    chat = Chat()
+    chat.say("where is my card", "card_arrival")
+    chat.bot("answer:card_arrival", "did_that_help")
+    chat.say("yes", "affirm")
+    chat.bot("glad_it_helped")
+    signals, _ = chat.say("and when does it arrive if I am abroad", "card_arrival")
+    assert not signals.loop
+
+
+def test_declined_offer_resets_the_count_and_offers_again_after_two_more_failures():
+    chat = Chat()
+    chat.say("asdf", "nlu_fallback", 0.1)
+    chat.bot("rephrase")
+    _, decision = chat.say("qwer", "nlu_fallback", 0.1)
+    assert decision.action is Action.offer
+    chat.bot("offer_human")
+    signals, decision = chat.say("/continue_with_bot", "continue_with_bot", 1.0)
+    assert signals.failed_turns == 0 and signals.turns_since_offer == 1
+    chat.bot("decline_noted")
+    signals, decision = chat.say("zzz", "nlu_fallback", 0.1)
+    assert signals.failed_turns == 1 and decision.action is Action.none
+    chat.bot("rephrase")
+    signals, decision = chat.say("yyy", "nlu_fallback", 0.1)
+    assert decision.action is Action.offer and signals.failed_turns == 2
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I want to speak to a real person",
+        "can I talk to someone please",
+        "agent",
+        "Human please!",
+        "connect me with a customer service representative",
+        "my card is blocked, put me through to a member of staff",
+        "chat with a live agent",
+    ],
+)
+def test_explicit_request_in_words_hands_off_even_when_nlu_reads_another_intent(text):
+    signals, decision = Chat().say(text, "card_not_working", 0.5)
+    assert signals.explicit_request
+    assert decision.action is Action.handoff and "explicit_request" in decision.reasons
+
+
+def test_request_human_intent_and_button_hand_off():
+    _, decision = Chat().say("/request_human", "request_human", 1.0)
+    assert decision.action is Action.handoff and decision.reasons == ["explicit_request"]
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("are you a real person?", "bot_challenge"),
+        ("am I talking to a human?", "card_arrival"),
+        ("how do I transfer money to my sister", "transfer_into_account"),
+    ],
+)
+def test_questions_about_the_bot_and_transfers_are_not_requests_for_a_person(text, intent):
+    signals, decision = Chat().say(text, intent)
+    assert not signals.explicit_request and decision.action is Action.none
+
+
+@pytest.mark.parametrize(
+    ("intent", "rule", "priority", "topic"),
+    [
+        ("lost_or_stolen_card", "lost_or_stolen_card", "urgent", "card_security"),
+        ("compromised_card", "compromised_card", "urgent", "card_security"),
+        ("card_payment_not_recognised", "unrecognised_payment", "high", "disputes"),
+        ("cash_withdrawal_not_recognised", "unrecognised_payment", "high", "disputes"),
+        ("direct_debit_payment_not_recognised", "unrecognised_payment", "high", "disputes"),
+    ],
+)
+def test_sensitive_intents_hand_off_with_their_priority_and_topic(intent, rule, priority, topic):
+    _, decision = Chat().say("something happened", intent)
+    assert decision.action is Action.handoff
+    assert decision.reasons == [f"sensitive:{rule}"]
+    assert decision.priority_name == priority and decision.topic == topic
+    assert decision.priority == POLICY.priorities[priority]
+
+
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        ("I think this is fraud", "fraud"),
+        ("I got scammed by a seller", "fraud"),
+        ("I lost my job and can't afford the fees", "hardship"),
+        ("I'm struggling with bills, is there any help", "hardship"),
+        ("I want to make a formal complaint", "formal_complaint"),
+        ("I will take this to the ombudsman", "formal_complaint"),
+        ("my husband passed away last month", "bereavement"),
+        ("my mum died and I am the executor", "bereavement"),
+    ],
+)
+def test_sensitive_phrases_hand_off_whatever_the_intent(text, rule):
+    signals, decision = Chat().say(text, "nlu_fallback", 0.3)
+    assert rule in signals.sensitive_phrases
+    assert decision.action is Action.handoff and f"sensitive:{rule}" in decision.reasons
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["my phone died so I could not use apple pay", "my card is dead", "I can't pay with my card"],
+)
+def test_everyday_phrases_are_not_sensitive(text):
+    signals, _ = Chat().say(text, "card_not_working")
+    assert signals.sensitive_phrases == []
+
+
+def test_rising_frustration_offers_a_person():
+    chat = Chat()
+    _, decision = chat.say("how do I top up", "top_up_by_card")
+    chat.bot("answer:top_up_by_card", "did_that_help")
+    _, decision = chat.say("that's not what I asked, annoying", "top_up_failed")
+    assert decision.action is Action.none
+    chat.bot("answer:top_up_failed", "did_that_help")
+    signals, decision = chat.say(
+        "this is ridiculous and useless, I am so frustrated", "top_up_failed"
+    )
+    assert signals.negative_streak == 2
+    assert decision.action is Action.offer
+    assert {"negative_sentiment", "negative_streak"} <= set(decision.reasons)
+
+
+def test_a_single_mildly_negative_message_does_not_escalate():
+    _, decision = Chat().say("my card payment was declined, annoying", "declined_card_payment")
+    assert decision.action is Action.none
+
+
+def test_long_conversation_offers_once_at_the_configured_turn():
+    chat = Chat()
+    actions = []
+    for n in range(POLICY.conversation_length.offer_at_turn + 2):
+        _, decision = chat.say(f"question {n}", "exchange_rate")
+        chat.bot(f"answer:x{n}")
+        actions.append(decision.action)
+    assert actions.count(Action.offer) == 1
+    assert actions.index(Action.offer) == POLICY.conversation_length.offer_at_turn - 1
+
+
+def test_nothing_is_offered_while_waiting_for_or_talking_to_a_person():
+    chat = Chat(mode="waiting")
+    chat.say("asdf", "nlu_fallback", 0.1)
+    _, decision = chat.say("qwer", "nlu_fallback", 0.1)
+    assert decision.action is Action.none and decision.held_back == "mode:waiting"
+    assert decision.reasons == ["failed_turns"]
+
+
+def test_mood_offer_is_held_back_right_after_a_declined_offer():
+    chat = Chat()
+    chat.bot("offer_human")
+    _, decision = chat.say("this is useless and ridiculous", "card_arrival")
+    assert decision.action is Action.none and decision.held_back == "recently_offered"
+
+
+def test_opening_hours_use_the_configured_timezone_and_days():
+    hours = OpeningHours(timezone="Europe/London", days=["mon", "tue"], open="09:00", close="17:00")
+    monday_noon = datetime(2026, 6, 1, 11, 0, tzinfo=timezone.utc)  # 12:00 in London (BST)
+    monday_late = datetime(2026, 6, 1, 16, 30, tzinfo=timezone.utc)  # 17:30 in London
+    sunday = datetime(2026, 5, 31, 11, 0, tzinfo=timezone.utc)
+    assert hours.is_open(monday_noon)
+    assert not hours.is_open(monday_late)
+    assert not hours.is_open(sunday)
