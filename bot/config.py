@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     models_dir: Path = Field(PROJECT_ROOT / "models", env="SUPPORT_MODELS_DIR")
     queue_namespace: str = Field("support", env="SUPPORT_QUEUE_NAMESPACE")
     agent_lease_seconds: float = Field(15.0, env="AGENT_LEASE_SECONDS")
+    events_db_url: str | None = Field(None, env="EVENTS_DB_URL", description="SQLAlchemy URL of Rasa's SQL event broker (e.g. postgresql://...); unset: SQLite <data dir>/events.db.")
 
     class Config:
         env_file = PROJECT_ROOT / ".env"

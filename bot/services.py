@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.config import PROJECT_ROOT
+from bot.config import PROJECT_ROOT, get_settings
 
 
 class ServiceError(RuntimeError):
@@ -125,9 +125,15 @@ def rasa_server(
         ],
         health_url=f"http://127.0.0.1:{port}/status",
         log_path=log_dir / "rasa.log",
-        env={**(env or {}), "ACTION_SERVER_URL": action_url},
+        env={"EVENTS_DB_URL": events_db_url(), **(env or {}), "ACTION_SERVER_URL": action_url},
     )
 
 
 def _venv_bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
+
+
+def events_db_url() -> str:
+    """Where Rasa's SQL event broker writes (analytics reads it): EVENTS_DB_URL or var/events.db."""
+    settings = get_settings()
+    return settings.events_db_url or f"sqlite:///{settings.data_dir / 'events.db'}"
