@@ -1,0 +1,135 @@
+"""Conversations as Rasa recorded them: read from Rasa's SQL event broker, translated to events.
+
+Rasa publishes every tracker event to the broker configured under ``event_broker:`` in
+``endpoints.yml``; the SQL broker writes one row per event (``id``, ``sender_id``, ``data`` =
+the event as JSON) to SQLite by default or PostgreSQL when ``EVENTS_DB_URL`` points there. The
+rows outlive any Rasa restart, so this is the durable record of what customers said and how the
+NLU understood it.
+
+Translation (pure, :func:`translate`): a ``user`` event becomes a :class:`CustomerMessage` (its
+sentiment computed with the same VADER scorer the escalation signals use); an ``affirm``/``deny``
+right after the bot asked "Did that answer your question?" (reply tag ``did_that_help``) also
+becomes a :class:`HelpAnswer` about the answer tagged ``answer:<intent>`` before it; a ``bot``
+event becomes a :class:`BotMessage`, and one tagged ``offer_human`` a :class:`TurnDecision`
+``offer``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import sqlalchemy
+
+from bot.analytics.events import (
+    BotMessage,
+    CustomerMessage,
+    Event,
+    HelpAnswer,
+    TurnDecision,
+)
+from bot.sentiment import sentiment
+
+REPLY_KEY = "reply"
+FEEDBACK_REPLY = "did_that_help"
+OFFER_REPLY = "offer_human"
+ANSWER_PREFIX = "answer:"
+CUSTOMER_KEYS = ("customer_id", "customer")
+
+
+def _candidate(parse_data: dict[str, Any]) -> str | None:
+    for entry in parse_data.get("intent_ranking") or []:
+        name = entry.get("name")
+        if name and name != "nlu_fallback":
+            return name
+    return None
+
+
+def _customer(metadata: dict[str, Any] | None) -> str | None:
+    for key in CUSTOMER_KEYS:
+        value = (metadata or {}).get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+class _Conversation:
+    """What the translation remembers between events of one conversation."""
+
+    def __init__(self) -> None:
+        self.replies: list[str] = []  # reply tags since the customer's last message
+        self.last_answer: str | None = None
+
+
+def _user(cid: str, event: dict[str, Any], conv: _Conversation) -> Iterator[Event]:
+    parse = event.get("parse_data") or {}
+    intent = parse.get("intent") or {}
+    name = intent.get("name")
+    text = event.get("text") or ""
+    at = float(event["timestamp"])
+    yield CustomerMessage(
+        at=at,
+        conversation_id=cid,
+        text=text,
+        intent=name,
+        confidence=intent.get("confidence"),
+        candidate=_candidate(parse) if name == "nlu_fallback" else None,
+        sentiment=sentiment(text) if text and not text.startswith("/") else None,
+        customer_id=_customer(event.get("metadata")),
+    )
+    if FEEDBACK_REPLY in conv.replies and name in ("affirm", "deny"):
+        yield HelpAnswer(at, cid, helped=name == "affirm", topic=conv.last_answer)
+    conv.replies = []
+
+
+def _bot(cid: str, event: dict[str, Any], conv: _Conversation) -> Iterator[Event]:
+    at = float(event["timestamp"])
+    tag = (event.get("metadata") or {}).get(REPLY_KEY)
+    yield BotMessage(at, cid, event.get("text") or "")
+    if not isinstance(tag, str):
+        return
+    conv.replies.append(tag)
+    if tag.startswith(ANSWER_PREFIX):
+        conv.last_answer = tag[len(ANSWER_PREFIX) :]
+    elif tag == OFFER_REPLY:
+        yield TurnDecision(at, cid, "offer")
+
+
+def translate(rows: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[Event]:
+    """Analytics events from Rasa events ``(sender_id, event dict)`` in broker order."""
+    conversations: dict[str, _Conversation] = {}
+    for cid, event in rows:
+        conv = conversations.setdefault(cid, _Conversation())
+        kind = event.get("event")
+        if kind == "user":
+            yield from _user(cid, event, conv)
+        elif kind == "bot":
+            yield from _bot(cid, event, conv)
+
+
+def default_url() -> str:
+    """The event database: ``EVENTS_DB_URL`` if set, else SQLite ``<data dir>/events.db``."""
+    from bot.services import events_db_url
+
+    return events_db_url()
+
+
+def read_rows(url: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """Every event row of the broker's ``events`` table, in the order Rasa published them."""
+    engine = sqlalchemy.create_engine(url or default_url())
+    try:
+        with engine.connect() as connection:
+            if not sqlalchemy.inspect(connection).has_table("events"):
+                return []
+            result = connection.execute(
+                sqlalchemy.text("SELECT sender_id, data FROM events ORDER BY id")
+            )
+            return [(sender, json.loads(data)) for sender, data in result]
+    finally:
+        engine.dispose()
+
+
+def read_events(url: str | None = None) -> list[Event]:
+    """Analytics events of every conversation Rasa has recorded."""
+    return list(translate(read_rows(url)))

@@ -1,0 +1,89 @@
+"""Conversations written by Rasa's own SQL event broker are read back as the right records."""
+
+from __future__ import annotations
+
+from rasa.core.brokers.sql import SQLEventBroker
+from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, UserUttered
+
+from bot.analytics import measures, rasa_events
+from bot.analytics.events import HelpAnswer
+from bot.analytics.records import build_records
+
+
+def user(text, intent, confidence=0.9, ranking=None, at=0.0, customer=None):
+    ranking = ranking or [(intent, confidence)]
+    parse = {
+        "intent": {"name": intent, "confidence": confidence},
+        "intent_ranking": [{"name": n, "confidence": c} for n, c in ranking],
+        "entities": [],
+        "text": text,
+    }
+    metadata = {"customer_id": customer} if customer else {}
+    return UserUttered(text, parse["intent"], [], parse, timestamp=at, metadata=metadata)
+
+
+def bot(text, reply, at):
+    return BotUttered(text, {}, metadata={"reply": reply}, timestamp=at)
+
+
+def publish(broker: SQLEventBroker, sender: str, events) -> None:
+    for event in events:
+        broker.publish({"sender_id": sender, **event.as_dict()})
+
+
+def conversation_events():
+    return {
+        "helped": [
+            SessionStarted(timestamp=1000.0),
+            ActionExecuted("action_listen", timestamp=1000.1),
+            user("my card hasn't arrived", "card_arrival", at=1001.0, customer="c-1"),
+            bot("Cards take 3-5 working days ...", "answer:card_arrival", 1001.5),
+            bot("Did that answer your question?", "did_that_help", 1001.6),
+            user("/affirm", "affirm", 1.0, at=1010.0),
+            bot("Great!", "affirm", 1010.5),
+        ],
+        "unhelped": [
+            user("what's your exchange rate", "exchange_rate", at=2000.0),
+            bot("We use the Visa rate ...", "answer:exchange_rate", 2000.5),
+            bot("Did that answer your question?", "did_that_help", 2000.6),
+            user("no, this is useless", "deny", at=2010.0),
+            bot("Sorry. Would you like to talk to a person?", "offer_human", 2010.5),
+        ],
+        "fallback": [
+            user(
+                "blorp my thingy",
+                "nlu_fallback",
+                0.3,
+                [("nlu_fallback", 0.3), ("card_linking", 0.25), ("top_up_failed", 0.2)],
+                at=3000.0,
+            ),
+            bot("Sorry, I did not get that. Did you mean ...", "unclear", 3000.5),
+        ],
+    }
+
+
+def test_rasa_sql_broker_rows_become_records_with_help_answers_and_fallbacks(tmp_path):
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    broker = SQLEventBroker(db=str(tmp_path / "events.db"))
+    for sender, events in conversation_events().items():
+        publish(broker, sender, events)
+
+    events = rasa_events.read_events(url)
+    records = {r.conversation_id: r for r in build_records(events)}
+
+    helped, unhelped, fallback = records["helped"], records["unhelped"], records["fallback"]
+    assert helped.help_answers == [HelpAnswer(1010.0, "helped", True, "card_arrival")]
+    assert helped.customer_id == "c-1"
+    assert helped.bot_messages == 3
+    assert measures.contained(helped) and not measures.falsely_contained(helped)
+
+    assert unhelped.ended_didnt_help and unhelped.left_mid_problem
+    assert unhelped.final_sentiment is not None and unhelped.final_sentiment < -0.3
+
+    assert fallback.messages[0].fell_back and fallback.messages[0].candidate == "card_linking"
+    assert fallback.topics == ["card_linking"] and fallback.left_mid_problem
+    assert measures.containment(list(records.values())).numerator == 1
+
+
+def test_reading_an_empty_or_missing_event_database_gives_no_events(tmp_path):
+    assert rasa_events.read_events(f"sqlite:///{tmp_path / 'none.db'}") == []
