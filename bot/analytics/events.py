@@ -25,7 +25,9 @@ class CustomerMessage:
     """A customer turn as the bot understood it.
 
     ``candidate`` is the best real intent (the top of the ranking below ``nlu_fallback``), so a
-    message that fell back is still counted against the topic it was probably about.
+    message that fell back is still counted against the topic it was probably about. ``ranking``
+    and ``replies_before`` (reply tags of the bot's messages since the customer's previous one)
+    let a policy replay rebuild the turn exactly as the escalation signals saw it.
     """
 
     at: float
@@ -36,6 +38,10 @@ class CustomerMessage:
     candidate: str | None = None
     sentiment: float | None = None
     customer_id: str | None = None
+    ranking: tuple[tuple[str, float], ...] = field(default=(), compare=False)
+    replies_before: tuple[str, ...] = field(
+        default=(), compare=False
+    )  # bot reply tags since the last turn
 
     @property
     def fell_back(self) -> bool:

@@ -77,6 +77,12 @@ def _user(cid: str, event: dict[str, Any], conv: _Conversation) -> Iterator[Even
         candidate=_candidate(parse) if name == "nlu_fallback" else None,
         sentiment=sentiment(text) if text and not text.startswith("/") else None,
         customer_id=_customer(event.get("metadata")),
+        ranking=tuple(
+            (entry["name"], float(entry.get("confidence") or 0.0))
+            for entry in parse.get("intent_ranking") or []
+            if entry.get("name")
+        ),
+        replies_before=tuple(conv.replies),
     )
     if FEEDBACK_REPLY in conv.replies and name in ("affirm", "deny"):
         yield HelpAnswer(at, cid, helped=name == "affirm", topic=conv.last_answer)
