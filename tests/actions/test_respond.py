@@ -12,15 +12,12 @@ from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.respond import ActionRespond
-from actions.responses import ResponsesError, get_responses, parse_responses
+from actions.responses import get_responses
 from actions.topics import closest_topics
 from bot.config import PROJECT_ROOT
 
 RESPONSES = get_responses()
 BANKING_INTENTS = yaml.safe_load((PROJECT_ROOT / "domain/faq.yml").read_text())["intents"]
-DOMAIN_INTENTS = set(BANKING_INTENTS) | set(
-    yaml.safe_load((PROJECT_ROOT / "domain/core.yml").read_text())["intents"]
-)
 
 
 def user_event(text: str, intent: str, confidence: float = 1.0) -> dict[str, Any]:
@@ -85,17 +82,6 @@ async def test_every_banking_intent_gets_its_answer_then_the_did_that_help_check
     assert messages[0]["reply"] == f"answer:{intent}"
     assert payloads(messages[1]) == ["/affirm", "/deny"]
     assert events == []
-
-
-def test_answer_buttons_ask_intents_the_domain_knows():
-    for answer in RESPONSES.answers.values():
-        for button in answer.message.buttons:
-            assert button.payload[1:] in DOMAIN_INTENTS, (answer.intent, button)
-
-
-def test_card_arrival_answer_quotes_delivery_times():
-    text = RESPONSES.answer("card_arrival").message.text
-    assert "working days" in text
 
 
 async def test_yes_after_did_that_help_is_glad():
@@ -213,17 +199,3 @@ def test_closest_topics_respects_limit_and_confidence_floor():
         "/pin_blocked",
         "/change_pin",
     ]
-
-
-def test_responses_file_without_a_required_reply_is_rejected():
-    raw = yaml.safe_load((PROJECT_ROOT / "actions/responses.yml").read_text())
-    del raw["replies"]["did_that_help"]
-    with pytest.raises(ResponsesError, match="did_that_help"):
-        parse_responses(raw)
-
-
-def test_button_payload_must_be_an_intent():
-    raw = yaml.safe_load((PROJECT_ROOT / "actions/responses.yml").read_text())
-    raw["answers"]["card_arrival"]["buttons"] = [{"title": "Help", "payload": "help"}]
-    with pytest.raises(ResponsesError, match="answers.card_arrival.buttons"):
-        parse_responses(raw)
