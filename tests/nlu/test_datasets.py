@@ -157,3 +157,15 @@ def test_domain_lists_exactly_the_converted_banking_intents():
     domain = yaml.safe_load((PROJECT_ROOT / "domain/faq.yml").read_text())
     loaded = examples_by_intent(PROJECT_ROOT / "data/nlu/banking77.yml")
     assert sorted(domain["intents"]) == sorted(loaded)
+
+
+def test_out_of_scope_evaluation_queries_are_not_training_examples():
+    training = {
+        text
+        for path in sorted((PROJECT_ROOT / "data/nlu").glob("*.yml"))
+        for texts in examples_by_intent(path).values()
+        for text in texts
+    }
+    held_out = examples_by_intent(PROJECT_ROOT / "eval/out_of_scope_val.yml")["out_of_scope"]
+    assert len(held_out) > 0
+    assert {text.casefold() for text in held_out}.isdisjoint(t.casefold() for t in training)
