@@ -14,7 +14,20 @@ from dataclasses import dataclass, field
 
 # Intents that carry no customer topic: they steer the conversation.
 CONVERSATIONAL_INTENTS = frozenset(
-    {"greet", "goodbye", "thanks", "affirm", "deny", "bot_challenge", "request_human"}
+    {
+        "greet",
+        "goodbye",
+        "thanks",
+        "affirm",
+        "deny",
+        "bot_challenge",
+        "request_human",
+        "cancel_handoff",
+        "continue_with_bot",
+        "leave_contact",
+        "csat_rating",
+        "EXTERNAL_handback",
+    }
 )
 FALLBACK_INTENTS = frozenset({"nlu_fallback", "out_of_scope"})
 CLOSING_INTENTS = frozenset({"goodbye", "thanks"})
@@ -39,17 +52,19 @@ class CustomerMessage:
     sentiment: float | None = None
     customer_id: str | None = None
     ranking: tuple[tuple[str, float], ...] = field(default=(), compare=False)
-    replies_before: tuple[str, ...] = field(
-        default=(), compare=False
-    )  # bot reply tags since the last turn
+    # reply tags of the bot's messages since the customer's previous message
+    replies_before: tuple[str, ...] = field(default=(), compare=False)
+    prompted: bool = False  # an answer to the bot's own question (a rating comment, an email)
 
     @property
     def fell_back(self) -> bool:
-        return self.intent in FALLBACK_INTENTS
+        return self.intent in FALLBACK_INTENTS and not self.prompted
 
     @property
     def topic(self) -> str | None:
         """The routine topic this message is about, if any (out_of_scope counts as a topic)."""
+        if self.prompted:
+            return None
         if self.intent == "out_of_scope":
             return "out_of_scope"
         name = self.candidate or self.intent

@@ -10,8 +10,11 @@ Translation (pure, :func:`translate`): a ``user`` event becomes a :class:`Custom
 sentiment computed with the same VADER scorer the escalation signals use); an ``affirm``/``deny``
 right after the bot asked "Did that answer your question?" (reply tag ``did_that_help``) also
 becomes a :class:`HelpAnswer` about the answer tagged ``answer:<intent>`` before it; a ``bot``
-event becomes a :class:`BotMessage`, and one tagged ``offer_human`` a :class:`TurnDecision`
-``offer``.
+event becomes a :class:`BotMessage`, one tagged ``offer_human`` a :class:`TurnDecision`
+``offer``, one tagged ``csat_ask`` a :class:`SurveyOffered`. Satisfaction answers are Rasa events
+too: ``csat_rating`` with its ``csat_score`` entity (the rating buttons) becomes a :class:`Rating`,
+and the customer's typed reply to ``csat_comment`` its comment. Replies to the bot's own questions
+(rating, comment, email) are marked ``prompted``: they are no topic and no fallback.
 """
 
 from __future__ import annotations
@@ -27,11 +30,19 @@ from bot.analytics.events import (
     CustomerMessage,
     Event,
     HelpAnswer,
+    Rating,
+    SurveyOffered,
     TurnDecision,
 )
 from bot.sentiment import sentiment
 
 REPLY_KEY = "reply"
+SURVEY_REPLY = "csat_ask"
+COMMENT_REPLY = "csat_comment"
+RATING_INTENT = "csat_rating"
+RATING_ENTITY = "csat_score"
+# The customer's next message answers the bot's question: not a topic, not a fallback.
+PROMPT_REPLIES = frozenset({SURVEY_REPLY, COMMENT_REPLY, "ask_email", "email_invalid"})
 FEEDBACK_REPLY = "did_that_help"
 OFFER_REPLY = "offer_human"
 ANSWER_PREFIX = "answer:"
@@ -83,10 +94,27 @@ def _user(cid: str, event: dict[str, Any], conv: _Conversation) -> Iterator[Even
             if entry.get("name")
         ),
         replies_before=tuple(conv.replies),
+        prompted=bool(PROMPT_REPLIES.intersection(conv.replies)),
     )
     if FEEDBACK_REPLY in conv.replies and name in ("affirm", "deny"):
         yield HelpAnswer(at, cid, helped=name == "affirm", topic=conv.last_answer)
+    score = _score(parse) if name == RATING_INTENT else None
+    if score is not None:
+        yield Rating(at, cid, score)
+    elif COMMENT_REPLY in conv.replies and text and not text.startswith("/"):
+        yield Rating(at, cid, None, text)
     conv.replies = []
+
+
+def _score(parse: dict[str, Any]) -> int | None:
+    for entity in parse.get("entities") or []:
+        if entity.get("entity") == RATING_ENTITY:
+            try:
+                value = int(str(entity.get("value")).strip())
+            except ValueError:
+                return None
+            return value if 1 <= value <= 5 else None
+    return None
 
 
 def _bot(cid: str, event: dict[str, Any], conv: _Conversation) -> Iterator[Event]:
@@ -100,6 +128,8 @@ def _bot(cid: str, event: dict[str, Any], conv: _Conversation) -> Iterator[Event
         conv.last_answer = tag[len(ANSWER_PREFIX) :]
     elif tag == OFFER_REPLY:
         yield TurnDecision(at, cid, "offer")
+    elif tag == SURVEY_REPLY:
+        yield SurveyOffered(at, cid)
 
 
 def translate(rows: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[Event]:

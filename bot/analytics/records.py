@@ -190,7 +190,7 @@ def _apply(record: ConversationRecord, event: Event, tickets: dict[str, TicketRe
             record.survey_offered = True
             if event.score is not None:
                 record.rating = event.score
-                record.rating_comment = event.comment or record.rating_comment
+            record.rating_comment = event.comment or record.rating_comment
         case EscalationLabel():
             ticket = tickets.get(event.ticket_id)
             if ticket is not None:

@@ -10,16 +10,18 @@ from bot.analytics.events import HelpAnswer
 from bot.analytics.records import build_records
 
 
-def user(text, intent, confidence=0.9, ranking=None, at=0.0, customer=None):
+def user(text, intent, confidence=0.9, ranking=None, at=0.0, customer=None, entities=()):
     ranking = ranking or [(intent, confidence)]
     parse = {
         "intent": {"name": intent, "confidence": confidence},
         "intent_ranking": [{"name": n, "confidence": c} for n, c in ranking],
-        "entities": [],
+        "entities": [{"entity": e, "value": v} for e, v in entities],
         "text": text,
     }
     metadata = {"customer_id": customer} if customer else {}
-    return UserUttered(text, parse["intent"], [], parse, timestamp=at, metadata=metadata)
+    return UserUttered(
+        text, parse["intent"], parse["entities"], parse, timestamp=at, metadata=metadata
+    )
 
 
 def bot(text, reply, at):
@@ -48,6 +50,22 @@ def conversation_events():
             bot("Did that answer your question?", "did_that_help", 2000.6),
             user("no, this is useless", "deny", at=2010.0),
             bot("Sorry. Would you like to talk to a person?", "offer_human", 2010.5),
+        ],
+        "rated": [
+            user("how do I change my pin", "change_pin", at=4000.0),
+            bot("In the app: Card > Show PIN ...", "answer:change_pin", 4000.5),
+            user("bye", "goodbye", at=4005.0),
+            bot("Before you go: how would you rate ...", "csat_ask", 4005.5),
+            user(
+                '/csat_rating{"csat_score": "2"}',
+                "csat_rating",
+                1.0,
+                at=4010.0,
+                entities=[("csat_score", "2")],
+            ),
+            bot("Anything you'd like to tell us?", "csat_comment", 4010.5),
+            user("the transfer page is confusing", "nlu_fallback", 0.2, at=4020.0),
+            bot("Thank you for your feedback!", "csat_thanks", 4020.5),
         ],
         "fallback": [
             user(
@@ -82,8 +100,19 @@ def test_rasa_sql_broker_rows_become_records_with_help_answers_and_fallbacks(tmp
 
     assert fallback.messages[0].fell_back and fallback.messages[0].candidate == "card_linking"
     assert fallback.topics == ["card_linking"] and fallback.left_mid_problem
-    assert measures.containment(list(records.values())).numerator == 1
+    assert measures.containment(list(records.values())).numerator == 2  # helped, rated
 
 
 def test_reading_an_empty_or_missing_event_database_gives_no_events(tmp_path):
     assert rasa_events.read_events(f"sqlite:///{tmp_path / 'none.db'}") == []
+
+
+def test_ratings_and_comments_come_from_rasas_record_and_a_comment_is_no_topic(tmp_path):
+    broker = SQLEventBroker(db=str(tmp_path / "events.db"))
+    publish(broker, "rated", conversation_events()["rated"])
+    (record,) = build_records(rasa_events.read_events(f"sqlite:///{tmp_path / 'events.db'}"))
+    assert record.survey_offered and record.rating == 2
+    assert record.rating_comment == "the transfer page is confusing"
+    assert record.topics == ["change_pin"] and record.fallbacks == 0
+    assert not record.left_mid_problem
+    assert measures.falsely_contained(record)  # rated 2
