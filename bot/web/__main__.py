@@ -1,0 +1,38 @@
+"""Run the gateway: ``python -m bot.web [--host H] [--port P]`` (defaults from bot.config)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from bot.config import get_settings
+from bot.web.app import create_app
+
+
+def main() -> None:
+    settings = get_settings()
+    parser = argparse.ArgumentParser(description="The web gateway of the support stack.")
+    parser.add_argument("--host", default=settings.gateway_host)
+    parser.add_argument("--port", type=int, default=settings.gateway_port)
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    redis_url = settings.redis_url or f"redis://127.0.0.1:{settings.redis_port}/0"
+    redis = Redis.from_url(
+        redis_url,
+        decode_responses=True,
+        socket_connect_timeout=2,
+        socket_timeout=10,
+        health_check_interval=30,
+    )
+    app = create_app(settings, redis, settings.rasa_url)
+    # The access log shows method, path and status only: never bodies (customer text).
+    web.run_app(app, host=args.host, port=args.port, access_log_format='%a "%r" %s %Tf', print=None)
+
+
+if __name__ == "__main__":
+    main()

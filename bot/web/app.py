@@ -1,0 +1,160 @@
+"""The gateway's aiohttp application: pages, static files, the HTTP API and WebSockets.
+
+``create_app(settings, redis, rasa_url)`` builds it; ``python -m bot.web`` runs it. Every error
+leaves as JSON (:mod:`bot.web.errors`): handler errors with their 4xx, an unreachable Redis or
+Rasa as 503 with a clear message, anything unexpected as a 500 without a trace (the trace goes to
+the gateway's log, where messages are masked and never logged in full).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import redis.exceptions
+import yaml
+from aiohttp import web
+from redis.asyncio import Redis
+
+from bot.config import Settings
+from bot.web import agent_api, customer_api, websocket
+from bot.web.auth import AgentAccounts, ensure_demo_agent
+from bot.web.conversations import Conversations
+from bot.web.desk import Desk, DeskError, default_desk
+from bot.web.errors import ApiError, error_response
+from bot.web.events import ConversationEvents
+from bot.web.gateway import GATEWAY, Gateway
+from bot.web.rasa_client import RasaClient, RasaUnavailable
+from bot.web.security import (
+    add_cors_headers,
+    add_security_headers,
+    origin_allowed,
+    parse_origins,
+)
+
+STATIC = Path(__file__).parent / "static"
+OPENAPI = Path(__file__).parent / "openapi.yml"
+MAX_BODY_BYTES = 64 * 1024
+log = logging.getLogger("bot.web")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error.response()
+    except DeskError as error:
+        return error_response(error.status, error.code, error.message)
+    except RasaUnavailable as error:
+        log.warning("rasa unavailable: %s", error)
+        return error_response(
+            503, "rasa_unavailable", "the assistant is not reachable; retry shortly"
+        )
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+        log.warning("redis unavailable: %s", error)
+        return error_response(
+            503, "redis_unavailable", "the message store is not reachable; retry shortly"
+        )
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        code = error.reason.lower().replace(" ", "_")
+        message = (
+            error.text
+            if error.text and not error.text.startswith(str(error.status))
+            else error.reason
+        )
+        return error_response(error.status, code, message)
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "something went wrong on our side")
+
+
+@web.middleware
+async def headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    gateway = request.app[GATEWAY]
+    if request.method == "OPTIONS" and request.path.startswith("/api/"):
+        response: web.StreamResponse = web.Response(status=204)
+        if not origin_allowed(request, gateway.allowed_origins):
+            response = error_response(403, "forbidden", "origin not allowed")
+    else:
+        response = await handler(request)
+    if not response.prepared:
+        add_security_headers(request, response)
+        add_cors_headers(request, response, gateway.allowed_origins)
+    return response
+
+
+def _page(name: str) -> Handler:
+    async def handler(_request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / name, headers={"Content-Type": "text/html; charset=utf-8"})
+
+    return handler
+
+
+async def healthz(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    try:
+        await gateway.redis.ping()
+    except redis.exceptions.RedisError:
+        return error_response(503, "redis_unavailable", "Redis is not reachable")
+    return web.json_response({"status": "ok", "rasa": await gateway.rasa.healthy()})
+
+
+async def openapi_yaml(_request: web.Request) -> web.Response:
+    return web.Response(text=OPENAPI.read_text(), content_type="application/yaml")
+
+
+async def openapi_json(_request: web.Request) -> web.Response:
+    document = yaml.safe_load(OPENAPI.read_text())
+    return web.json_response(document, dumps=lambda d: json.dumps(d, indent=1))
+
+
+def create_app(
+    settings: Settings,
+    redis: Redis,
+    rasa_url: str,
+    desk_factory: Callable[[Redis, Settings, RasaClient, ConversationEvents], Desk] | None = None,
+) -> web.Application:
+    """The gateway for the given settings, Redis client and Rasa base URL."""
+    app = web.Application(middlewares=[headers, json_errors], client_max_size=MAX_BODY_BYTES)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        session = aiohttp.ClientSession()
+        rasa = RasaClient(session, rasa_url)
+        events = ConversationEvents(redis, settings.queue_namespace)
+        desk = (desk_factory or default_desk)(redis, settings, rasa, events)
+        accounts = AgentAccounts(redis, settings.queue_namespace)
+        app[GATEWAY] = Gateway(
+            settings=settings,
+            redis=redis,
+            rasa=rasa,
+            events=events,
+            conversations=Conversations(redis, settings.queue_namespace, events, rasa, desk),
+            accounts=accounts,
+            desk=desk,
+            allowed_origins=parse_origins(settings.web_allowed_origins),
+        )
+        await ensure_demo_agent(accounts)
+        yield
+        await websocket.close_all(app)
+        await session.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/", _page("index.html"))
+    app.router.add_get("/agent", _page("console.html"))
+    app.router.add_get("/api/docs", _page("docs.html"))
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/openapi.yml", openapi_yaml)
+    app.router.add_get("/api/openapi.json", openapi_json)
+    app.router.add_routes(customer_api.routes)
+    app.router.add_routes(agent_api.routes)
+    app.router.add_routes(websocket.routes)
+    app.router.add_static("/static/", STATIC, follow_symlinks=False)
+    return app

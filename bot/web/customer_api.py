@@ -1,0 +1,135 @@
+"""The customer HTTP API: start a conversation, send messages, read it back.
+
+``POST /api/conversations`` -> ``{conversation_id, token}``; the token is a bearer token for that
+conversation only. ``POST /api/conversations/{id}/messages`` takes ``{"text": ...}`` or
+``{"payload": "/intent", "title": "button title"}`` (and an optional ``client_id`` that makes a
+retry safe) and returns the new events and the mode. ``GET /api/conversations/{id}`` returns the
+mode (position and ETA when waiting) and the messages so far (``?after=<event id>`` for the
+missed ones only). ``POST /api/conversations/{id}/typing`` signals typing to the agent.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+
+from bot.web.conversations import (
+    MAX_PAYLOAD_CHARS,
+    MAX_TEXT_CHARS,
+    PAYLOAD_PATTERN,
+    ConversationNotFound,
+    Incoming,
+    TokenRejected,
+)
+from bot.web.errors import bad_request, forbidden, not_found, too_large
+from bot.web.gateway import GATEWAY, Gateway
+from bot.web.security import bearer_token, require_origin
+
+EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
+CLIENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+routes = web.RouteTableDef()
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object, or a clear 400."""
+    try:
+        body = await request.json()
+    except ValueError as error:
+        raise bad_request("the body must be a JSON object") from error
+    if not isinstance(body, dict):
+        raise bad_request("the body must be a JSON object")
+    return body
+
+
+def optional_str(body: dict[str, Any], name: str, limit: int) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise bad_request(f"'{name}' must be a string")
+    if len(value) > limit:
+        raise too_large(f"'{name}' is longer than {limit} characters", limit=limit)
+    return value
+
+
+def parse_incoming(body: dict[str, Any]) -> Incoming:
+    """Validate a customer message body: exactly one of text and payload."""
+    text = optional_str(body, "text", MAX_TEXT_CHARS)
+    payload = optional_str(body, "payload", MAX_PAYLOAD_CHARS)
+    title = optional_str(body, "title", 200)
+    client_id = optional_str(body, "client_id", 64)
+    if (text is None) == (payload is None):
+        raise bad_request("send exactly one of 'text' and 'payload'")
+    if text is not None and not text.strip():
+        raise bad_request("'text' must not be empty")
+    if payload is not None and not PAYLOAD_PATTERN.fullmatch(payload):
+        raise bad_request("'payload' must look like '/intent' or '/intent{...}'")
+    if client_id is not None and not CLIENT_ID.fullmatch(client_id):
+        raise bad_request("'client_id' must be 1-64 letters, digits or _.:-")
+    return Incoming(
+        text=text.strip() if text else None, payload=payload, title=title, client_id=client_id
+    )
+
+
+def event_offset(value: str | None) -> str:
+    if value is None or value == "":
+        return "0-0"
+    if not EVENT_ID.fullmatch(value):
+        raise bad_request("'after' must be an event id like '1700000000000-0'")
+    return value
+
+
+async def authorized_conversation(request: web.Request, gateway: Gateway) -> str:
+    """The conversation id of the path, once the bearer token is proven to be its own."""
+    conversation_id = request.match_info["conversation_id"]
+    token = bearer_token(request)
+    try:
+        await gateway.conversations.authenticate(conversation_id, token)
+    except ConversationNotFound as error:
+        raise not_found("no such conversation") from error
+    except TokenRejected as error:
+        raise forbidden("this token does not belong to this conversation") from error
+    return conversation_id
+
+
+@routes.post("/api/conversations")
+async def create_conversation(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    require_origin(request, gateway.allowed_origins)
+    conversation_id, token = await gateway.conversations.create(request.headers.get("Origin"))
+    return web.json_response({"conversation_id": conversation_id, "token": token}, status=201)
+
+
+@routes.post("/api/conversations/{conversation_id}/messages")
+async def post_message(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    require_origin(request, gateway.allowed_origins)
+    conversation_id = await authorized_conversation(request, gateway)
+    incoming = parse_incoming(await json_body(request))
+    messages, state = await gateway.conversations.send(conversation_id, incoming)
+    return web.json_response({"messages": messages, **state.public()})
+
+
+@routes.get("/api/conversations/{conversation_id}")
+async def get_conversation(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    require_origin(request, gateway.allowed_origins)
+    conversation_id = await authorized_conversation(request, gateway)
+    after = event_offset(request.query.get("after"))
+    return web.json_response(await gateway.conversations.view(conversation_id, after))
+
+
+@routes.post("/api/conversations/{conversation_id}/typing")
+async def post_typing(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    require_origin(request, gateway.allowed_origins)
+    conversation_id = await authorized_conversation(request, gateway)
+    body = await json_body(request)
+    typing = bool(body.get("typing", True))
+    await gateway.events.append(
+        conversation_id, [{"type": "typing", "from": "customer", "typing": typing}]
+    )
+    return web.json_response({"ok": True})

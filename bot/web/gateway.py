@@ -1,0 +1,30 @@
+"""What every handler of the gateway shares: one :class:`Gateway` per application."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from bot.config import Settings
+from bot.web.auth import AgentAccounts
+from bot.web.conversations import Conversations
+from bot.web.desk import Desk
+from bot.web.events import ConversationEvents
+from bot.web.rasa_client import RasaClient
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    redis: Redis
+    rasa: RasaClient
+    events: ConversationEvents
+    conversations: Conversations
+    accounts: AgentAccounts
+    desk: Desk
+    allowed_origins: frozenset[str]
+
+
+GATEWAY = web.AppKey("gateway", Gateway)

@@ -1,0 +1,94 @@
+"""Rasa's REST channel and HTTP API as the gateway uses them, with timeouts and safe retries.
+
+A customer message is not idempotent in Rasa (sending it twice runs two turns), so a send is
+retried only when the connection could not be made at all (the message never reached Rasa).
+A timeout or a 5xx after the request was sent raises :class:`RasaUnavailable`, which the API
+turns into a 503 the widget retries with the same client message id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+
+
+class RasaUnavailable(RuntimeError):
+    """Rasa could not be reached or did not answer in time."""
+
+
+class RasaClient:
+    """Sends customer messages to Rasa's REST webhook and reads conversation trackers."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        *,
+        timeout: float = 30.0,
+        connect_retries: int = 3,
+    ) -> None:
+        self._session = session
+        self._base = base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._connect_retries = connect_retries
+
+    @property
+    def base_url(self) -> str:
+        return self._base
+
+    async def send(self, sender: str, message: str) -> list[dict[str, Any]]:
+        """One customer turn: the bot's replies (``text``, ``buttons``, ``custom`` ...)."""
+        body = {"sender": sender, "message": message}
+        replies = await self._post("/webhooks/rest/webhook", body)
+        if not isinstance(replies, list):
+            raise RasaUnavailable("Rasa answered the webhook with something other than a list")
+        return replies
+
+    async def trigger_intent(
+        self, sender: str, intent: str, entities: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Inject an intent into the conversation; returns the messages the bot uttered."""
+        body = {"name": intent, "entities": entities or {}}
+        result = await self._post(
+            f"/conversations/{sender}/trigger_intent?output_channel=collector", body
+        )
+        return list(result.get("messages", [])) if isinstance(result, dict) else []
+
+    async def tracker(self, sender: str) -> dict[str, Any]:
+        """The conversation's tracker (events included)."""
+        return await self._request("GET", f"/conversations/{sender}/tracker", None)
+
+    async def healthy(self) -> bool:
+        try:
+            await self._request("GET", "/status", None)
+        except RasaUnavailable:
+            return False
+        return True
+
+    async def _post(self, path: str, body: dict[str, Any]) -> Any:
+        return await self._request("POST", path, body)
+
+    async def _request(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+        url = self._base + path
+        for attempt in range(self._connect_retries + 1):
+            try:
+                async with self._session.request(
+                    method, url, json=body, timeout=self._timeout
+                ) as response:
+                    if response.status >= 500:
+                        raise RasaUnavailable(f"Rasa answered {response.status} for {path}")
+                    if response.status >= 400:
+                        detail = await response.text()
+                        raise RasaUnavailable(
+                            f"Rasa refused {path}: {response.status} {detail[:200]}"
+                        )
+                    return await response.json(content_type=None)
+            except aiohttp.ClientConnectorError as error:  # never reached Rasa: safe to retry
+                if attempt == self._connect_retries:
+                    raise RasaUnavailable(f"Rasa is not reachable at {self._base}") from error
+                await asyncio.sleep(0.2 * 2**attempt)
+            except (asyncio.TimeoutError, aiohttp.ClientError) as error:
+                raise RasaUnavailable(f"Rasa did not answer {path}: {error!r}") from error
+        raise RasaUnavailable(f"Rasa is not reachable at {self._base}")

@@ -1,0 +1,264 @@
+"""Live updates over WebSockets, read from the conversations' Redis streams.
+
+Customer: ``GET /api/conversations/{id}/ws``. Agent: ``GET /api/agent/ws``. The upgrade is
+refused (403) for an origin that is not allowed. The first frame from the client authenticates:
+``{"type": "hello", "token": "...", "after": "<last event id>"}`` for a customer (the
+conversation's token), ``{"type": "hello", "token": "<session token>"}`` for an agent. Tokens are
+never put in URLs.
+
+The server then sends ``{"type": "ready", ...state}`` followed by every event after ``after``
+(the replay of what a reload or a dropped connection missed) and then live events as they are
+appended, each ``{"type": "event", "conversation_id": ..., "event": {...}}``. A customer in the
+queue also gets ``{"type": "state", "mode", "position", "eta_seconds"}`` when these change.
+
+Agents send ``{"type": "watch", "conversations": {"<conversation id>": "<last event id>"}}`` to
+follow the conversations of the tickets they hold (a lead may watch any), and receive
+``{"type": "queue", "tickets": [...]}`` whenever the queue changes, and
+``{"type": "mine", "tickets": [...]}`` for the tickets they hold. While an agent's socket is open
+and the agent is online, the gateway keeps the agent's presence alive with heartbeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import weakref
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from bot.web.auth import Agent
+from bot.web.conversations import ConversationNotFound, TokenRejected
+from bot.web.customer_api import EVENT_ID
+from bot.web.errors import forbidden
+from bot.web.gateway import GATEWAY, Gateway
+from bot.web.security import origin_allowed
+
+BLOCK_MS = 1000
+STATE_POLL_SECONDS = 1.5
+QUEUE_POLL_SECONDS = 1.0
+HEARTBEAT_SECONDS = 3.0
+HELLO_TIMEOUT = 10.0
+MAX_FRAME_BYTES = 16 * 1024
+MAX_WATCHED = 50
+SOCKETS = web.AppKey("sockets", weakref.WeakSet)
+
+log = logging.getLogger("bot.web.websocket")
+routes = web.RouteTableDef()
+
+
+def _sockets(app: web.Application) -> weakref.WeakSet:
+    if SOCKETS not in app:
+        app[SOCKETS] = weakref.WeakSet()
+    return app[SOCKETS]
+
+
+async def close_all(app: web.Application) -> None:
+    """Close every open socket (the gateway is stopping); clients reconnect and replay."""
+    for ws in list(_sockets(app)):
+        await ws.close(code=1001, message=b"gateway restarting")
+
+
+async def _open(request: web.Request) -> web.WebSocketResponse:
+    gateway = request.app[GATEWAY]
+    if not origin_allowed(request, gateway.allowed_origins):
+        raise forbidden(f"origin {request.headers.get('Origin')!r} is not allowed")
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_FRAME_BYTES)
+    await ws.prepare(request)
+    _sockets(request.app).add(ws)
+    return ws
+
+
+async def _hello(ws: web.WebSocketResponse) -> dict[str, Any] | None:
+    try:
+        msg = await asyncio.wait_for(ws.receive(), HELLO_TIMEOUT)
+    except asyncio.TimeoutError:
+        await _fail(ws, "send a hello frame first")
+        return None
+    frame = _frame(msg)
+    if not frame or frame.get("type") != "hello" or not isinstance(frame.get("token"), str):
+        await _fail(ws, 'the first frame must be {"type": "hello", "token": ...}')
+        return None
+    return frame
+
+
+def _frame(msg: Any) -> dict[str, Any] | None:
+    if msg.type != WSMsgType.TEXT:
+        return None
+    try:
+        frame = json.loads(msg.data)
+    except ValueError:
+        return None
+    return frame if isinstance(frame, dict) else None
+
+
+async def _fail(ws: web.WebSocketResponse, message: str, code: int = 4401) -> None:
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        await ws.send_json({"type": "error", "message": message})
+        await ws.close(code=code, message=message.encode()[:120])
+
+
+def _offset(value: Any) -> str:
+    return value if isinstance(value, str) and EVENT_ID.fullmatch(value) else "0-0"
+
+
+@routes.get("/api/conversations/{conversation_id}/ws")
+async def customer_socket(request: web.Request) -> web.WebSocketResponse:
+    ws = await _open(request)
+    gateway = request.app[GATEWAY]
+    conversation_id = request.match_info["conversation_id"]
+    hello = await _hello(ws)
+    if hello is None:
+        return ws
+    try:
+        await gateway.conversations.authenticate(conversation_id, hello["token"])
+    except (ConversationNotFound, TokenRejected):
+        await _fail(ws, "this token does not belong to this conversation", 4403)
+        return ws
+    state = await gateway.conversations.sync_mode(conversation_id)
+    await ws.send_json({"type": "ready", "conversation_id": conversation_id, **state.public()})
+    pump = asyncio.create_task(
+        _customer_pump(ws, gateway, conversation_id, _offset(hello.get("after")))
+    )
+    try:
+        async for msg in ws:
+            frame = _frame(msg)
+            if frame and frame.get("type") == "typing":
+                event = {"type": "typing", "from": "customer", "typing": bool(frame.get("typing"))}
+                await gateway.events.append(conversation_id, [event])
+    finally:
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pump
+    return ws
+
+
+async def _customer_pump(
+    ws: web.WebSocketResponse, gateway: Gateway, conversation_id: str, offset: str
+) -> None:
+    """Relay the conversation's events (history after ``offset`` first) and waiting updates."""
+    last_state: dict[str, Any] | None = None
+    loop = asyncio.get_running_loop()
+    next_poll = 0.0
+    try:
+        while not ws.closed:
+            batch = await gateway.events.read({conversation_id: offset}, BLOCK_MS)
+            for _conversation, event in batch:
+                offset = event["id"]
+                await ws.send_json(
+                    {"type": "event", "conversation_id": conversation_id, "event": event}
+                )
+            if loop.time() >= next_poll:
+                next_poll = loop.time() + STATE_POLL_SECONDS
+                state = (await gateway.conversations.sync_mode(conversation_id)).public()
+                if state != last_state:
+                    last_state = state
+                    await ws.send_json({"type": "state", **state})
+    except (ConnectionError, RuntimeError, asyncio.CancelledError):
+        return
+    except Exception:
+        log.exception("customer socket pump failed")
+        await _fail(ws, "temporary problem; reconnect", 1011)
+
+
+@routes.get("/api/agent/ws")
+async def agent_socket(request: web.Request) -> web.WebSocketResponse:
+    ws = await _open(request)
+    gateway = request.app[GATEWAY]
+    hello = await _hello(ws)
+    if hello is None:
+        return ws
+    session = await gateway.accounts.session(hello["token"])
+    if session is None:
+        await _fail(ws, "log in first: the agent session is missing or expired")
+        return ws
+    agent = session.agent
+    watched: dict[str, str] = {}
+    changed = asyncio.Event()
+    await ws.send_json({"type": "ready", "agent": agent.public()})
+    pumps = [
+        asyncio.create_task(_agent_events_pump(ws, gateway, watched, changed)),
+        asyncio.create_task(_agent_queue_pump(ws, gateway, agent, hello["token"])),
+    ]
+    try:
+        async for msg in ws:
+            frame = _frame(msg)
+            if frame and frame.get("type") == "watch":
+                await _watch(gateway, agent, watched, frame.get("conversations"))
+                changed.set()
+    finally:
+        for pump in pumps:
+            pump.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+    return ws
+
+
+async def _watch(gateway: Gateway, agent: Agent, watched: dict[str, str], wanted: Any) -> None:
+    """Follow the conversations asked for that this agent may see (held tickets; a lead: any)."""
+    if not isinstance(wanted, dict):
+        return
+    allowed = {t["conversation_id"] for t in await gateway.desk.agent_tickets(agent)}
+    watched.clear()
+    for conversation_id, offset in list(wanted.items())[:MAX_WATCHED]:
+        if conversation_id in allowed or (
+            agent.role == "lead" and isinstance(conversation_id, str)
+        ):
+            watched[conversation_id] = _offset(offset)
+
+
+async def _agent_events_pump(
+    ws: web.WebSocketResponse, gateway: Gateway, watched: dict[str, str], changed: asyncio.Event
+) -> None:
+    try:
+        while not ws.closed:
+            if not watched:
+                changed.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(changed.wait(), BLOCK_MS / 1000)
+                continue
+            changed.clear()
+            batch = await gateway.events.read(dict(watched), BLOCK_MS)
+            for conversation_id, event in batch:
+                if conversation_id in watched:
+                    watched[conversation_id] = event["id"]
+                await ws.send_json(
+                    {"type": "event", "conversation_id": conversation_id, "event": event}
+                )
+    except (ConnectionError, RuntimeError, asyncio.CancelledError):
+        return
+    except Exception:
+        log.exception("agent socket events pump failed")
+        await _fail(ws, "temporary problem; reconnect", 1011)
+
+
+async def _agent_queue_pump(
+    ws: web.WebSocketResponse, gateway: Gateway, agent: Agent, token: str
+) -> None:
+    """Queue snapshots when they change, the agent's own tickets, and presence heartbeats."""
+    last: dict[str, str] = {}
+    loop = asyncio.get_running_loop()
+    next_heartbeat = 0.0
+    try:
+        while not ws.closed:
+            if await gateway.accounts.session(token) is None:
+                await _fail(ws, "the agent session expired; log in again")
+                return
+            if loop.time() >= next_heartbeat:
+                next_heartbeat = loop.time() + HEARTBEAT_SECONDS
+                await gateway.desk.heartbeat(agent)
+            for kind, tickets in (
+                ("queue", await gateway.desk.list_tickets("open", agent)),
+                ("mine", await gateway.desk.agent_tickets(agent)),
+            ):
+                body = json.dumps(tickets, sort_keys=True)
+                if last.get(kind) != body:
+                    last[kind] = body
+                    await ws.send_json({"type": kind, "tickets": tickets})
+            await asyncio.sleep(QUEUE_POLL_SECONDS)
+    except (ConnectionError, RuntimeError, asyncio.CancelledError):
+        return
+    except Exception:
+        log.exception("agent socket queue pump failed")
+        await _fail(ws, "temporary problem; reconnect", 1011)
