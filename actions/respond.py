@@ -11,7 +11,9 @@ Rules (`data/rules/respond.yml`) send every intent, `out_of_scope` and `nlu_fall
 - nlu_fallback (or anything unknown): never a guess, but a request to rephrase with the closest
   routine topics as buttons, and a person.
 
-The escalation work extends `run`: assess the turn, decide, maybe hand off, then `answer`.
+`run` first passes the turn through the escalation gate (`actions/escalation.py`): it measures
+the turn, asks the escalation policy, records the audit entry, and then calls `answer`, offers a
+person, hands off, or stays silent while an agent holds the conversation.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 
+from actions.escalation import EscalationGate
 from actions.responses import Button, Message, Responses, get_responses
 from actions.topics import closest_topics
 from actions.turn import REPLY_KEY, Turn, answer_tag, read_turn
@@ -51,8 +54,11 @@ def say(dispatcher: CollectingDispatcher, message: Message, tag: str) -> None:
 
 
 class ActionRespond(Action):
-    def __init__(self, responses: Responses | None = None) -> None:
+    def __init__(
+        self, responses: Responses | None = None, gate: EscalationGate | None = None
+    ) -> None:
         self._responses = responses
+        self._gate = gate or EscalationGate()
 
     @property
     def responses(self) -> Responses:
@@ -64,7 +70,7 @@ class ActionRespond(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[EventType]:
-        return self.answer(read_turn(tracker), dispatcher)
+        return await self._gate.handle(read_turn(tracker), tracker, dispatcher, self.answer)
 
     def answer(self, turn: Turn, dispatcher: CollectingDispatcher) -> list[EventType]:
         """Reply to the turn; returns the events to apply (none yet)."""

@@ -14,6 +14,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions.respond import ActionRespond
 from actions.responses import get_responses
 from actions.topics import closest_topics
+from actions.turn import read_turn
 from bot.config import PROJECT_ROOT
 
 RESPONSES = get_responses()
@@ -51,8 +52,10 @@ def make_tracker(
 
 
 async def respond(tracker: Tracker) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What `answer` says to the turn. `run` wraps it in the escalation gate (signals, policy,
+    audit, handoff), which tests/escalation covers against a real Redis."""
     dispatcher = CollectingDispatcher()
-    events = await ActionRespond().run(dispatcher, tracker, {})
+    events = ActionRespond().answer(read_turn(tracker), dispatcher)
     return dispatcher.messages, events
 
 

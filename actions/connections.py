@@ -1,0 +1,49 @@
+"""The action server's connections: one Redis client per event loop, the queue, the handoff state.
+
+Redis is the one given by `REDIS_URL` (the launcher sets it), else the launcher's own Redis on
+`SUPPORT_REDIS_PORT`. Clients are created lazily and kept per running event loop (the action
+server has one; tests may have several), so no call blocks another conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+from redis.asyncio import Redis
+
+from bot.config import get_settings
+from bot.handoff import Handoff
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = weakref.WeakKeyDictionary()
+_stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Handoff] = weakref.WeakKeyDictionary()
+
+
+def redis_url() -> str:
+    settings = get_settings()
+    return settings.redis_url or f"redis://127.0.0.1:{settings.redis_port}/0"
+
+
+def redis_client() -> Redis:
+    """This event loop's Redis client (decoded strings, short timeouts)."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        client = Redis.from_url(
+            redis_url(), decode_responses=True, socket_connect_timeout=2, socket_timeout=5
+        )
+        _clients[loop] = client
+    return client
+
+
+def handoff_store() -> Handoff:
+    """This event loop's handoff state store over the queue."""
+    from actions.queue_port import QueuePort
+
+    loop = asyncio.get_running_loop()
+    store = _stores.get(loop)
+    if store is None:
+        namespace = get_settings().queue_namespace
+        store = Handoff(redis_client(), QueuePort(redis_client(), namespace), namespace)
+        _stores[loop] = store
+    return store

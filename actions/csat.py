@@ -1,0 +1,115 @@
+"""Customer satisfaction: a 1-5 rating (buttons) and an optional comment when a conversation ends.
+
+Asked after goodbye and after an agent hands the conversation back. Every answer is appended to
+the Redis stream `<ns>:csat` (durable with AOF) with fields:
+
+- `kind`: `offered` (the question was asked), `rating`, or `comment` (a later comment on a rating);
+- `conversation_id`, `rating_id` (the `rating` entry's own id; `comment` entries repeat it),
+  `score` (1-5), `comment`, `at` (Unix seconds);
+- `path`: `bot_only`, or `escalated` with `reasons` (JSON list of the handoff's reason codes) and
+  `ticket_id` - so satisfaction can be compared between the bot alone and the human path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+
+from rasa_sdk import Tracker
+from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.connections import redis_client
+from actions.escalation_messages import say
+from actions.turn import Turn
+from bot.config import get_settings
+from bot.handoff import HandoffState
+
+log = logging.getLogger(__name__)
+
+SCORE = re.compile(r'^\W*([1-5])\b|"csat_score"\s*:\s*"?([1-5])')
+NO_COMMENT = ("deny", "goodbye")
+
+
+def stream_key() -> str:
+    return f"{get_settings().queue_namespace}:csat"
+
+
+def path_of(state: HandoffState) -> dict[str, str]:
+    """`bot_only`, or `escalated` with the reasons and ticket of the human stretch."""
+    ticket = state.ticket_id or state.last_ticket_id
+    if not ticket:
+        return {"path": "bot_only", "reasons": "[]", "ticket_id": ""}
+    reasons = state.reasons if state.ticket_id else state.last_reasons
+    return {"path": "escalated", "reasons": json.dumps(reasons), "ticket_id": ticket}
+
+
+def score_of(turn: Turn, tracker: Tracker) -> int | None:
+    """The rating in the message: the button's entity, or a leading digit 1-5."""
+    for entity in (tracker.latest_message or {}).get("entities") or []:
+        if entity.get("entity") == "csat_score" and str(entity.get("value")) in "12345":
+            return int(entity["value"])
+    match = SCORE.search(turn.text or "")
+    return int(match.group(1) or match.group(2)) if match else None
+
+
+async def _append(fields: dict[str, str]) -> None:
+    try:
+        await redis_client().xadd(stream_key(), {**fields, "at": f"{time.time():.3f}"})
+    except Exception:
+        log.exception("could not store a satisfaction answer of %s", fields.get("conversation_id"))
+
+
+async def ask(dispatcher: CollectingDispatcher, conversation_id: str) -> list[EventType]:
+    """Ask for a 1-5 rating."""
+    say(dispatcher, "csat_ask")
+    await _append({"kind": "offered", "conversation_id": conversation_id})
+    return [SlotSet("csat_stage", "rating")]
+
+
+async def take_answer(
+    stage: str,
+    turn: Turn,
+    tracker: Tracker,
+    dispatcher: CollectingDispatcher,
+    state: HandoffState,
+) -> list[EventType] | None:
+    """Store the rating or comment; None when the message is neither (the customer moved on)."""
+    conversation_id = tracker.sender_id
+    if stage == "rating":
+        score = score_of(turn, tracker)
+        if score is None:
+            return None
+        rating_id = uuid.uuid4().hex
+        await _append(
+            {
+                "kind": "rating",
+                "conversation_id": conversation_id,
+                "rating_id": rating_id,
+                "score": str(score),
+                "comment": "",
+                **path_of(state),
+            }
+        )
+        say(dispatcher, "csat_comment")
+        return [SlotSet("csat_stage", "comment"), SlotSet("csat_rating_id", rating_id)]
+    if stage == "comment":
+        text = (turn.text or "").strip()
+        if turn.intent in NO_COMMENT or not text or text.startswith("/"):
+            say(dispatcher, "csat_thanks")
+            return [SlotSet("csat_stage", None)]
+        await _append(
+            {
+                "kind": "comment",
+                "conversation_id": conversation_id,
+                "rating_id": tracker.get_slot("csat_rating_id") or "",
+                "comment": text[:2000],
+                **path_of(state),
+            }
+        )
+        say(dispatcher, "csat_thanks")
+        return [SlotSet("csat_stage", None)]
+    return None

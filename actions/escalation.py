@@ -1,0 +1,229 @@
+"""Every customer turn, before `action_respond` answers: measure, decide, audit, then route.
+
+`EscalationGate.handle()` is the first thing `action_respond` does on every turn:
+
+1. read the conversation's handoff state (Redis, repaired from the ticket's state);
+2. measure the turn (`bot.signals.observe`, state carried in the `escalation_state` slot) and ask
+   the policy (`bot.escalation.evaluate`);
+3. record an audit entry (signals, decision and why) in the `escalation_audit` slot and in the
+   Redis streams `<ns>:audit:<conversation id>` and `<ns>:escalation:decisions`;
+4. route: silent while an agent holds the conversation; pending answers (rating, comment, email);
+   the escalation intents (cancel, keep chatting, leave contact, rating); while waiting, routine
+   answers plus the queue position when asked; otherwise hand off, answer and offer a person, or
+   just answer (and ask for a rating after goodbye).
+
+The policy file is loaded when this module is imported, so the action server refuses to start on
+a bad `escalation_policy.yml` and says why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rasa_sdk import Tracker
+from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions import csat, handoff
+from actions.connections import redis_client
+from actions.escalation_messages import OFFER_TAG, say
+from actions.turn import Turn
+from bot.config import get_settings
+from bot.escalation import Action, Decision, Policy, evaluate, load_policy
+from bot.handoff import HandoffState
+from bot.signals import SignalState, TurnSignals, observe
+from bot.signals import Turn as SignalTurn
+
+log = logging.getLogger(__name__)
+
+POLICY: Policy = load_policy(get_settings().escalation_policy)
+AUDIT_SLOT_TURNS = 30
+Answer = Callable[[Turn, CollectingDispatcher], list[EventType]]
+CONTROL_INTENTS = ("cancel_handoff", "continue_with_bot", "leave_contact", "csat_rating")
+QUESTION_TAGS = ("did_that_help", "rephrase", "rephrase_no_topics")
+
+
+@dataclass
+class Assessment:
+    signals: TurnSignals
+    decision: Decision
+    state: SignalState
+    entry: dict[str, Any]
+
+
+def explain(signals: TurnSignals, decision: Decision) -> str:
+    """Why the policy did or did not escalate, in one line for a reviewer."""
+    if decision.held_back:
+        return f"{', '.join(decision.reasons)} fired but held back ({decision.held_back})"
+    if decision.action is Action.none:
+        return (
+            f"no rule fired: failed turns {signals.failed_turns}/{POLICY.failed_turns.offer_after}, "
+            f"sentiment {signals.sentiment}, negative streak {signals.negative_streak}"
+        )
+    return (
+        f"{decision.action.value}: {', '.join(decision.reasons)} "
+        f"(priority {decision.priority_name}, topic {decision.topic})"
+    )
+
+
+def assess(tracker: Tracker, turn: Turn, mode: str, policy: Policy = POLICY) -> Assessment:
+    """Signals of the latest turn and the policy's decision, with the audit entry to record."""
+    raw = tracker.get_slot("escalation_state")
+    state = SignalState.parse_obj(raw) if isinstance(raw, dict) else SignalState()
+    signal_turn = SignalTurn(
+        text=turn.text,
+        intent=turn.intent or None,
+        confidence=turn.confidence,
+        ranking=list(turn.ranking),
+        bot_replies=list(turn.previous_replies),
+    )
+    signals, next_state = observe(state, signal_turn, policy.signal_config())
+    signals = signals.copy(update={"mode": mode})
+    decision = evaluate(signals, policy)
+    entry = {
+        "turn": signals.turn,
+        "at": round(time.time(), 3),
+        "signals": json.loads(signals.json()),
+        "decision": json.loads(decision.json()),
+        "why": explain(signals, decision),
+    }
+    return Assessment(signals, decision, next_state, entry)
+
+
+async def record(conversation_id: str, entry: dict[str, Any]) -> None:
+    """Append the audit entry to the conversation's stream and the stream of all decisions."""
+    ns = get_settings().queue_namespace
+    fields = {"conversation_id": conversation_id, "entry": json.dumps(entry)}
+    try:
+        redis = redis_client()
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(f"{ns}:audit:{conversation_id}", fields, maxlen=2000, approximate=True)
+            pipe.xadd(f"{ns}:escalation:decisions", fields, maxlen=200_000, approximate=True)
+            await pipe.execute()
+    except Exception:  # the slot keeps the entry; the conversation must not fail on Redis
+        log.exception("could not append the audit entry of %s to Redis", conversation_id)
+
+
+class EscalationGate:
+    """Runs the escalation part of every turn around `action_respond`'s answer."""
+
+    def __init__(self, policy: Policy = POLICY) -> None:
+        self.policy = policy
+
+    async def handle(
+        self,
+        turn: Turn,
+        tracker: Tracker,
+        dispatcher: CollectingDispatcher,
+        answer: Answer,
+    ) -> list[EventType]:
+        conversation_id = tracker.sender_id
+        state = await handoff.current_state(conversation_id, tracker)
+        assessment = assess(tracker, turn, state.mode, self.policy)
+        await record(conversation_id, assessment.entry)
+        events = [
+            SlotSet("escalation_state", json.loads(assessment.state.json())),
+            SlotSet("escalation_audit", _audit(tracker, assessment.entry)),
+            SlotSet("handoff_mode", state.mode),
+        ]
+        return events + await self.route(turn, tracker, dispatcher, answer, state, assessment)
+
+    async def route(
+        self,
+        turn: Turn,
+        tracker: Tracker,
+        dispatcher: CollectingDispatcher,
+        answer: Answer,
+        state: HandoffState,
+        assessment: Assessment,
+    ) -> list[EventType]:
+        if state.mode == "agent":
+            return []  # a person holds the conversation: the bot never answers over them
+        pending, cleared = await self.pending_input(turn, tracker, dispatcher, state)
+        if pending is not None:
+            return pending
+        if turn.intent in CONTROL_INTENTS:
+            return cleared + await self.control(turn, tracker, dispatcher, state)
+        if state.mode == "waiting":
+            return cleared + await handoff.while_waiting(
+                turn, tracker, dispatcher, answer, state, assessment, self.policy
+            )
+        decision = assessment.decision
+        if decision.action is Action.handoff:
+            return cleared + await handoff.start(
+                turn, tracker, dispatcher, answer, assessment, self.policy
+            )
+        events = cleared + answer(turn, dispatcher)
+        if decision.action is Action.offer:
+            offer(dispatcher, assessment)
+        elif turn.intent == "goodbye":
+            events += await csat.ask(dispatcher, tracker.sender_id)
+        return events
+
+    async def pending_input(
+        self,
+        turn: Turn,
+        tracker: Tracker,
+        dispatcher: CollectingDispatcher,
+        state: HandoffState,
+    ) -> tuple[list[EventType] | None, list[EventType]]:
+        """The answer to what the escalation asked last turn (rating, comment, email), if it is
+        one; else None and the events that stop waiting for it."""
+        cleared: list[EventType] = []
+        stage = tracker.get_slot("csat_stage")
+        if stage:
+            taken = await csat.take_answer(stage, turn, tracker, dispatcher, state)
+            if taken is not None:
+                return taken, cleared
+            cleared.append(SlotSet("csat_stage", None))
+        if tracker.get_slot("awaiting_contact"):
+            if state.mode == "waiting":
+                taken = await handoff.take_email(turn, tracker, dispatcher, state)
+                if taken is not None:
+                    return taken, cleared
+            cleared.append(SlotSet("awaiting_contact", False))
+        return None, cleared
+
+    async def control(
+        self,
+        turn: Turn,
+        tracker: Tracker,
+        dispatcher: CollectingDispatcher,
+        state: HandoffState,
+    ) -> list[EventType]:
+        if turn.intent == "cancel_handoff":
+            return await handoff.cancel(tracker, dispatcher, state)
+        if turn.intent == "leave_contact":
+            return handoff.ask_email(dispatcher, state)
+        if turn.intent == "csat_rating":
+            return await csat.take_answer("rating", turn, tracker, dispatcher, state)
+        say(dispatcher, "keep_waiting" if state.mode == "waiting" else "continue_with_bot")
+        return []
+
+
+def offer(dispatcher: CollectingDispatcher, assessment: Assessment) -> None:
+    """Offer a person in place of the bot's closing question (unless it already offered one)."""
+    tags = [m.get("reply") for m in dispatcher.messages]
+    if OFFER_TAG in tags:
+        return
+    dispatcher.messages[:] = [m for m in dispatcher.messages if m.get("reply") not in QUESTION_TAGS]
+    reasons = set(assessment.decision.reasons)
+    if reasons & {"negative_sentiment", "negative_streak", "sentiment_falling"}:
+        name = "offer_mood"
+    elif any(r.startswith("sensitive:") for r in reasons):
+        name = "offer_sensitive"
+    elif "conversation_length" in reasons and "failed_turns" not in reasons:
+        name = "offer_length"
+    else:
+        name = "offer_failed_turns"
+    say(dispatcher, name, tag=OFFER_TAG)
+
+
+def _audit(tracker: Tracker, entry: dict[str, Any]) -> list[dict[str, Any]]:
+    previous = tracker.get_slot("escalation_audit") or []
+    return [*previous, entry][-AUDIT_SLOT_TURNS:]
