@@ -19,6 +19,7 @@ import yaml
 from aiohttp import web
 from redis.asyncio import Redis
 
+from bot.analytics import api as analytics_api
 from bot.config import Settings
 from bot.web import agent_api, customer_api, websocket
 from bot.web.auth import AgentAccounts, ensure_demo_agent
@@ -156,5 +157,6 @@ def create_app(
     app.router.add_routes(customer_api.routes)
     app.router.add_routes(agent_api.routes)
     app.router.add_routes(websocket.routes)
+    analytics_api.register(app)  # support-lead dashboard, analytics API, escalation labels
     app.router.add_static("/static/", STATIC, follow_symlinks=False)
     return app

@@ -1,0 +1,244 @@
+"""The dashboard's HTTP API, served by the gateway (:func:`register` adds the routes).
+
+Support-lead endpoints (a session whose agent has role ``lead``; else 401/403):
+
+- ``GET  /dashboard``                       the dashboard page (it logs in itself);
+- ``GET  /api/analytics/summary``           every figure for ``?from=YYYY-MM-DD&to=YYYY-MM-DD``
+  (UTC days, inclusive; default the last 30 days) and optional ``&topic=<intent>``;
+- ``GET  /api/analytics/conversations``     one row per conversation of the period (outcome flags);
+- ``POST /api/analytics/replay``            ``{"policy": "<candidate escalation_policy.yml>"}``:
+  the conversations of the period that policy would have escalated differently (shadow mode);
+- ``GET  /api/analytics/policy``            the escalation policy in force, as YAML text;
+- ``GET  /api/analytics/nlu-candidates.yml`` fallback and handoff messages as Rasa NLU YAML.
+
+Agent endpoints (any agent session):
+
+- ``GET  /api/analytics/labels``            the label choices and this agent's handled tickets
+  still without a label;
+- ``POST /api/tickets/{ticket_id}/label``   ``{"label": "correct" | "bot_should_have_solved" |
+  "too_late" | "new_topic"}``: one click; allowed for the agent who handled the ticket, or a lead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+from pydantic import ValidationError
+
+from bot.analytics import labels as label_store
+from bot.analytics import learning, measures
+from bot.analytics.collect import collect_records
+from bot.analytics.events import LABELS
+from bot.analytics.period import parse_period
+from bot.analytics.records import ConversationRecord
+from bot.analytics.replay import replay
+from bot.analytics.summary import summarize
+from bot.escalation import Policy, PolicyError, load_policy
+from bot.web.agent_api import agent_session
+from bot.web.auth import Agent
+from bot.web.errors import ApiError, bad_request, forbidden
+from bot.web.gateway import Gateway
+
+STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
+MAX_POLICY_CHARS = 60_000
+routes = web.RouteTableDef()
+
+
+async def lead_session(request: web.Request) -> tuple[Gateway, Agent]:
+    gateway, agent = await agent_session(request)
+    if agent.role != "lead":
+        raise forbidden("the dashboard is for support leads")
+    return gateway, agent
+
+
+def _period(request: web.Request) -> tuple[float, float, str | None]:
+    try:
+        start, end = parse_period(request.query.get("from"), request.query.get("to"))
+    except ValueError as error:
+        raise bad_request(str(error)) from error
+    topic = (request.query.get("topic") or "").strip() or None
+    return start, end, topic
+
+
+async def _records(gateway: Gateway) -> list[ConversationRecord]:
+    return await collect_records(gateway.redis, gateway.settings.queue_namespace)
+
+
+@routes.get("/dashboard")
+async def dashboard_page(_request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(
+        STATIC / "dashboard.html", headers={"Content-Type": "text/html; charset=utf-8"}
+    )
+
+
+@routes.get("/api/analytics/summary")
+async def summary(request: web.Request) -> web.Response:
+    gateway, _ = await lead_session(request)
+    start, end, topic = _period(request)
+    records = await _records(gateway)
+    figures = await asyncio.to_thread(summarize, records, start, end, topic)
+    return web.json_response(figures)
+
+
+def conversation_row(record: ConversationRecord) -> dict[str, Any]:
+    return {
+        "conversation_id": record.conversation_id,
+        "started_at": record.started_at,
+        "topic": record.topic,
+        "customer_messages": len(record.messages),
+        "bot_only": record.bot_only,
+        "contained": measures.contained(record),
+        "falsely_contained": measures.falsely_contained(record),
+        "left_mid_problem": record.left_mid_problem,
+        "handoff": record.handoff_requested,
+        "reason_codes": list(record.reason_codes),
+        "tickets": [
+            {
+                "ticket_id": t.ticket_id,
+                "state": t.state,
+                "topic": t.topic,
+                "disposition": t.disposition,
+                "label": t.label,
+                "handled": t.handled,
+                "first_reply_seconds": t.first_reply_seconds,
+                "handle_seconds": t.handle_seconds,
+            }
+            for t in record.tickets
+        ],
+        "fallbacks": record.fallbacks,
+        "didnt_help": record.didnt_help,
+        "rating": record.rating,
+        "survey_offered": record.survey_offered,
+    }
+
+
+@routes.get("/api/analytics/conversations")
+async def conversations(request: web.Request) -> web.Response:
+    gateway, _ = await lead_session(request)
+    start, end, topic = _period(request)
+    records = measures.in_period(await _records(gateway), start, end, topic)
+    return web.json_response({"conversations": [conversation_row(r) for r in records]})
+
+
+def _candidate_policy(text: str) -> Policy:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise bad_request(f"the policy is not valid YAML: {error}") from error
+    if not isinstance(raw, dict):
+        raise bad_request("the policy must be a mapping of settings")
+    try:
+        return Policy.parse_obj(raw)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'] if p != '__root__') or 'policy'}: {e['msg']}"
+            for e in error.errors()
+        )
+        raise bad_request(f"invalid escalation policy: {problems}") from error
+
+
+@routes.post("/api/analytics/replay")
+async def replay_policy(request: web.Request) -> web.Response:
+    gateway, _ = await lead_session(request)
+    start, end, topic = _period(request)
+    body = await request.json() if request.can_read_body else {}
+    text = body.get("policy") if isinstance(body, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        raise bad_request("'policy' (the candidate policy as YAML text) is required")
+    if len(text) > MAX_POLICY_CHARS:
+        raise ApiError(
+            413, "too_large", f"the policy may have at most {MAX_POLICY_CHARS} characters"
+        )
+    candidate = _candidate_policy(text)
+    try:
+        current = await asyncio.to_thread(load_policy, gateway.settings.escalation_policy)
+    except PolicyError as error:
+        raise ApiError(500, "policy_unreadable", str(error)) from error
+    records = measures.in_period(await _records(gateway), start, end, topic)
+    result = await asyncio.to_thread(replay, records, current, candidate)
+    return web.json_response(result.as_dict())
+
+
+@routes.get("/api/analytics/policy")
+async def current_policy(request: web.Request) -> web.Response:
+    gateway, _ = await lead_session(request)
+    text = await asyncio.to_thread(Path(gateway.settings.escalation_policy).read_text, "utf-8")
+    return web.Response(text=text, content_type="application/yaml")
+
+
+@routes.get("/api/analytics/nlu-candidates.yml")
+async def nlu_candidates(request: web.Request) -> web.Response:
+    gateway, _ = await lead_session(request)
+    start, end, topic = _period(request)
+    records = measures.in_period(await _records(gateway), start, end, topic)
+    text = learning.to_yaml(learning.candidates(records))
+    return web.Response(
+        text=text,
+        content_type="application/yaml",
+        headers={"Content-Disposition": 'attachment; filename="nlu_candidates.yml"'},
+    )
+
+
+def _handled_by(ticket: dict[str, Any], agent: Agent) -> bool:
+    return agent.login in (ticket.get("agent_id"), ticket.get("last_agent_id"))
+
+
+@routes.get("/api/analytics/labels")
+async def label_choices(request: web.Request) -> web.Response:
+    gateway, agent = await agent_session(request)
+    namespace = gateway.settings.queue_namespace
+    labelled = await label_store.latest_labels(gateway.redis, namespace)
+    records = await _records(gateway)
+    pending = [
+        {
+            "ticket_id": t.ticket_id,
+            "conversation_id": r.conversation_id,
+            "topic": t.topic,
+            "reason_codes": list(t.reason_codes),
+            "state": t.state,
+            "closed_at": t.closed_at,
+        }
+        for r in records
+        for t in r.tickets
+        if t.handled
+        and t.closed_at is not None
+        and t.ticket_id not in labelled
+        and t.agent_id == agent.login
+    ]
+    pending.sort(key=lambda row: row["closed_at"] or 0, reverse=True)
+    return web.json_response(
+        {"labels": [{"value": k, "title": v} for k, v in LABELS.items()], "pending": pending[:20]}
+    )
+
+
+@routes.post("/api/tickets/{ticket_id}/label")
+async def label_ticket(request: web.Request) -> web.Response:
+    gateway, agent = await agent_session(request)
+    ticket_id = request.match_info["ticket_id"]
+    body = await request.json() if request.can_read_body else {}
+    label = body.get("label") if isinstance(body, dict) else None
+    if label not in LABELS:
+        raise bad_request(f"'label' must be one of {', '.join(LABELS)}")
+    ticket = await gateway.desk.ticket(ticket_id)
+    if agent.role != "lead" and not _handled_by(ticket, agent):
+        raise forbidden("only the agent who handled the ticket (or a lead) can label it")
+    event = await label_store.record_label(
+        gateway.redis,
+        gateway.settings.queue_namespace,
+        ticket_id=ticket_id,
+        conversation_id=str(ticket.get("conversation_id") or ""),
+        label=label,
+        agent_id=agent.login,
+    )
+    return web.json_response(
+        {"ticket_id": ticket_id, "label": event.label, "title": LABELS[event.label], "at": event.at}
+    )
+
+
+def register(app: web.Application) -> None:
+    """Add the dashboard page and the analytics API to the gateway's application."""
+    app.router.add_routes(routes)

@@ -1,0 +1,72 @@
+"""Gather every durable source into conversation records.
+
+Sources, all durable (nothing comes from a process's memory):
+
+1. Rasa's SQL event broker (:mod:`bot.analytics.rasa_events`): what customers said, how the NLU
+   understood it, what the bot answered, "did that help?" answers, surveys and ratings;
+2. the escalation audit stream and the queue's tickets with their audit history
+   (:mod:`bot.analytics.audit_events`);
+3. the agents' escalation labels (:mod:`bot.analytics.labels`).
+
+They are joined on the conversation id (Rasa's sender id is the gateway's conversation id, which
+is also the ticket's conversation id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+
+from bot.analytics import audit_events, labels, rasa_events
+from bot.analytics.events import Event
+from bot.analytics.records import ConversationRecord, build_records
+
+
+async def ticket_events(redis: Redis, namespace: str) -> list[Event]:
+    """Events of every ticket the queue knows (none when the queue is not installed)."""
+    try:
+        from bot.analytics.queue_source import read_ticket_events
+    except ImportError:
+        return []
+    return await read_ticket_events(redis, namespace)
+
+
+async def collect_events(
+    redis: Redis, namespace: str, events_url: str | None = None
+) -> list[Event]:
+    rasa = await asyncio.to_thread(rasa_events.read_events, events_url)
+    decisions = await audit_events.read_decisions(redis, namespace)
+    tickets = await ticket_events(redis, namespace)
+    clicks = await labels.read_labels(redis, namespace)
+    return [*rasa, *decisions, *tickets, *clicks]
+
+
+async def collect_records(
+    redis: Redis, namespace: str, events_url: str | None = None
+) -> list[ConversationRecord]:
+    """Every recorded conversation, oldest first."""
+    return build_records(await collect_events(redis, namespace, events_url))
+
+
+def redis_url() -> str:
+    from bot.config import get_settings
+
+    settings = get_settings()
+    return settings.redis_url or f"redis://127.0.0.1:{settings.redis_port}/0"
+
+
+def collect(
+    redis_address: str | None = None, events_url: str | None = None
+) -> list[ConversationRecord]:
+    """:func:`collect_records` for command-line tools (own event loop and Redis client)."""
+    from bot.config import get_settings
+
+    async def run() -> list[ConversationRecord]:
+        client = Redis.from_url(redis_address or redis_url(), decode_responses=True)
+        try:
+            return await collect_records(client, get_settings().queue_namespace, events_url)
+        finally:
+            await client.close()
+
+    return asyncio.run(run())
