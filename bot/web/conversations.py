@@ -145,25 +145,29 @@ class Conversations:
         return state
 
     async def send(self, conversation_id: str, incoming: Incoming) -> tuple[list[dict], DeskState]:
-        """Route one customer message; returns the new events for the customer and the state."""
+        """Route one customer message; returns the new events for the customer and the state.
+
+        A retry with the client id of a message already taken returns what followed it and
+        sends nothing again. In bot mode the message and the bot's replies are appended together
+        once Rasa has answered: if Rasa fails, nothing is recorded and the client retries.
+        """
+        client_id = incoming.client_id or uuid.uuid4().hex
+        earlier = await self.events.find(conversation_id, client_id)
+        if earlier is not None:
+            later = await self.events.history(conversation_id, earlier["id"])
+            return [earlier, *later], await self.desk.state(conversation_id)
         state = await self.desk.state(conversation_id)
         shown = mask_card_numbers(incoming.shown())
-        client_id = incoming.client_id or uuid.uuid4().hex
         customer_event = {"type": "message", "from": "customer", "text": shown}
         customer_event["client_id"] = client_id
         if state.mode == "agent" and state.ticket_id:
             await self.desk.customer_message(state, conversation_id, shown, client_id)
-            appended = await self.events.append(conversation_id, [customer_event])
-            return [{k: v for k, v in e.items() if k != "duplicate"} for e in appended], state
-        appended = await self.events.append(conversation_id, [customer_event])
-        if appended[0].get("duplicate"):  # a retry: answer with what followed the first send
-            later = await self.events.history(conversation_id, appended[0]["id"])
-            return appended + later, state
+            return await self.events.append(conversation_id, [customer_event]), state
+        customer_event["ts"] = time.time()
         to_rasa = incoming.payload if incoming.payload else _as_text(shown)
         replies = await self._rasa.send(conversation_id, to_rasa)
-        bot_appended = await self.events.append(conversation_id, bot_events(replies))
-        after = await self.sync_mode(conversation_id)
-        return appended + bot_appended, after
+        appended = await self.events.append(conversation_id, [customer_event, *bot_events(replies)])
+        return appended, await self.sync_mode(conversation_id)
 
     async def view(self, conversation_id: str, after: str = "0-0") -> dict[str, Any]:
         state = await self.sync_mode(conversation_id)

@@ -76,6 +76,11 @@ class ConversationEvents:
             for e in events
         ]
 
+    async def find(self, conversation_id: str, client_id: str) -> dict[str, Any] | None:
+        """The event appended earlier with this client id, if any."""
+        known = await self._known_client_ids(conversation_id, [{"client_id": client_id}])
+        return known.get(client_id)
+
     async def _known_client_ids(
         self, conversation_id: str, events: list[dict[str, Any]]
     ) -> dict[str, dict]:

@@ -1,0 +1,165 @@
+"""Fixtures for the gateway's tests: a real Redis, a real gateway process and, for the end-to-end
+browser tests, a real Rasa server and action server with the trained model.
+
+* ``web_redis``: a redis-server of our own for the session (bot.redis_server, free port).
+* ``gateway``: ``python -m bot.web`` on a free port against it, with Rasa pointing at a port
+  nobody listens on (the API tests need no bot; a message to the bot then gets a clear 503).
+* ``stack``: the whole stack (Redis, action server, Rasa with ``ensure_model()``, gateway), for
+  the tests marked ``model`` and ``browser``.
+* ``browser``: headless Debian Chromium through Playwright (``executable_path``).
+
+Service logs go to ``test-artifacts/logs/``; screenshots to ``test-artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from redis.asyncio import Redis
+
+from bot.config import PROJECT_ROOT
+from bot.redis_server import RedisServer
+from bot.services import Service, action_server, free_port, rasa_server
+
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+LOGS = ARTIFACTS / "logs"
+SCREENSHOTS = ARTIFACTS / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ALLOWED_ORIGIN = "https://shop.example"
+
+
+@dataclass
+class Gateway:
+    """A running gateway process and what it runs against."""
+
+    url: str
+    redis_url: str
+    rasa_url: str
+    namespace: str
+    service: Service
+
+    def ws_url(self, path: str) -> str:
+        return self.url.replace("http://", "ws://") + path
+
+
+def gateway_service(name: str, redis_url: str, rasa_url: str, namespace: str) -> Gateway:
+    port = free_port()
+    env = {
+        "REDIS_URL": redis_url,
+        "RASA_URL": rasa_url,
+        "SUPPORT_QUEUE_NAMESPACE": namespace,
+        "WEB_ALLOWED_ORIGINS": ALLOWED_ORIGIN,
+        "GATEWAY_PORT": str(port),
+    }
+    service = Service(
+        name=name,
+        command=[sys.executable, "-m", "bot.web", "--host", "127.0.0.1", "--port", str(port)],
+        health_url=f"http://127.0.0.1:{port}/healthz",
+        log_path=LOGS / f"{name}.log",
+        env=env,
+    )
+    return Gateway(f"http://127.0.0.1:{port}", redis_url, rasa_url, namespace, service)
+
+
+@pytest.fixture(scope="session")
+def web_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(data_dir=tmp_path_factory.mktemp("web-redis"), appendonly=True)
+    with server:
+        yield server
+
+
+def _run(gateway: Gateway) -> Iterator[Gateway]:
+    gateway.service.start()
+    try:
+        gateway.service.wait_healthy(timeout=60)
+        yield gateway
+    finally:
+        gateway.service.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(web_redis: RedisServer) -> Iterator[Gateway]:
+    """A gateway whose Rasa is unreachable (API tests)."""
+    nobody = f"http://127.0.0.1:{free_port()}"
+    yield from _run(gateway_service("gateway-api", web_redis.url, nobody, "webtest"))
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def redis(web_redis: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis.from_url(web_redis.url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def stack(web_redis: RedisServer) -> Iterator[Gateway]:
+    """Action server, Rasa (trained model) and a gateway against the session's Redis."""
+    from bot.training import ensure_model
+
+    model = ensure_model(quiet=True)
+    namespace = "e2e"
+    env = {"REDIS_URL": web_redis.url, "SUPPORT_QUEUE_NAMESPACE": namespace}
+    actions_port, rasa_port = free_port(), free_port()
+    actions = action_server(actions_port, LOGS, env)
+    rasa = rasa_server(rasa_port, model, f"http://127.0.0.1:{actions_port}/webhook", LOGS, env)
+    started: list[Service] = []
+    try:
+        for service in (actions, rasa):
+            service.start()
+            started.append(service)
+        for service in (actions, rasa):
+            service.wait_healthy(timeout=300)
+        rasa_url = f"http://127.0.0.1:{rasa_port}"
+        yield from _run(gateway_service("gateway-e2e", web_redis.url, rasa_url, namespace))
+    finally:
+        for service in reversed(started):
+            service.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(
+            f"{CHROMIUM} is missing: run scripts/setup.sh --with-browser (apt-get install chromium)"
+        )
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium_path: str) -> AsyncIterator[object]:
+    from playwright.async_api import async_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    async with async_playwright() as playwright:
+        instance = await playwright.chromium.launch(
+            executable_path=chromium_path, args=CHROMIUM_ARGS
+        )
+        yield instance
+        await instance.close()
+
+
+def screenshot_path(name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS / f"{name}.png"
