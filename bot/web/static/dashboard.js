@@ -3,7 +3,7 @@
  * All text from data is set with textContent: nothing from a conversation is parsed as HTML. */
 (function () {
   "use strict";
-  const TOKEN_KEY = "pennant.lead.token";
+  const TOKEN_KEY = "pennant-console-token"; // shared with the agent console: one login for both
   const COLORS = { good: "#1f7a4d", bad: "#b3261e", warn: "#b26a00", accent: "#2f5bd3",
     grey: "#8a94a6", violet: "#7b4fc9", teal: "#138a8a" };
   const charts = {};
