@@ -1,0 +1,318 @@
+"""Replay the labelled conversations against the running bot and score its escalation.
+
+    python -m bench.escalation --rasa-url http://127.0.0.1:5005 [--concurrency 4] [--json out.json]
+
+Needs Rasa with `--enable-api` and the REST channel, the action server, and their Redis. Each
+conversation in `tests/conversations/*.yml` (format in its README) is sent turn by turn to
+`POST /webhooks/rest/webhook`; after each turn the tracker (`GET /conversations/<id>/tracker`)
+tells what the escalation did: its audit entry, whether a person was offered (a bot message
+tagged `offer_human`) and whether a ticket was opened (slot `handoff_ticket`). The simulated
+customer accepts an offer when its conversation is labelled `expect_handoff`, else declines it.
+
+Printed, each beside its target:
+- handoff precision: of the conversations the bot escalated (offered a person or handed off),
+  the share labelled as needing a person (>= 0.95);
+- handoff recall: of those labelled as needing a person, the share escalated by their
+  `latest_turn` (>= 0.95);
+- routine containment: routine conversations finished without a ticket or an offer (>= 0.90);
+- explicit requests handed off on the same turn (all);
+- median customer turns to the handoff (reported);
+- worst case of failed turns before a person was offered (<= 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from bot.config import PROJECT_ROOT
+
+CONVERSATIONS_DIR = PROJECT_ROOT / "tests" / "conversations"
+ACCEPT, DECLINE = "/request_human", "/continue_with_bot"
+TARGETS = {
+    "precision": 0.95,
+    "recall": 0.95,
+    "containment": 0.90,
+    "explicit_same_turn": 1.0,
+    "worst_failed_turns": 2,
+}
+
+
+@dataclass
+class Conversation:
+    id: str
+    category: str
+    expect_handoff: bool
+    turns: list[str]
+    latest_turn: int | None = None
+    explicit_turn: int | None = None
+
+
+@dataclass
+class Outcome:
+    id: str
+    category: str
+    expect_handoff: bool
+    escalated_turn: int | None = None  # scripted turn of the first offer or handoff
+    handoff_turn: int | None = None  # scripted turn on which the ticket was opened
+    handoff_messages: int | None = None  # customer messages sent until the ticket (with clicks)
+    offered: int = 0
+    max_failed_turns: int = 0
+    reasons: list[str] = field(default_factory=list)
+    latest_turn: int | None = None
+    explicit_turn: int | None = None
+    transcript: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def escalated(self) -> bool:
+        return self.escalated_turn is not None
+
+    @property
+    def in_time(self) -> bool:
+        return self.escalated and (
+            self.latest_turn is None or self.escalated_turn <= self.latest_turn
+        )
+
+
+def load_conversations(directory: Path = CONVERSATIONS_DIR) -> list[Conversation]:
+    """Every labelled conversation, checked for the fields the benchmark needs."""
+    conversations: list[Conversation] = []
+    for path in sorted(directory.glob("*.yml")):
+        for raw in yaml.safe_load(path.read_text())["conversations"]:
+            conv = Conversation(**raw)
+            if conv.expect_handoff and conv.latest_turn is None:
+                raise ValueError(f"{path.name}: {conv.id} expects a handoff but has no latest_turn")
+            conversations.append(conv)
+    ids = [c.id for c in conversations]
+    if len(ids) != len(set(ids)):
+        raise ValueError("conversation ids must be unique")
+    return conversations
+
+
+class Bot:
+    """The running bot through its REST channel and HTTP API."""
+
+    def __init__(self, session: aiohttp.ClientSession, rasa_url: str) -> None:
+        self.session = session
+        self.url = rasa_url.rstrip("/")
+
+    async def send(self, sender: str, text: str) -> list[dict[str, Any]]:
+        async with self.session.post(
+            f"{self.url}/webhooks/rest/webhook", json={"sender": sender, "message": text}
+        ) as resp:
+            resp.raise_for_status()
+            return await resp.json()
+
+    async def tracker(self, sender: str) -> dict[str, Any]:
+        async with self.session.get(f"{self.url}/conversations/{sender}/tracker") as resp:
+            resp.raise_for_status()
+            return await resp.json()
+
+
+def _turn_view(tracker: dict[str, Any]) -> dict[str, Any]:
+    """What the last turn did: its audit entry, offer and ticket."""
+    events = tracker.get("events") or []
+    last_user = max((i for i, e in enumerate(events) if e.get("event") == "user"), default=-1)
+    replies = [
+        (e.get("metadata") or {}).get("reply")
+        for e in events[last_user + 1 :]
+        if e.get("event") == "bot"
+    ]
+    slots = tracker.get("slots") or {}
+    audit = slots.get("escalation_audit") or []
+    return {
+        "entry": audit[-1] if audit else {},
+        "offered": "offer_human" in replies,
+        "ticket": slots.get("handoff_ticket"),
+        "replies": replies,
+    }
+
+
+async def replay(bot: Bot, conv: Conversation, run_id: str) -> Outcome:
+    """Play one conversation as a customer would, reacting to offers of a person."""
+    sender = f"bench-{run_id}-{conv.id}"
+    out = Outcome(
+        conv.id,
+        conv.category,
+        conv.expect_handoff,
+        latest_turn=conv.latest_turn,
+        explicit_turn=conv.explicit_turn,
+    )
+    sent = 0
+
+    async def say(text: str, scripted_turn: int) -> dict[str, Any]:
+        nonlocal sent
+        sent += 1
+        replies = await bot.send(sender, text)
+        view = _turn_view(await bot.tracker(sender))
+        entry = view["entry"]
+        failed = int(((entry.get("signals") or {}).get("failed_turns")) or 0)
+        out.max_failed_turns = max(out.max_failed_turns, failed)
+        decision = entry.get("decision") or {}
+        out.transcript.append(
+            {
+                "customer": text,
+                "bot": [r.get("text") for r in replies],
+                "replies": view["replies"],
+                "decision": decision.get("action"),
+                "reasons": decision.get("reasons"),
+                "failed_turns": failed,
+            }
+        )
+        if view["offered"]:
+            out.offered += 1
+        if (view["offered"] or view["ticket"]) and out.escalated_turn is None:
+            out.escalated_turn = scripted_turn
+        if view["ticket"] and out.handoff_turn is None:
+            out.handoff_turn, out.handoff_messages = scripted_turn, sent
+            out.reasons = decision.get("reasons") or []
+        return view
+
+    try:
+        for number, text in enumerate(conv.turns, start=1):
+            view = await say(text, number)
+            if view["ticket"]:
+                break
+            if view["offered"]:
+                view = await say(ACCEPT if conv.expect_handoff else DECLINE, number)
+                if view["ticket"]:
+                    break
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        out.error = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+def score(outcomes: list[Outcome]) -> dict[str, Any]:
+    """The benchmark's figures from the outcomes."""
+    positives = [o for o in outcomes if o.expect_handoff]
+    escalated = [o for o in outcomes if o.escalated]
+    routine = [o for o in outcomes if o.category == "routine"]
+    explicit = [o for o in outcomes if o.explicit_turn is not None]
+    to_handoff = [o.handoff_messages for o in positives if o.handoff_messages is not None]
+    return {
+        "conversations": len(outcomes),
+        "errors": sum(o.error is not None for o in outcomes),
+        "precision": _ratio(sum(o.expect_handoff for o in escalated), len(escalated)),
+        "recall": _ratio(sum(o.in_time for o in positives), len(positives)),
+        "containment": _ratio(
+            sum(o.handoff_turn is None and not o.offered for o in routine), len(routine)
+        ),
+        "explicit_same_turn": _ratio(
+            sum(o.handoff_turn == o.explicit_turn for o in explicit), len(explicit)
+        ),
+        "median_turns_to_handoff": statistics.median(to_handoff) if to_handoff else None,
+        "handoffs": len(to_handoff),
+        "worst_failed_turns": max((o.max_failed_turns for o in outcomes), default=0),
+    }
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return round(numerator / denominator, 4) if denominator else None
+
+
+def report(figures: dict[str, Any], outcomes: list[Outcome]) -> str:
+    def line(name: str, label: str, target: str, ok: bool | None) -> str:
+        value = figures[name]
+        shown = "n/a" if value is None else (f"{value:.3f}" if isinstance(value, float) else value)
+        mark = "" if ok is None else ("  ok" if ok else "  MISSED")
+        return f"  {label:<44} {shown!s:>7}   target {target}{mark}"
+
+    f = figures
+    lines = [
+        f"Escalation benchmark: {f['conversations']} conversations, {f['handoffs']} handoffs, "
+        f"{f['errors']} errors",
+        line("precision", "handoff precision", ">= 0.95", _meets(f["precision"], 0.95)),
+        line(
+            "recall", "handoff recall (by the labelled turn)", ">= 0.95", _meets(f["recall"], 0.95)
+        ),
+        line("containment", "routine containment", ">= 0.90", _meets(f["containment"], 0.90)),
+        line(
+            "explicit_same_turn",
+            "explicit requests handed off on the same turn",
+            "1.000",
+            _meets(f["explicit_same_turn"], 1.0),
+        ),
+        line("median_turns_to_handoff", "median customer turns to handoff", "(report)", None),
+        line(
+            "worst_failed_turns",
+            "worst failed turns before a person was offered",
+            "<= 2",
+            f["worst_failed_turns"] <= 2,
+        ),
+    ]
+    misses = [
+        o
+        for o in outcomes
+        if o.error
+        or (o.expect_handoff and not o.in_time)
+        or (not o.expect_handoff and o.escalated)
+        or (o.explicit_turn is not None and o.handoff_turn != o.explicit_turn)
+    ]
+    if misses:
+        lines.append("\nMisses:")
+        for o in misses:
+            what = o.error or (
+                f"expected by turn {o.latest_turn}, escalated at {o.escalated_turn}"
+                if o.expect_handoff
+                else f"routine, escalated at turn {o.escalated_turn}"
+            )
+            lines.append(f"  {o.id}: {what}")
+            for t in o.transcript:
+                lines.append(
+                    f"      > {t['customer']!r} -> {t['replies']} {t['decision']} {t['reasons']}"
+                )
+    return "\n".join(lines)
+
+
+def _meets(value: float | None, target: float) -> bool:
+    return value is not None and value >= target
+
+
+async def run(rasa_url: str, concurrency: int, only: str | None) -> list[Outcome]:
+    conversations = [c for c in load_conversations() if not only or only in c.id]
+    run_id = uuid.uuid4().hex[:8]
+    limit = asyncio.Semaphore(concurrency)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        bot = Bot(session, rasa_url)
+
+        async def one(conv: Conversation) -> Outcome:
+            async with limit:
+                return await replay(bot, conv, run_id)
+
+        return await asyncio.gather(*(one(c) for c in conversations))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rasa-url", default="http://127.0.0.1:5005")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--only", help="replay only conversations whose id contains this")
+    parser.add_argument("--json", type=Path, help="also write figures and outcomes here")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    outcomes = asyncio.run(run(args.rasa_url, args.concurrency, args.only))
+    figures = score(outcomes)
+    print(report(figures, outcomes))
+    print(f"\n({time.monotonic() - started:.0f} s)")
+    if args.json:
+        args.json.write_text(
+            json.dumps({"figures": figures, "outcomes": [asdict(o) for o in outcomes]}, indent=2)
+        )
+    return 0 if figures["errors"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
