@@ -247,10 +247,58 @@ def build_record(conversation_id: str, events: Iterable[Event]) -> ConversationR
     return record
 
 
+CONTACT_GAP_SECONDS = 30 * 60
+
+
+def _contacts(events: list[Event]) -> list[list[Event]]:
+    """Split one conversation id's events into contacts at gaps of more than 30 minutes.
+
+    The widget keeps a conversation id across page reloads and visits, so a customer who comes
+    back days later continues the same id: that is a new contact (and a repeat contact when it is
+    on the same topic). No split while a ticket is open; labels belong to the contact that holds
+    their ticket.
+    """
+    activity = sorted((e for e in events if not isinstance(e, EscalationLabel)), key=_sort_key)
+    contacts: list[list[Event]] = []
+    last = None
+    open_tickets: set[str] = set()  # a ticket waiting or with an agent keeps the contact going
+    for event in activity:
+        if last is None or (event.at - last > CONTACT_GAP_SECONDS and not open_tickets):
+            contacts.append([])
+        contacts[-1].append(event)
+        last = event.at
+        if isinstance(event, TicketChange):
+            if event.state in OPEN_TICKET_STATES:
+                open_tickets.add(event.ticket_id)
+            else:
+                open_tickets.discard(event.ticket_id)
+    for label in (e for e in events if isinstance(e, EscalationLabel)):
+        home = next(
+            (
+                c
+                for c in contacts
+                if any(isinstance(e, TicketChange) and e.ticket_id == label.ticket_id for e in c)
+            ),
+            None,
+        )
+        if home is not None:
+            home.append(label)
+    return contacts
+
+
 def build_records(events: Iterable[Event]) -> list[ConversationRecord]:
-    """Records for every conversation the events mention, oldest first."""
+    """Records for every contact the events mention, oldest first.
+
+    A conversation id's first contact keeps the id; later ones (see :func:`_contacts`) get
+    ``<id>~2``, ``<id>~3`` ... and the id as their customer when no customer id is known.
+    """
     grouped: dict[str, list[Event]] = defaultdict(list)
     for event in events:
         grouped[event.conversation_id].append(event)
-    records = [build_record(cid, evs) for cid, evs in grouped.items()]
+    records = []
+    for cid, group in grouped.items():
+        for number, contact in enumerate(_contacts(group), start=1):
+            record = build_record(cid if number == 1 else f"{cid}~{number}", contact)
+            record.customer_id = record.customer_id or (cid if number > 1 else None)
+            records.append(record)
     return sorted(records, key=lambda r: (r.started_at, r.conversation_id))

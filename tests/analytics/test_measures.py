@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bot.analytics import measures
+from bot.analytics.events import HelpAnswer, TicketChange
 from bot.analytics.measures import Ratio
 from bot.analytics.records import build_records
 
@@ -123,3 +126,28 @@ def test_period_and_topic_filters():
         "E",
     ]
     assert measures.in_period(everything, topic="cards")[0].conversation_id == "F"
+
+
+def test_a_customer_back_on_the_same_conversation_days_later_is_a_repeat_contact():
+    events = [
+        msg("W", 0, "card_arrival", "where is my card", customer=None),
+        HelpAnswer(DAY + 5, "W", True, "card_arrival"),
+        # the same widget conversation, three days later, same topic
+        msg("W", 3 * 86400, "card_arrival", "still no card", customer=None),
+    ]
+    events = [e if not hasattr(e, "customer_id") else replace(e, customer_id=None) for e in events]
+    everything = build_records(events)
+    assert [r.conversation_id for r in everything] == ["W", "W~2"]
+    assert everything[1].customer_key == "W"
+    assert measures.durable_resolution(everything[:1], everything) == Ratio(0, 1)
+
+
+def test_a_long_wait_in_the_queue_is_still_one_contact():
+    events = [
+        msg("Q", 0, "request_human", "agent"),
+        TicketChange(DAY + 1, "Q", "T-Q", "queued"),
+        TicketChange(DAY + 3600, "Q", "T-Q", "assigned", agent_id="ann"),
+        TicketChange(DAY + 3700, "Q", "T-Q", "resolved"),
+    ]
+    (record,) = build_records(events)
+    assert record.tickets[0].handle_seconds == 100
