@@ -1,0 +1,396 @@
+"""The handoff ticket and its parts, with their Redis (hash + JSON) and JSON forms.
+
+A :class:`Ticket` is what :mod:`bot.queue` keeps for one conversation handed to a person: who the
+customer is, why the bot handed over (reason codes), how urgent it is (priority 0-9, 9 highest),
+which skill it needs (topic), the bot's summary for the agent (intents with confidences, sentiment
+per customer message, the transcript up to the handoff), its state and a timestamp for every state
+change.
+
+In Redis a ticket is one hash (``<ns>:q:t:<id>``): scalar fields as strings (times as epoch
+milliseconds), and the nested parts (customer, reasons, summary) as JSON strings, so the queue's Lua
+scripts can change the state without decoding JSON. :meth:`Ticket.from_redis` reads that hash;
+:meth:`Ticket.to_dict` / :meth:`Ticket.from_dict` give a JSON-ready form for the gateway and CLI.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class TicketState(str, Enum):
+    """Where a ticket is in its lifecycle. ``queued`` and ``assigned`` are open; the rest closed."""
+
+    QUEUED = "queued"
+    ASSIGNED = "assigned"
+    RESOLVED = "resolved"
+    RETURNED_TO_BOT = "returned_to_bot"
+    ABANDONED = "abandoned"
+
+    @property
+    def is_open(self) -> bool:
+        return self in (TicketState.QUEUED, TicketState.ASSIGNED)
+
+    def __str__(self) -> str:  # "queued", not "TicketState.QUEUED"
+        return self.value
+
+
+OPEN_STATES = frozenset({TicketState.QUEUED, TicketState.ASSIGNED})
+CLOSED_STATES = frozenset(set(TicketState) - OPEN_STATES)
+
+SENDER_ROLES = ("customer", "agent", "bot", "system")
+
+
+@dataclass(frozen=True)
+class Customer:
+    """The customer behind a conversation, as the agent should see them."""
+
+    id: str
+    display_name: str = ""
+    verified: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "display_name": self.display_name, "verified": self.verified}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Customer:
+        return cls(
+            id=str(data["id"]),
+            display_name=str(data.get("display_name") or ""),
+            verified=bool(data.get("verified", False)),
+        )
+
+
+@dataclass(frozen=True)
+class IntentScore:
+    """One intent the NLU considered, with its confidence (0-1)."""
+
+    name: str
+    confidence: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "confidence": self.confidence}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IntentScore:
+        return cls(name=str(data["name"]), confidence=float(data["confidence"]))
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One line of the transcript up to the handoff.
+
+    ``role`` is ``customer`` or ``bot``. Customer turns carry what the bot measured on them: the
+    top intent and its confidence, and a sentiment score (-1 very negative .. 1 very positive).
+    """
+
+    role: str
+    text: str
+    timestamp: float | None = None
+    intent: str | None = None
+    confidence: float | None = None
+    sentiment: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"role": self.role, "text": self.text}
+        for name in ("timestamp", "intent", "confidence", "sentiment"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Turn:
+        def opt_float(name: str) -> float | None:
+            value = data.get(name)
+            return None if value is None else float(value)
+
+        return cls(
+            role=str(data["role"]),
+            text=str(data.get("text") or ""),
+            timestamp=opt_float("timestamp"),
+            intent=None if data.get("intent") is None else str(data["intent"]),
+            confidence=opt_float("confidence"),
+            sentiment=opt_float("sentiment"),
+        )
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The bot's context for the agent: a one-line gist, intents, sentiment and the transcript."""
+
+    text: str = ""
+    intents: tuple[IntentScore, ...] = ()
+    transcript: tuple[Turn, ...] = ()
+
+    @property
+    def sentiments(self) -> list[float]:
+        """Sentiment of each customer message in the transcript, in order (unscored ones left out)."""
+        return [
+            t.sentiment for t in self.transcript if t.role == "customer" and t.sentiment is not None
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "intents": [i.to_dict() for i in self.intents],
+            "transcript": [t.to_dict() for t in self.transcript],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Summary:
+        data = data or {}
+        return cls(
+            text=str(data.get("text") or ""),
+            intents=tuple(IntentScore.from_dict(i) for i in data.get("intents") or ()),
+            transcript=tuple(Turn.from_dict(t) for t in data.get("transcript") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class Message:
+    """One entry of a ticket's message log (a Redis stream entry; ``id`` is the stream id).
+
+    ``duplicate`` is true when :meth:`bot.queue.HandoffQueue.send_message` recognised the client
+    message id of an earlier send and returned that earlier message instead of adding a new one.
+    """
+
+    id: str
+    ticket_id: str
+    role: str
+    sender_id: str
+    text: str
+    client_message_id: str
+    timestamp: float
+    duplicate: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "ticket_id": self.ticket_id,
+            "role": self.role,
+            "sender_id": self.sender_id,
+            "text": self.text,
+            "client_message_id": self.client_message_id,
+            "timestamp": self.timestamp,
+        }
+
+    @classmethod
+    def from_stream(
+        cls, ticket_id: str, entry_id: str, fields: dict[str, str], duplicate: bool = False
+    ) -> Message:
+        return cls(
+            id=entry_id,
+            ticket_id=ticket_id,
+            role=fields.get("role", ""),
+            sender_id=fields.get("sender", ""),
+            text=fields.get("text", ""),
+            client_message_id=fields.get("cmid", ""),
+            timestamp=int(fields.get("ts") or entry_id.split("-", 1)[0]) / 1000.0,
+            duplicate=duplicate,
+        )
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One entry of a ticket's audit stream (or of the queue-wide event stream)."""
+
+    id: str
+    event: str
+    timestamp: float
+    fields: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ticket_id(self) -> str | None:
+        return self.fields.get("ticket") or None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "event": self.event, "timestamp": self.timestamp, **self.fields}
+
+    @classmethod
+    def from_stream(cls, entry_id: str, fields: dict[str, str]) -> AuditEvent:
+        fields = dict(fields)
+        event = fields.pop("event", "")
+        ts = fields.pop("ts", None)
+        timestamp = int(ts if ts is not None else entry_id.split("-", 1)[0]) / 1000.0
+        return cls(id=entry_id, event=event, timestamp=timestamp, fields=fields)
+
+
+# Hash fields holding times (epoch ms). Every state change sets ``ts_<event>``.
+_TS_PREFIX = "ts_"
+
+
+def _ms(value: str | None) -> float | None:
+    return None if value in (None, "") else int(value) / 1000.0
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A conversation handed to a person. Times are epoch seconds (floats, ms precision).
+
+    ``timestamps`` maps each lifecycle event (``created``, ``queued``, ``assigned``,
+    ``first_response``, ``requeued``, ``transferred``, ``sla_breached``, ``resolved``,
+    ``returned_to_bot``, ``abandoned``) to when it last happened; the full history, including
+    repeats, is :meth:`bot.queue.HandoffQueue.audit`.
+    """
+
+    id: str
+    conversation_id: str
+    customer: Customer
+    reasons: tuple[str, ...]
+    priority: int
+    topic: str
+    summary: Summary
+    state: TicketState
+    created_at: float
+    timestamps: dict[str, float] = field(default_factory=dict)
+    agent_id: str | None = None
+    last_agent_id: str | None = None
+    disposition: str | None = None
+    sla_deadline: float | None = None
+    sla_breached: bool = False
+    previous_ticket_id: str | None = None
+    assignments: int = 0
+    requeues: int = 0
+    transfers: int = 0
+    duplicate: bool = False  # set by enqueue when it returned the conversation's open ticket
+
+    @property
+    def is_open(self) -> bool:
+        return self.state.is_open
+
+    @property
+    def assigned_at(self) -> float | None:
+        return self.timestamps.get("assigned")
+
+    @property
+    def first_response_at(self) -> float | None:
+        return self.timestamps.get("first_response")
+
+    @property
+    def closed_at(self) -> float | None:
+        if self.state.is_open:
+            return None
+        return self.timestamps.get(self.state.value)
+
+    # -- Redis form -------------------------------------------------------------------------
+
+    def to_redis(self) -> dict[str, str]:
+        """The hash the queue stores (all values strings)."""
+        data = {
+            "id": self.id,
+            "conv": self.conversation_id,
+            "customer": json.dumps(self.customer.to_dict(), separators=(",", ":")),
+            "reasons": json.dumps(list(self.reasons), separators=(",", ":")),
+            "priority": str(self.priority),
+            "topic": self.topic,
+            "summary": json.dumps(self.summary.to_dict(), separators=(",", ":")),
+            "state": self.state.value,
+            "created": str(round(self.created_at * 1000)),
+            "assignments": str(self.assignments),
+            "requeues": str(self.requeues),
+            "transfers": str(self.transfers),
+            "sla_breached": "1" if self.sla_breached else "0",
+        }
+        optional = {
+            "agent": self.agent_id,
+            "last_agent": self.last_agent_id,
+            "disposition": self.disposition,
+            "prev": self.previous_ticket_id,
+        }
+        data.update({k: v for k, v in optional.items() if v is not None})
+        if self.sla_deadline is not None:
+            data["sla_deadline"] = str(round(self.sla_deadline * 1000))
+        for name, when in self.timestamps.items():
+            data[_TS_PREFIX + name] = str(round(when * 1000))
+        return data
+
+    @classmethod
+    def from_redis(cls, data: dict[str, str], duplicate: bool = False) -> Ticket:
+        """Build a ticket from its hash (as returned by HGETALL with decoded responses)."""
+        timestamps = {
+            key[len(_TS_PREFIX) :]: int(value) / 1000.0
+            for key, value in data.items()
+            if key.startswith(_TS_PREFIX) and value
+        }
+        return cls(
+            id=data["id"],
+            conversation_id=data["conv"],
+            customer=Customer.from_dict(json.loads(data["customer"])),
+            reasons=tuple(json.loads(data.get("reasons") or "[]")),
+            priority=int(data["priority"]),
+            topic=data["topic"],
+            summary=Summary.from_dict(json.loads(data.get("summary") or "{}")),
+            state=TicketState(data["state"]),
+            created_at=int(data["created"]) / 1000.0,
+            timestamps=timestamps,
+            agent_id=data.get("agent") or None,
+            last_agent_id=data.get("last_agent") or None,
+            disposition=data.get("disposition") or None,
+            sla_deadline=_ms(data.get("sla_deadline")),
+            sla_breached=data.get("sla_breached") == "1",
+            previous_ticket_id=data.get("prev") or None,
+            assignments=int(data.get("assignments") or 0),
+            requeues=int(data.get("requeues") or 0),
+            transfers=int(data.get("transfers") or 0),
+            duplicate=duplicate,
+        )
+
+    # -- JSON form --------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (what the gateway sends to the agent console and the CLI prints)."""
+        return {
+            "id": self.id,
+            "conversation_id": self.conversation_id,
+            "customer": self.customer.to_dict(),
+            "reasons": list(self.reasons),
+            "priority": self.priority,
+            "topic": self.topic,
+            "summary": self.summary.to_dict(),
+            "state": self.state.value,
+            "created_at": self.created_at,
+            "timestamps": dict(self.timestamps),
+            "agent_id": self.agent_id,
+            "last_agent_id": self.last_agent_id,
+            "disposition": self.disposition,
+            "sla_deadline": self.sla_deadline,
+            "sla_breached": self.sla_breached,
+            "previous_ticket_id": self.previous_ticket_id,
+            "assignments": self.assignments,
+            "requeues": self.requeues,
+            "transfers": self.transfers,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Ticket:
+        return cls(
+            id=str(data["id"]),
+            conversation_id=str(data["conversation_id"]),
+            customer=Customer.from_dict(data["customer"]),
+            reasons=tuple(data.get("reasons") or ()),
+            priority=int(data["priority"]),
+            topic=str(data["topic"]),
+            summary=Summary.from_dict(data.get("summary")),
+            state=TicketState(data["state"]),
+            created_at=float(data["created_at"]),
+            timestamps={k: float(v) for k, v in (data.get("timestamps") or {}).items()},
+            agent_id=data.get("agent_id"),
+            last_agent_id=data.get("last_agent_id"),
+            disposition=data.get("disposition"),
+            sla_deadline=data.get("sla_deadline"),
+            sla_breached=bool(data.get("sla_breached", False)),
+            previous_ticket_id=data.get("previous_ticket_id"),
+            assignments=int(data.get("assignments") or 0),
+            requeues=int(data.get("requeues") or 0),
+            transfers=int(data.get("transfers") or 0),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Ticket:
+        return cls.from_dict(json.loads(text))

