@@ -24,7 +24,7 @@ from bot.config import Settings
 from bot.web import agent_api, customer_api, websocket
 from bot.web.auth import AgentAccounts, ensure_demo_agent
 from bot.web.conversations import Conversations
-from bot.web.desk import Desk, DeskError, default_desk
+from bot.web.desk import Desk, DeskError, default_desk, start_desk, stop_desk
 from bot.web.errors import ApiError, error_response
 from bot.web.events import ConversationEvents
 from bot.web.gateway import GATEWAY, Gateway
@@ -143,8 +143,10 @@ def create_app(
             allowed_origins=parse_origins(settings.web_allowed_origins),
         )
         await ensure_demo_agent(accounts)
+        start_desk(desk)
         yield
         await websocket.close_all(app)
+        await stop_desk(desk)
         await session.close()
 
     app.cleanup_ctx.append(lifecycle)

@@ -51,6 +51,7 @@ class Agent:
     skills: list[str] = field(default_factory=list)
     capacity: int = 3
     role: str = "agent"
+    auto_assign: bool = False  # pushed work instead of claiming from the console
 
     def public(self) -> dict:
         return asdict(self)

@@ -95,3 +95,14 @@ def default_desk(redis: Any, settings: Any, rasa: Any, events: Any) -> Any:
     except ImportError:
         return BotOnlyDesk()
     return QueueDesk(redis, settings, rasa)
+
+
+def start_desk(desk: Any) -> None:
+    """Start the desk's background work (the queue's sweeper), if it has any."""
+    if hasattr(desk, "start") and not isinstance(desk, BotOnlyDesk):
+        desk.start()
+
+
+async def stop_desk(desk: Any) -> None:
+    if hasattr(desk, "stop") and not isinstance(desk, BotOnlyDesk):
+        await desk.stop()

@@ -38,6 +38,10 @@ class RasaClient:
     def base_url(self) -> str:
         return self._base
 
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        return self._session
+
     async def send(self, sender: str, message: str) -> list[dict[str, Any]]:
         """One customer turn: the bot's replies (``text``, ``buttons``, ``custom`` ...)."""
         body = {"sender": sender, "message": message}

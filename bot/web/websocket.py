@@ -247,7 +247,10 @@ async def _agent_queue_pump(
                 return
             if loop.time() >= next_heartbeat:
                 next_heartbeat = loop.time() + HEARTBEAT_SECONDS
-                await gateway.desk.heartbeat(agent)
+                online = await gateway.desk.heartbeat(agent)
+                if last.get("presence") != str(online):
+                    last["presence"] = str(online)
+                    await ws.send_json({"type": "presence", "online": online})
             for kind, tickets in (
                 ("queue", await gateway.desk.list_tickets("open", agent)),
                 ("mine", await gateway.desk.agent_tickets(agent)),

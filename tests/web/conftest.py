@@ -110,7 +110,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 async def redis(web_redis: RedisServer) -> AsyncIterator[Redis]:
     client = Redis.from_url(web_redis.url, decode_responses=True)
     yield client
-    await client.aclose()
+    await client.close()
 
 
 @pytest.fixture(scope="session")

@@ -419,6 +419,7 @@
       if (frame.type === "ready") { state.retryMs = 500; banner(null); sendWatch(); }
       else if (frame.type === "queue") { state.queue = frame.tickets; renderQueue(); }
       else if (frame.type === "mine") updateMine(frame.tickets);
+      else if (frame.type === "presence") setPresence(!!frame.online);
       else if (frame.type === "event") addEvent(frame.conversation_id, frame.event);
       else if (frame.type === "error") banner(frame.message);
     });

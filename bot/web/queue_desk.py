@@ -1,0 +1,273 @@
+"""The desk over the real queue (:mod:`bot.queue`) and handoff state (:mod:`bot.handoff`).
+
+The gateway's agents are registered with the queue when they go online, with their skills and
+capacity, as *pull* agents by default (they claim tickets from the console: the customer sees
+their place in the queue meanwhile); an account with ``auto_assign`` gets work pushed instead.
+The handoff state follows the ticket (``Handoff.sync``): a claim makes the conversation
+``agent``; resolving or handing back ends the human stretch, and Rasa is told so
+(``resume_in_rasa``), which greets the customer back and asks for a rating.
+
+The gateway also runs the queue's sweeper (lapsed agent leases, SLA flags) as a background task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import aiohttp
+from redis.asyncio import Redis
+
+from actions.queue_port import QueuePort
+from bot.config import Settings
+from bot.escalation import load_policy
+from bot.handoff import Handoff, HandoffError, resume_in_rasa
+from bot.queue import (
+    AgentAtCapacity,
+    AgentLacksSkill,
+    AgentNotFound,
+    AgentOffline,
+    HandoffQueue,
+    InvalidInput,
+    InvalidTransition,
+    MessageTooLarge,
+    NotAssignee,
+    QueueError,
+    TicketNotFound,
+)
+from bot.tickets import Ticket, TicketState
+from bot.web.auth import Agent
+from bot.web.desk import DeskError, DeskState
+from bot.web.rasa_client import RasaClient
+
+log = logging.getLogger("bot.web.desk")
+
+_ERRORS: dict[type[QueueError], tuple[int, str, str]] = {
+    TicketNotFound: (404, "not_found", "no such ticket"),
+    AgentOffline: (409, "agent_offline", "go online first"),
+    AgentNotFound: (409, "agent_offline", "go online first"),
+    AgentAtCapacity: (409, "at_capacity", "you already have as many chats as your capacity allows"),
+    AgentLacksSkill: (403, "lacks_skill", "this ticket needs a skill you do not have"),
+    InvalidTransition: (409, "conflict", "the ticket is no longer in a state that allows this"),
+    NotAssignee: (403, "forbidden", "you do not hold this ticket"),
+    MessageTooLarge: (413, "too_large", "the message is too long"),
+    InvalidInput: (400, "bad_request", "the request is not valid"),
+}
+
+
+def desk_error(error: QueueError) -> DeskError:
+    for kind, (status, code, message) in _ERRORS.items():
+        if isinstance(error, kind):
+            return DeskError(status, code, f"{message} ({error})")
+    return DeskError(409, "conflict", str(error))
+
+
+class QueueDesk:
+    """Handoff state, waiting positions and every agent operation, over the queue."""
+
+    def __init__(self, redis: Redis, settings: Settings, rasa: RasaClient) -> None:
+        namespace = settings.queue_namespace
+        self.queue = HandoffQueue(
+            redis, namespace=namespace, lease_seconds=settings.agent_lease_seconds
+        )
+        port = QueuePort(redis, namespace)
+        port.queue = self.queue
+        self.handoff = Handoff(redis, port, namespace)
+        self._rasa = rasa
+        self._redis = redis
+        self._names_key = f"{namespace}:web:agent-names"
+        policy = load_policy(settings.escalation_policy)
+        self._priorities = sorted(policy.priorities.items(), key=lambda p: -p[1])
+        self._topics = sorted({policy.default_topic, *(rule.topic for rule in policy.sensitive)})
+        self._sweeper: asyncio.Task | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._sweeper = asyncio.create_task(self.queue.run_sweeper())
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+
+    # -- customer side ------------------------------------------------------------------
+
+    async def state(self, conversation_id: str) -> DeskState:
+        handoff = await self.handoff.sync(conversation_id)
+        state = DeskState(mode=handoff.mode, ticket_id=handoff.ticket_id)
+        if handoff.mode == "waiting" and handoff.ticket_id:
+            try:
+                position = await self.queue.position(handoff.ticket_id)
+            except TicketNotFound:
+                return state
+            state.position, state.eta_seconds = position.position, position.eta_seconds
+        elif handoff.mode == "agent" and handoff.agent_id:
+            state.agent_name = await self._redis.hget(self._names_key, handoff.agent_id)
+        return state
+
+    async def customer_message(
+        self, state: DeskState, conversation_id: str, text: str, client_id: str
+    ) -> None:
+        try:
+            await self.queue.send_message(
+                state.ticket_id or "", "customer", conversation_id, text, client_id
+            )
+        except QueueError as error:
+            raise desk_error(error) from error
+
+    # -- agents -------------------------------------------------------------------------
+
+    async def topics(self) -> list[str]:
+        return list(self._topics)
+
+    def priority_label(self, priority: int) -> str:
+        for name, level in self._priorities:
+            if priority >= level:
+                return name
+        return "low"
+
+    def public(self, ticket: Ticket, agent: Agent | None = None) -> dict[str, Any]:
+        data = ticket.to_dict()
+        since = ticket.timestamps.get("queued", ticket.created_at)
+        end = ticket.assigned_at if ticket.state != TicketState.QUEUED else None
+        data["waiting_since"] = since if ticket.state == TicketState.QUEUED else None
+        data["wait_seconds"] = round((end or time.time()) - since, 1)
+        data["priority_label"] = self.priority_label(ticket.priority)
+        if agent is not None:
+            data["can_claim"] = ticket.state == TicketState.QUEUED and (
+                ticket.topic in agent.skills or "*" in agent.skills
+            )
+        return data
+
+    async def presence(self, agent: Agent) -> dict[str, Any]:
+        try:
+            info = await self.queue.agent(agent.login)
+        except AgentNotFound:
+            return {"online": False, "load": 0, "capacity": agent.capacity}
+        online = info.online and (info.lease_expires_at or 0) > time.time()
+        return {"online": online, "load": info.load, "capacity": info.capacity}
+
+    async def set_presence(self, agent: Agent, online: bool) -> list[dict[str, Any]]:
+        """Online: registered with a fresh lease (pushed tickets returned). Offline: the agent's
+        open tickets go back to the front of the queue."""
+        try:
+            if not online:
+                await self.queue.agent_offline(agent.login)
+                return []
+            await self._redis.hset(self._names_key, agent.login, agent.name)
+            before = {t["id"] for t in await self.agent_tickets(agent)}
+            await self.queue.agent_online(
+                agent.login, agent.skills, agent.capacity, auto_assign=agent.auto_assign
+            )
+        except AgentNotFound:
+            return []
+        except QueueError as error:
+            raise desk_error(error) from error
+        pushed = [t for t in await self.agent_tickets(agent) if t["id"] not in before]
+        for ticket in pushed:
+            await self._joined(ticket["conversation_id"], agent)
+        return pushed
+
+    async def heartbeat(self, agent: Agent) -> bool:
+        """Renew the agent's lease while its console is connected; False when it is offline."""
+        try:
+            await self.queue.heartbeat(agent.login)
+        except (AgentOffline, AgentNotFound):
+            return False
+        return True
+
+    async def agent_tickets(self, agent: Agent) -> list[dict[str, Any]]:
+        try:
+            info = await self.queue.agent(agent.login)
+        except AgentNotFound:
+            return []
+        tickets = await self.queue.get_many(info.tickets)
+        return [self.public(t, agent) for t in tickets if t.state == TicketState.ASSIGNED]
+
+    async def list_tickets(self, state: str, agent: Agent) -> list[dict[str, Any]]:
+        if state == "mine":
+            return await self.agent_tickets(agent)
+        wanted = None if state == "open" else state
+        return [self.public(t, agent) for t in await self.queue.list_tickets(wanted, limit=200)]
+
+    async def ticket(self, ticket_id: str) -> dict[str, Any]:
+        try:
+            return self.public(await self.queue.get(ticket_id))
+        except QueueError as error:
+            raise desk_error(error) from error
+
+    async def claim_next(self, agent: Agent) -> dict[str, Any] | None:
+        try:
+            ticket = await self.queue.claim_next(agent.login)
+        except QueueError as error:
+            raise desk_error(error) from error
+        if ticket is None:
+            return None
+        await self._joined(ticket.conversation_id, agent)
+        return self.public(ticket, agent)
+
+    async def claim(self, agent: Agent, ticket_id: str) -> dict[str, Any]:
+        try:
+            ticket = await self.queue.claim(agent.login, ticket_id)
+        except QueueError as error:
+            raise desk_error(error) from error
+        await self._joined(ticket.conversation_id, agent)
+        return self.public(ticket, agent)
+
+    async def _joined(self, conversation_id: str, agent: Agent) -> None:
+        try:
+            await self.handoff.agent_joined(conversation_id, agent.login)
+        except HandoffError:
+            await self.handoff.sync(conversation_id)
+
+    async def agent_message(
+        self, agent: Agent, ticket_id: str, text: str, client_id: str | None
+    ) -> str:
+        client_id = client_id or f"a-{time.time_ns()}"
+        try:
+            await self.queue.send_message(ticket_id, "agent", agent.login, text, client_id)
+        except QueueError as error:
+            raise desk_error(error) from error
+        return client_id
+
+    async def resolve(self, agent: Agent, ticket_id: str, disposition: str) -> list[dict]:
+        try:
+            ticket = await self.queue.resolve(ticket_id, agent.login, disposition)
+        except QueueError as error:
+            raise desk_error(error) from error
+        return await self._back_to_bot(ticket.conversation_id)
+
+    async def hand_back(self, agent: Agent, ticket_id: str) -> list[dict]:
+        try:
+            ticket = await self.queue.return_to_bot(ticket_id, agent.login)
+        except QueueError as error:
+            raise desk_error(error) from error
+        return await self._back_to_bot(ticket.conversation_id)
+
+    async def _back_to_bot(self, conversation_id: str) -> list[dict]:
+        """End the human stretch and let the bot greet the customer back (and ask for a rating)."""
+        try:
+            await self.handoff.hand_back(conversation_id)
+        except HandoffError:
+            await self.handoff.sync(conversation_id)
+        try:
+            return await resume_in_rasa(self._rasa.base_url, conversation_id, self._rasa.session)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            # The ticket is closed and the mode is bot: the bot answers the next message.
+            log.warning(
+                "could not tell Rasa that %s is back with the bot: %r", conversation_id, error
+            )
+            return []
+
+    async def transfer(self, agent: Agent, ticket_id: str, topic: str) -> None:
+        ticket = await self.ticket(ticket_id)
+        if ticket.get("agent_id") != agent.login:
+            raise DeskError(403, "forbidden", "you do not hold this ticket")
+        try:
+            await self.queue.transfer(ticket_id, topic=topic)
+        except QueueError as error:
+            raise desk_error(error) from error
+        await self.handoff.sync(ticket["conversation_id"])
