@@ -19,9 +19,21 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = weakref.
 _stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Handoff] = weakref.WeakKeyDictionary()
 
 
+_override: dict[str, str] = {}
+
+
+def use_redis(url: str) -> None:
+    """Point this process at another Redis (tests, benchmarks); drops the cached clients."""
+    _override["url"] = url
+    _clients.clear()
+    _stores.clear()
+
+
 def redis_url() -> str:
     settings = get_settings()
-    return settings.redis_url or f"redis://127.0.0.1:{settings.redis_port}/0"
+    return (
+        _override.get("url") or settings.redis_url or f"redis://127.0.0.1:{settings.redis_port}/0"
+    )
 
 
 def redis_client() -> Redis:

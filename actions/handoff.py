@@ -118,9 +118,13 @@ async def start(
         say(dispatcher, "handoff_unavailable")
         return []
     say(dispatcher, intro or "handoff_requested")
-    await tell_where(dispatcher, state, policy)
+    state = await store.sync(state.conversation_id)  # a free agent may have it already
+    if state.mode == "agent":
+        say(dispatcher, "handoff_assigned")
+    else:
+        await tell_where(dispatcher, state, policy)
     return [
-        SlotSet("handoff_mode", "waiting"),
+        SlotSet("handoff_mode", state.mode),
         SlotSet("handoff_ticket", state.ticket_id),
         SlotSet("handoff_reasons", decision.reasons),
     ]

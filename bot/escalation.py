@@ -184,7 +184,7 @@ class HandoffRule(_Strict):
 class Policy(_Strict):
     version: int = Field(1, ge=1, le=1)
     priorities: dict[str, int] = Field(
-        default_factory=lambda: {"normal": 0, "high": 1, "urgent": 2}
+        default_factory=lambda: {"normal": 3, "high": 6, "urgent": 9}
     )
     default_topic: str = "general"
     default_priority: str = "normal"
@@ -198,6 +198,13 @@ class Policy(_Strict):
     offer_cooldown_turns: int = Field(2, ge=0)
     sensitive: list[SensitiveRule] = Field(default_factory=list)
     handoff: HandoffRule = Field(default_factory=HandoffRule)
+
+    @validator("priorities")
+    def _queue_scale(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, level in value.items():
+            if not 0 <= level <= 9:
+                raise ValueError(f"priority {name!r} is {level}; the queue's scale is 0-9")
+        return value
 
     @root_validator(skip_on_failure=True)
     def _consistent(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -321,11 +328,12 @@ def evaluate(signals: TurnSignals, policy: Policy) -> Decision:
     """The policy's decision for one turn: the strongest action of every rule that fired."""
     fired = [f for f in _fired(signals, policy) if f[1] != Action.none]
     if not fired:
-        return Decision(
+        quiet = Decision(
             priority=policy.priorities[policy.default_priority],
             priority_name=policy.default_priority,
             topic=policy.default_topic,
         )
+        return _hold_back(quiet, signals, policy)
     action = max((a for _, a, _ in fired), key=RANK.__getitem__)
     rules = [policy.rule_named(n) for _, _, n in fired if n]
     top = max(rules, key=lambda r: policy.priorities[r.priority], default=None)
