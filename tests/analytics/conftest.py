@@ -1,13 +1,56 @@
-"""Fixtures of the analytics tests: a real redis-server of their own (bot.redis_server)."""
+"""Fixtures of the analytics tests.
+
+* ``analytics_redis`` / ``redis``: a real redis-server of their own (bot.redis_server).
+* ``analytics_gateway``: the real gateway process (``python -m bot.web``) on that Redis, with
+  Rasa's SQL event database at a temporary SQLite file the test fills through Rasa's own
+  SQLEventBroker, and Rasa itself unreachable (the analytics API reads, it does not chat).
+* ``browser``: headless Debian Chromium through Playwright.
+
+Logs go to ``test-artifacts/logs/``, screenshots to ``test-artifacts/screenshots/``.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
+from bot.config import PROJECT_ROOT
 from bot.redis_server import RedisServer
+from bot.services import Service, free_port
+
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+LOGS = ARTIFACTS / "logs"
+SCREENSHOTS = ARTIFACTS / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@dataclass
+class AnalyticsGateway:
+    url: str
+    redis_url: str
+    namespace: str
+    events_db: Path
+    service: Service
+
+    @property
+    def events_url(self) -> str:
+        return f"sqlite:///{self.events_db}"
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +65,59 @@ async def redis(analytics_redis: RedisServer) -> AsyncIterator[Redis]:
     client = Redis.from_url(analytics_redis.url, decode_responses=True)
     yield client
     await client.close()
+
+
+def gateway_process(
+    name: str, redis_url: str, namespace: str, events_db: Path, rasa_url: str
+) -> AnalyticsGateway:
+    port = free_port()
+    env = {
+        "REDIS_URL": redis_url,
+        "RASA_URL": rasa_url,
+        "SUPPORT_QUEUE_NAMESPACE": namespace,
+        "EVENTS_DB_URL": f"sqlite:///{events_db}",
+        "GATEWAY_PORT": str(port),
+    }
+    service = Service(
+        name=name,
+        command=[sys.executable, "-m", "bot.web", "--host", "127.0.0.1", "--port", str(port)],
+        health_url=f"http://127.0.0.1:{port}/healthz",
+        log_path=LOGS / f"{name}.log",
+        env=env,
+    )
+    return AnalyticsGateway(f"http://127.0.0.1:{port}", redis_url, namespace, events_db, service)
+
+
+@pytest.fixture(scope="session")
+def analytics_gateway(
+    analytics_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AnalyticsGateway]:
+    events_db = tmp_path_factory.mktemp("analytics-events") / "events.db"
+    nobody = f"http://127.0.0.1:{free_port()}"
+    gateway = gateway_process("gateway-analytics", analytics_redis.url, "antest", events_db, nobody)
+    gateway.service.start()
+    try:
+        gateway.service.wait_healthy(timeout=60)
+        yield gateway
+    finally:
+        gateway.service.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup.sh (apt-get install chromium)")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium_path: str) -> AsyncIterator[object]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        instance = await playwright.chromium.launch(
+            executable_path=chromium_path, args=CHROMIUM_ARGS
+        )
+        yield instance
+        await instance.close()
