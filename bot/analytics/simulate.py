@@ -245,8 +245,10 @@ class Customer:
         if cancel:
             await asyncio.sleep(self.rng.uniform(0.2, 0.8))
             await self.say(payload="/cancel_handoff")
-            self.run.cancelled = True
-            return
+            # an agent may have taken the ticket first: then the cancel went to the agent
+            self.run.cancelled = self.mode == "bot"
+            if self.run.cancelled:
+                return
         if not await self.wait_for(("agent",)):
             return
         await self.say(text="thanks for picking this up")
@@ -480,4 +482,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-

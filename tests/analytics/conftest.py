@@ -121,3 +121,46 @@ async def browser(chromium_path: str) -> AsyncIterator[object]:
         )
         yield instance
         await instance.close()
+
+
+@pytest.fixture(scope="module")
+def analytics_stack(
+    analytics_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AnalyticsGateway]:
+    """Action server, Rasa (trained model, SQL event broker to a fresh SQLite file) and the
+    gateway, all on the session's Redis under the namespace ``ane2e``."""
+    from bot.services import action_server, rasa_server
+    from bot.training import ensure_model
+
+    model = ensure_model(quiet=True)
+    namespace = "ane2e"
+    events_db = tmp_path_factory.mktemp("e2e-events") / "events.db"
+    env = {
+        "REDIS_URL": analytics_redis.url,
+        "SUPPORT_QUEUE_NAMESPACE": namespace,
+        "EVENTS_DB_URL": f"sqlite:///{events_db}",
+    }
+    actions_port, rasa_port = free_port(), free_port()
+    actions = action_server(actions_port, LOGS, env)
+    rasa = rasa_server(rasa_port, model, f"http://127.0.0.1:{actions_port}/webhook", LOGS, env)
+    started: list[Service] = []
+    try:
+        for service in (actions, rasa):
+            service.start()
+            started.append(service)
+        for service in (actions, rasa):
+            service.wait_healthy(timeout=300)
+        gateway = gateway_process(
+            "gateway-analytics-e2e",
+            analytics_redis.url,
+            namespace,
+            events_db,
+            f"http://127.0.0.1:{rasa_port}",
+        )
+        gateway.service.start()
+        started.append(gateway.service)
+        gateway.service.wait_healthy(timeout=60)
+        yield gateway
+    finally:
+        for service in reversed(started):
+            service.stop()
