@@ -81,7 +81,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -883,13 +883,14 @@ class HandoffQueue:
         }
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> HandoffQueue:
-        """A queue on a new client for ``url`` (decoded responses, a pool big enough for many
-        blocking readers)."""
-        client = Redis.from_url(
-            url, decode_responses=True, max_connections=kwargs.pop("max_connections", 512)
+    def from_url(cls, url: str, *, max_connections: int = 256, **kwargs: Any) -> HandoffQueue:
+        """A queue on a new client for ``url``: decoded responses, and a pool of up to
+        ``max_connections`` in which extra callers wait for a free connection (blocking readers
+        each hold one while they wait)."""
+        pool = BlockingConnectionPool.from_url(
+            url, decode_responses=True, max_connections=max_connections, timeout=30
         )
-        return cls(client, **kwargs)
+        return cls(Redis(connection_pool=pool), **kwargs)
 
     async def aclose(self) -> None:
         """Close the underlying client (only if you created the queue with :meth:`from_url`)."""
@@ -1034,9 +1035,13 @@ class HandoffQueue:
         tickets = await self.get_many(ids)
         if wanted is not None:
             tickets = [t for t in tickets if t.state == wanted]
-        if wanted is None or wanted.is_open:
+        if wanted is None or wanted.is_open:  # queued first, in routing order; then assigned
             tickets.sort(
-                key=lambda t: (-t.priority if t.state == TicketState.QUEUED else 0, t.created_at)
+                key=lambda t: (
+                    (t.state != TicketState.QUEUED, -t.priority, t.created_at)
+                    if t.state == TicketState.QUEUED
+                    else (True, 0, t.created_at)
+                )
             )
         return tickets[:limit]
 
@@ -1388,12 +1393,13 @@ class HandoffQueue:
         ticket whose position or ETA changed (including tickets that left the queue:
         ``(0, 0.0)`` assigned, ``(None, None)`` closed). The first yield is the full snapshot.
         Follows the event stream; bursts of events cost one :meth:`positions` call."""
-        last: dict[str, QueuePosition] = await self.positions()
-        yield dict(last)
+        _check_stream_id(after)
         cursor = after
-        if cursor == "$":
+        if cursor == "$":  # pin the cursor before the snapshot so no change slips between
             latest = await self.redis.xrevrange(self.key("events"), "+", "-", count=1)
             cursor = latest[0][0] if latest else "0-0"
+        last: dict[str, QueuePosition] = await self.positions()
+        yield dict(last)
         while True:
             got = await self.redis.xread({self.key("events"): cursor}, count=1000, block=block_ms)
             if not got:

@@ -6,6 +6,8 @@
   (``redis://127.0.0.1:<port>/0``), ``.port``, ``.host``; it is a :class:`bot.redis_server.RedisServer`.
 * ``redis_client`` (function scope): a ``redis.asyncio.Redis`` on that server with
   ``decode_responses=True`` and an empty database (FLUSHALL before each test); closed after it.
+  Its pool holds up to 64 connections and makes extra callers wait (so a test may gather
+  thousands of calls at once).
 
 Tests that need a server of their own (e.g. one they SIGKILL) start one with
 :class:`bot.redis_server.RedisServer` directly. Subdirectories keep their own fixtures in their
@@ -17,7 +19,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from bot.redis_server import RedisServer
 
@@ -34,7 +36,10 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture
 async def redis_client(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url, decode_responses=True, max_connections=256)
+    pool = BlockingConnectionPool.from_url(
+        redis_server.url, decode_responses=True, max_connections=64, timeout=30
+    )
+    client = Redis(connection_pool=pool)
     await client.flushall()
     try:
         yield client
