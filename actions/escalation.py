@@ -213,7 +213,12 @@ def offer(dispatcher: CollectingDispatcher, assessment: Assessment) -> None:
         return
     dispatcher.messages[:] = [m for m in dispatcher.messages if m.get("reply") not in QUESTION_TAGS]
     reasons = set(assessment.decision.reasons)
-    if reasons & {"negative_sentiment", "negative_streak", "sentiment_falling"}:
+    if reasons & {
+        "negative_sentiment",
+        "negative_failed_turn",
+        "negative_streak",
+        "sentiment_falling",
+    }:
         name = "offer_mood"
     elif any(r.startswith("sensitive:") for r in reasons):
         name = "offer_sensitive"

@@ -7,8 +7,8 @@ customer wants a person) or `handoff` (create the ticket now), with the reason c
 ticket priority and the topic (agent skill). The reason codes travel with the ticket.
 
 Reason codes: `explicit_request`, `sensitive:<rule name>`, `failed_turns` (with `unclear`,
-`not_helped`, `loop` in the signals), `negative_sentiment`, `negative_streak`, `sentiment_falling`,
-`conversation_length`.
+`not_helped`, `loop` in the signals), `negative_sentiment`, `negative_failed_turn`,
+`negative_streak`, `sentiment_falling`, `conversation_length`.
 """
 
 from __future__ import annotations
@@ -102,6 +102,7 @@ class SentimentRule(_Strict):
     negative: float = Field(-0.3, ge=-1.0, le=0.0)
     negative_streak: int = Field(2, ge=1)
     falling_by: float = Field(0.7, gt=0.0, le=2.0)
+    negative_failed_turn: bool = True  # a failed turn whose message is negative
 
     @root_validator(skip_on_failure=True)
     def _ordered(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -311,6 +312,13 @@ def _fired(signals: TurnSignals, policy: Policy) -> list[tuple[str, Action, str 
     mood = policy.sentiment
     if signals.sentiment is not None and signals.sentiment <= mood.very_negative:
         fired.append(("negative_sentiment", mood.action, None))
+    if (
+        mood.negative_failed_turn
+        and signals.failed
+        and signals.sentiment is not None
+        and signals.sentiment <= mood.negative
+    ):
+        fired.append(("negative_failed_turn", mood.action, None))
     if signals.negative_streak >= mood.negative_streak:
         fired.append(("negative_streak", mood.action, None))
     if (

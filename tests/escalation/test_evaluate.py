@@ -246,3 +246,14 @@ def test_opening_hours_use_the_configured_timezone_and_days():
     assert hours.is_open(monday_noon)
     assert not hours.is_open(monday_late)
     assert not hours.is_open(sunday)
+
+
+def test_an_angry_message_the_bot_did_not_understand_offers_a_person_at_once():
+    chat = Chat()
+    chat.say("I was charged twice", "transaction_charged_twice")
+    chat.bot("answer:transaction_charged_twice", "did_that_help")
+    signals, decision = chat.say(
+        "THIS IS RIDICULOUS!!! GIVE ME MY MONEY BACK!!!", "nlu_fallback", 0.2
+    )
+    assert signals.failed_turns == 1 and signals.sentiment > POLICY.sentiment.very_negative
+    assert decision.action is Action.offer and decision.reasons == ["negative_failed_turn"]
