@@ -76,13 +76,12 @@ class HandoffError(RuntimeError):
 
 
 class Summary(BaseModel):
-    """The bot's summary of the conversation for the agent, attached to the ticket."""
+    """The bot's summary for the agent (the shape of `bot.tickets.Summary`)."""
 
-    intents: list[dict[str, Any]] = Field(default_factory=list)  # turn, intent, confidence
-    sentiment: list[dict[str, Any]] = Field(default_factory=list)  # turn, text, score
-    transcript: list[dict[str, Any]] = Field(default_factory=list)  # role, text, at
-    reasons: list[str] = Field(default_factory=list)
-    last_signals: dict[str, Any] = Field(default_factory=dict)
+    text: str = ""  # one-line gist: why the bot handed over
+    intents: list[dict[str, Any]] = Field(default_factory=list)  # name, confidence
+    transcript: list[dict[str, Any]] = Field(default_factory=list)
+    # role, text, timestamp; customer lines also intent, confidence, sentiment
 
 
 class TicketRequest(BaseModel):
