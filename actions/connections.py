@@ -22,9 +22,13 @@ _stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Handoff] = weakref
 _override: dict[str, str] = {}
 
 
-def use_redis(url: str) -> None:
-    """Point this process at another Redis (tests, benchmarks); drops the cached clients."""
-    _override["url"] = url
+def use_redis(url: str | None) -> None:
+    """Point this process at another Redis (tests, benchmarks; None: back to the settings);
+    drops the cached clients."""
+    if url is None:
+        _override.pop("url", None)
+    else:
+        _override["url"] = url
     _clients.clear()
     _stores.clear()
 

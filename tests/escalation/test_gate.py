@@ -17,7 +17,6 @@ from actions.handoff import ActionHandback
 from actions.respond import ActionRespond
 from bot.handoff import Handoff
 from bot.queue import HandoffQueue
-from bot.redis_server import RedisServer
 
 ALWAYS_OPEN = POLICY.copy(
     update={
@@ -41,21 +40,11 @@ NEVER_OPEN = POLICY.copy(
 )
 
 
-@pytest.fixture(scope="module")
-def redis_url():
-    with RedisServer(port=None) as server:
-        yield server.url
-
-
 @pytest.fixture
-async def redis(redis_url):
-    from redis.asyncio import Redis
-
-    client = Redis.from_url(redis_url, decode_responses=True)
-    await client.flushall()
-    use_redis(redis_url)
-    yield client
-    await client.close()
+async def redis(redis_server, redis_client):
+    use_redis(redis_server.url)  # the action code's connections go to the test's Redis
+    yield redis_client
+    use_redis(None)
 
 
 @pytest.fixture
@@ -324,7 +313,10 @@ async def test_a_declined_offer_is_followed_by_the_bot_carrying_on(redis):
 
 async def test_without_redis_the_customer_is_told_honestly_and_nothing_crashes():
     use_redis("redis://127.0.0.1:1/0")
-    chat = Conversation("c-down")
-    messages = await chat.say("agent", "request_human")
+    try:
+        chat = Conversation("c-down")
+        messages = await chat.say("agent", "request_human")
+    finally:
+        use_redis(None)
     assert replies(messages) == ["handoff_unavailable"]
     assert chat.slots["escalation_audit"][-1]["decision"]["action"] == "handoff"
