@@ -1,0 +1,63 @@
+"""The numpy all-MiniLM-L6-v2 encoder: verified weights, shape, norm, padding, meaning."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.nlu import sentence_encoder
+from bot.nlu.sentence_encoder import (
+    DIMENSION,
+    WEIGHTS_SHA256,
+    WeightsMismatchError,
+    file_sha256,
+    model_dir,
+    shared_encoder,
+)
+
+SENTENCES = [
+    "my card still hasn't arrived",
+    "when will my new card be delivered to me?",
+    "what's the weather in Paris",
+    "How do I activate my card?",
+]
+
+
+def test_installed_weights_are_the_pinned_release() -> None:
+    assert file_sha256(model_dir() / "model.safetensors") == WEIGHTS_SHA256
+
+
+def test_weights_with_another_hash_are_refused(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(sentence_encoder, "_marker_path", lambda: tmp_path / "marker.json")
+    forged = tmp_path / "model.safetensors"
+    forged.write_bytes(b"not the model")
+    with pytest.raises(WeightsMismatchError, match=WEIGHTS_SHA256):
+        sentence_encoder.verify_weights(forged)
+
+
+def test_embeddings_have_384_dimensions_and_unit_norm() -> None:
+    vectors = shared_encoder().encode(SENTENCES)
+    assert vectors.shape == (len(SENTENCES), DIMENSION)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_encoding_is_deterministic_and_independent_of_batch_padding() -> None:
+    encoder = shared_encoder()
+    together = encoder.encode(SENTENCES)
+    alone = np.vstack([encoder.encode([s]) for s in SENTENCES])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    np.testing.assert_array_equal(together, encoder.encode(SENTENCES))
+
+
+def test_paraphrases_are_closer_than_unrelated_sentences() -> None:
+    v = shared_encoder().encode(SENTENCES)
+    similarity = v @ v.T
+    assert similarity[0, 1] > 0.5  # two ways of asking where the card is
+    assert similarity[0, 2] < 0.15  # card delivery vs weather
+    assert similarity[0, 1] > similarity[0, 2] + 0.4
+    assert similarity[3, 0] > similarity[3, 2]
+
+
+def test_empty_input_gives_an_empty_matrix() -> None:
+    assert shared_encoder().encode([]).shape == (0, DIMENSION)
