@@ -72,8 +72,22 @@ def summary(tracker: Tracker, reasons: list[str], why: str) -> Summary:
     return Summary(text=why, intents=intents, transcript=transcript)
 
 
-def ticket_request(tracker: Tracker, assessment: Any) -> TicketRequest:
+def handoff_reasons(tracker: Tracker, turn: Turn, reasons: list[str]) -> list[str]:
+    """The turn's reason codes; when the customer accepts an offer of a person, also
+    `offer_accepted` and why the person was offered (the previous turn's audit entry)."""
+    if "offer_human" not in turn.previous_replies:
+        return list(reasons)
+    previous = (tracker.get_slot("escalation_audit") or [{}])[-1]
+    offered_for = list((previous.get("decision") or {}).get("reasons") or [])
+    if not offered_for and (previous.get("signals") or {}).get("feedback") == "not_helped":
+        offered_for = ["not_helped"]
+    combined = [*reasons, "offer_accepted", *offered_for]
+    return list(dict.fromkeys(combined))
+
+
+def ticket_request(tracker: Tracker, turn: Turn, assessment: Any) -> TicketRequest:
     decision = assessment.decision
+    reasons = handoff_reasons(tracker, turn, decision.reasons)
     metadata = (tracker.latest_message or {}).get("metadata") or {}
     customer = metadata.get("customer") if isinstance(metadata.get("customer"), dict) else {}
     return TicketRequest(
@@ -81,10 +95,10 @@ def ticket_request(tracker: Tracker, assessment: Any) -> TicketRequest:
         customer_id=str(customer.get("id") or metadata.get("customer_id") or tracker.sender_id),
         customer_name=str(customer.get("display_name") or metadata.get("customer_name") or ""),
         verified=bool(customer.get("verified") or metadata.get("verified") or False),
-        reasons=decision.reasons,
+        reasons=reasons,
         priority=decision.priority,
         topic=decision.topic,
-        summary=summary(tracker, decision.reasons, assessment.entry["why"]),
+        summary=summary(tracker, reasons, assessment.entry["why"]),
     )
 
 
@@ -112,7 +126,8 @@ async def start(
         intro = "handoff_sensitive"
     store = handoff_store()
     try:
-        state = await store.request(ticket_request(tracker, assessment))
+        request = ticket_request(tracker, turn, assessment)
+        state = await store.request(request)
     except Exception:
         log.exception("could not open a ticket for %s", tracker.sender_id)
         say(dispatcher, "handoff_unavailable")
@@ -126,7 +141,7 @@ async def start(
     return [
         SlotSet("handoff_mode", state.mode),
         SlotSet("handoff_ticket", state.ticket_id),
-        SlotSet("handoff_reasons", decision.reasons),
+        SlotSet("handoff_reasons", request.reasons),
     ]
 
 

@@ -6,7 +6,7 @@ signals, policy)` turns one turn's `TurnSignals` into a `Decision`: `none`, `off
 customer wants a person) or `handoff` (create the ticket now), with the reason codes that fired, the
 ticket priority and the topic (agent skill). The reason codes travel with the ticket.
 
-Reason codes: `explicit_request`, `sensitive:<rule name>`, `failed_turns` (with `unclear`,
+Reason codes: `explicit_request`, `sensitive:<rule name>`, `not_helped`, `failed_turns` (with `unclear`,
 `not_helped`, `loop` in the signals), `negative_sentiment`, `negative_failed_turn`,
 `negative_streak`, `sentiment_falling`, `conversation_length`.
 """
@@ -85,6 +85,7 @@ class FailedTurns(_Strict):
     offer_after: int = Field(2, ge=1, le=10)
     handoff_after: int = Field(0, ge=0, le=20)
     unclear_below: float = Field(0.0, ge=0.0, le=1.0)
+    offer_when_not_helped: bool = True  # "no" to "Did that answer your question?"
 
     @root_validator(skip_on_failure=True)
     def _handoff_after_offer(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -309,6 +310,8 @@ def _fired(signals: TurnSignals, policy: Policy) -> list[tuple[str, Action, str 
         fired.append(("failed_turns", Action.handoff, None))
     elif signals.failed_turns >= failed.offer_after:
         fired.append(("failed_turns", Action.offer, None))
+    elif failed.offer_when_not_helped and signals.feedback == "not_helped":
+        fired.append(("not_helped", Action.offer, None))
     mood = policy.sentiment
     if signals.sentiment is not None and signals.sentiment <= mood.very_negative:
         fired.append(("negative_sentiment", mood.action, None))
@@ -364,6 +367,7 @@ def _hold_back(decision: Decision, signals: TurnSignals, policy: Policy) -> Deci
         signals.turns_since_offer is not None
         and signals.turns_since_offer <= policy.offer_cooldown_turns
     )
-    if decision.action == Action.offer and recent and "failed_turns" not in decision.reasons:
+    firm = {"failed_turns", "not_helped"}
+    if decision.action == Action.offer and recent and not firm & set(decision.reasons):
         return decision.copy(update={"action": Action.none, "held_back": "recently_offered"})
     return decision

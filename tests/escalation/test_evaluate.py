@@ -76,7 +76,7 @@ def test_no_to_did_that_help_then_same_question_again_is_two_failed_turns():
     chat.bot("answer:card_arrival", "did_that_help")
     signals, decision = chat.say("no", "deny")
     assert signals.feedback == "not_helped" and signals.failed_why == ["not_helped"]
-    assert decision.action is Action.none
+    assert decision.action is Action.offer and decision.reasons == ["not_helped"]
     chat.bot("rephrase")
     signals, decision = chat.say("my card has still not arrived", "card_arrival")
     assert signals.loop and signals.failed_why == ["loop"]

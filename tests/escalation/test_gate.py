@@ -320,3 +320,23 @@ async def test_without_redis_the_customer_is_told_honestly_and_nothing_crashes()
         use_redis(None)
     assert replies(messages) == ["handoff_unavailable"]
     assert chat.slots["escalation_audit"][-1]["decision"]["action"] == "handoff"
+
+
+async def test_accepting_an_offer_carries_why_the_person_was_offered_to_the_ticket(redis, queue):
+    chat = Conversation("c-accept")
+    await chat.say("asdf", "nlu_fallback", 0.1)
+    await chat.say("qwer", "nlu_fallback", 0.1)
+    await chat.say("/request_human", "request_human", 1.0)
+    ticket = await queue.open_ticket_for("c-accept")
+    assert ticket.reasons == ("explicit_request", "offer_accepted", "failed_turns")
+
+
+async def test_a_person_asked_for_after_no_to_did_that_help_carries_not_helped(redis, queue):
+    chat = Conversation("c-nothelped")
+    await chat.say("my card has not arrived", "card_arrival")
+    offered = await chat.say("no", "deny")
+    assert replies(offered) == ["offer_human"]
+    await chat.say("/request_human", "request_human", 1.0)
+    ticket = await queue.open_ticket_for("c-nothelped")
+    assert ticket.reasons == ("explicit_request", "offer_accepted", "not_helped")
+    assert chat.slots["escalation_audit"][1]["decision"]["action"] == "offer"
