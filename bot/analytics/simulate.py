@@ -68,6 +68,7 @@ PERSONAS = {
     "impatient": 5,
 }
 AGENT_PASSWORD = "sim-agent-password"
+AGENT_CAPACITY = 3
 AGENT_SKILLS = (
     "general",
     "card_security",
@@ -106,6 +107,7 @@ class Ledger:
     resolved: int = 0
     handed_back: int = 0
     labels: Counter = field(default_factory=Counter)
+    agent_errors: list[str] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
 
@@ -125,7 +127,7 @@ class Ledger:
             "resolved": self.resolved,
             "handed_back": self.handed_back,
             "labels": dict(self.labels),
-            "errors": [r.error for r in runs if r.error],
+            "errors": [r.error for r in runs if r.error] + self.agent_errors,
         }
 
 
@@ -327,8 +329,7 @@ async def work_ticket(api: Api, ticket: dict, ledger: Ledger, rng: random.Random
     )
     ledger.tickets_replied += 1
     await asyncio.sleep(rng.uniform(0.5, 1.5))
-    reasons = " ".join(ticket.get("reasons") or [])
-    if "explicit_request" in reasons and "sensitive" not in reasons:
+    if list(ticket.get("reasons") or []) == ["explicit_request"] and rng.random() < 0.7:
         await api.call(
             "POST",
             f"/api/tickets/{tid}/messages",
@@ -345,6 +346,23 @@ async def work_ticket(api: Api, ticket: dict, ledger: Ledger, rng: random.Random
     ledger.labels[label] += 1
 
 
+async def claim_next(api: Api) -> dict | None:
+    """The next waiting ticket this agent can take, or None (also when at capacity)."""
+    try:
+        return (await api.call("POST", "/api/tickets/claim")).get("ticket")
+    except RuntimeError as error:
+        if " 409 " in str(error):
+            return None
+        raise
+
+
+async def guarded(work, ledger: Ledger) -> None:
+    try:
+        await work
+    except Exception as error:  # noqa: BLE001 - recorded in the ledger and reported
+        ledger.agent_errors.append(f"{type(error).__name__}: {error}")
+
+
 async def agent_loop(
     api: Api, login: str, password: str, ledger: Ledger, stop: asyncio.Event, seed: int
 ) -> None:
@@ -354,16 +372,20 @@ async def agent_loop(
     )["token"]
     await api.call("POST", "/api/agent/presence", {"online": True})
     working: set[asyncio.Task] = set()
+    for held in (await api.call("GET", "/api/agent/me")).get("tickets") or []:
+        task = asyncio.create_task(guarded(work_ticket(api, held, ledger, rng), ledger))
+        working.add(task)
+        task.add_done_callback(working.discard)
     last_beat = time.monotonic()
     while not stop.is_set() or working:
         if time.monotonic() - last_beat > 3:
             await api.call("POST", "/api/agent/presence", {"online": True})
             last_beat = time.monotonic()
-        if not stop.is_set():
-            claimed = (await api.call("POST", "/api/tickets/claim")).get("ticket")
+        if not stop.is_set() and len(working) < AGENT_CAPACITY:
+            claimed = await claim_next(api)
             if claimed:
                 ledger.tickets_claimed += 1
-                task = asyncio.create_task(work_ticket(api, claimed, ledger, rng))
+                task = asyncio.create_task(guarded(work_ticket(api, claimed, ledger, rng), ledger))
                 working.add(task)
                 task.add_done_callback(working.discard)
                 continue
@@ -385,7 +407,12 @@ async def ensure_agents(redis_url: str | None, namespace: str, count: int) -> li
         logins = []
         for n in range(1, count + 1):
             login = f"sim-agent-{n}"
-            agent = Agent(login=login, name=f"Sim agent {n}", skills=list(AGENT_SKILLS), capacity=3)
+            agent = Agent(
+                login=login,
+                name=f"Sim agent {n}",
+                skills=list(AGENT_SKILLS),
+                capacity=AGENT_CAPACITY,
+            )
             await accounts.create(agent, AGENT_PASSWORD)
             logins.append((login, AGENT_PASSWORD))
         return logins
