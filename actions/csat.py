@@ -31,6 +31,9 @@ from bot.handoff import HandoffState
 log = logging.getLogger(__name__)
 
 SCORE = re.compile(r'^\W*([1-5])\b|"csat_score"\s*:\s*"?([1-5])')
+QUESTION = re.compile(
+    r"\?\s*$|^\s*(how|what|why|when|where|which|who|can|could|do|does|is|are|will)\b", re.I
+)
 NO_COMMENT = ("deny", "goodbye")
 
 
@@ -54,6 +57,15 @@ def score_of(turn: Turn, tracker: Tracker) -> int | None:
             return int(entity["value"])
     match = SCORE.search(turn.text or "")
     return int(match.group(1) or match.group(2)) if match else None
+
+
+def is_new_question(turn: Turn) -> bool:
+    """A routine question rather than a comment: asked as a question, about a banking topic."""
+    from actions.escalation import POLICY
+
+    config = POLICY.signal_config()
+    topical = turn.intent not in config.non_topic_intents | config.unanswerable_intents
+    return bool(turn.intent) and topical and bool(QUESTION.search(turn.text or ""))
 
 
 async def _append(fields: dict[str, str]) -> None:
@@ -98,6 +110,8 @@ async def take_answer(
         return [SlotSet("csat_stage", "comment"), SlotSet("csat_rating_id", rating_id)]
     if stage == "comment":
         text = (turn.text or "").strip()
+        if is_new_question(turn):
+            return None  # not a comment: the customer moved on to a new question
         if turn.intent in NO_COMMENT or not text or text.startswith("/"):
             say(dispatcher, "csat_thanks")
             return [SlotSet("csat_stage", None)]

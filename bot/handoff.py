@@ -276,14 +276,25 @@ async def resume_in_rasa(
 ) -> list[dict[str, Any]]:
     """Tell Rasa the human stretch ended: runs `action_handback` (greets the customer back and
     asks for a rating) and returns the bot's messages for the customer."""
-    url = f"{rasa_url.rstrip('/')}/conversations/{conversation_id}/execute"
-    body = {"name": HANDBACK_ACTION}
+    base = f"{rasa_url.rstrip('/')}/conversations/{conversation_id}"
+    timeout = aiohttp.ClientTimeout(total=30)
     own = session is None
     session = session or aiohttp.ClientSession()
     try:
-        async with session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=30)) as resp:
+        async with session.post(
+            f"{base}/execute", json={"name": HANDBACK_ACTION}, timeout=timeout
+        ) as resp:
             resp.raise_for_status()
-            return (await resp.json()).get("messages") or []
+            messages = (await resp.json()).get("messages") or []
+        # `execute` runs the action alone; the bot then listens, as after any turn, so the
+        # customer's next message is handled by the rules like every other.
+        async with session.post(
+            f"{base}/tracker/events",
+            json={"event": "action", "name": "action_listen"},
+            timeout=timeout,
+        ) as resp:
+            resp.raise_for_status()
+        return messages
     finally:
         if own:
             await session.close()

@@ -269,6 +269,17 @@ async def test_handback_greets_back_asks_a_rating_and_stores_it_with_the_path(re
     assert replies(after)[0] == "answer:topping_up_by_card"
 
 
+async def test_a_new_question_instead_of_a_comment_is_answered_not_stored(redis):
+    chat = Conversation("c-question")
+    await chat.say("bye", "goodbye")
+    await chat.say("4", "csat_rating")
+    messages = await chat.say("how do I change my pin?", "change_pin")
+    assert replies(messages) == ["answer:change_pin", "did_that_help"]
+    assert chat.slots["csat_stage"] is None
+    kinds = [f["kind"] for _, f in await redis.xrange("support:csat")]
+    assert kinds == ["offered", "rating"]
+
+
 async def test_goodbye_on_the_bot_alone_asks_a_rating_stored_as_bot_only(redis):
     chat = Conversation("c-bye")
     await chat.say("how do I activate my card", "activate_my_card")
