@@ -36,7 +36,7 @@ from actions.turn import Turn
 from bot.config import get_settings
 from bot.escalation import Action, Decision, Policy, evaluate, load_policy
 from bot.handoff import HandoffState
-from bot.signals import SignalState, TurnSignals, observe
+from bot.signals import SignalConfig, SignalState, TurnSignals, observe
 from bot.signals import Turn as SignalTurn
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,13 @@ def explain(signals: TurnSignals, decision: Decision) -> str:
     )
 
 
-def assess(tracker: Tracker, turn: Turn, mode: str, policy: Policy = POLICY) -> Assessment:
+def assess(
+    tracker: Tracker,
+    turn: Turn,
+    mode: str,
+    policy: Policy = POLICY,
+    config: SignalConfig | None = None,
+) -> Assessment:
     """Signals of the latest turn and the policy's decision, with the audit entry to record."""
     raw = tracker.get_slot("escalation_state")
     state = SignalState.parse_obj(raw) if isinstance(raw, dict) else SignalState()
@@ -82,7 +88,7 @@ def assess(tracker: Tracker, turn: Turn, mode: str, policy: Policy = POLICY) -> 
         ranking=list(turn.ranking),
         bot_replies=list(turn.previous_replies),
     )
-    signals, next_state = observe(state, signal_turn, policy.signal_config())
+    signals, next_state = observe(state, signal_turn, config or policy.signal_config())
     signals = signals.copy(update={"mode": mode})
     decision = evaluate(signals, policy)
     entry = {
@@ -114,6 +120,7 @@ class EscalationGate:
 
     def __init__(self, policy: Policy = POLICY) -> None:
         self.policy = policy
+        self.config = policy.signal_config()  # patterns compiled once
 
     async def handle(
         self,
@@ -124,7 +131,7 @@ class EscalationGate:
     ) -> list[EventType]:
         conversation_id = tracker.sender_id
         state = await handoff.current_state(conversation_id, tracker)
-        assessment = assess(tracker, turn, state.mode, self.policy)
+        assessment = assess(tracker, turn, state.mode, self.policy, self.config)
         await record(conversation_id, assessment.entry)
         events = [
             SlotSet("escalation_state", json.loads(assessment.state.json())),
