@@ -76,3 +76,27 @@ def test_error_message_names_the_file(tmp_path):
     path = _write(tmp_path, {"failed_turns.offer_after": -1})
     with pytest.raises(PolicyError, match=str(path)):
         load_policy(path)
+
+
+def test_the_action_code_refuses_to_load_with_a_bad_policy(tmp_path):
+    """The action server imports actions.escalation at start: a bad file stops it, saying why."""
+    import os
+    import subprocess
+    import sys
+
+    bad = _write(tmp_path, {"sensitive.0.priority": "asap"})
+    result = subprocess.run(
+        [sys.executable, "-c", "import actions.escalation"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "ESCALATION_POLICY": str(bad)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "PolicyError" in result.stderr and "priority 'asap' is not one of" in result.stderr
+
+
+def test_priorities_must_fit_the_queues_scale(tmp_path):
+    with pytest.raises(PolicyError, match="the queue's scale is 0-9"):
+        load_policy(_write(tmp_path, {"priorities.urgent": 12}))
