@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy
@@ -152,8 +153,13 @@ def default_url() -> str:
 
 
 def read_rows(url: str | None = None) -> list[tuple[str, dict[str, Any]]]:
-    """Every event row of the broker's ``events`` table, in the order Rasa published them."""
-    engine = sqlalchemy.create_engine(url or default_url())
+    """Every event row of the broker's ``events`` table, in the order Rasa published them
+    (none when Rasa has not written any yet)."""
+    url = url or default_url()
+    database = sqlalchemy.engine.make_url(url).database
+    if url.startswith("sqlite") and database and not Path(database).exists():
+        return []
+    engine = sqlalchemy.create_engine(url)
     try:
         with engine.connect() as connection:
             if not sqlalchemy.inspect(connection).has_table("events"):

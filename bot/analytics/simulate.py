@@ -69,6 +69,7 @@ PERSONAS = {
 }
 AGENT_PASSWORD = "sim-agent-password"
 AGENT_CAPACITY = 3
+PICKUP_SECONDS = 1.5  # an agent takes a ticket once it has waited this long
 AGENT_SKILLS = (
     "general",
     "card_security",
@@ -245,7 +246,7 @@ class Customer:
         if self.mode not in ("waiting", "agent"):
             return
         if cancel:
-            await asyncio.sleep(self.rng.uniform(0.2, 0.8))
+            await asyncio.sleep(self.rng.uniform(0.1, 0.4))  # before an agent picks it up
             await self.say(payload="/cancel_handoff")
             # an agent may have taken the ticket first: then the cancel went to the agent
             self.run.cancelled = self.mode == "bot"
@@ -347,11 +348,19 @@ async def work_ticket(api: Api, ticket: dict, ledger: Ledger, rng: random.Random
 
 
 async def claim_next(api: Api) -> dict | None:
-    """The next waiting ticket this agent can take, or None (also when at capacity)."""
+    """The longest-waiting ticket this agent can take once it has waited
+    :data:`PICKUP_SECONDS` (agents are not instant), or None (also when at capacity)."""
+    tickets = (await api.call("GET", "/api/tickets?state=queued"))["tickets"]
+    ready = [
+        t for t in tickets if t.get("can_claim") and t.get("wait_seconds", 0) >= PICKUP_SECONDS
+    ]
+    if not ready:
+        return None
+    ticket = max(ready, key=lambda t: (t["priority"], t["wait_seconds"]))
     try:
-        return (await api.call("POST", "/api/tickets/claim")).get("ticket")
+        return (await api.call("POST", f"/api/tickets/{ticket['id']}/claim")).get("ticket")
     except RuntimeError as error:
-        if " 409 " in str(error):
+        if " 409 " in str(error) or " 404 " in str(error):  # at capacity, or taken/cancelled
             return None
         raise
 

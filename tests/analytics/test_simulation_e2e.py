@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
+from redis.asyncio import Redis
 
+from bot.analytics.collect import collect_records
+from bot.analytics.replay import trajectory
 from bot.analytics.simulate import simulate
+from bot.config import PROJECT_ROOT
+from bot.escalation import load_policy
 from bot.web.auth import DEMO_AGENT_EMAIL, DEMO_AGENT_PASSWORD
 
 pytestmark = pytest.mark.model
@@ -79,3 +84,20 @@ async def test_dashboard_figures_equal_what_the_simulation_did(analytics_stack):
             assert row["left_mid_problem"] and row["falsely_contained"], (cid, run.persona)
         if run.cancelled:
             assert any(t["state"] == "abandoned" and not t["handled"] for t in row["tickets"])
+
+    # Policy replay: the policy in force, replayed over the recorded turns, hands off and offers
+    # a person on exactly the turns the action server did.
+    client = Redis.from_url(gateway.redis_url, decode_responses=True)
+    try:
+        records = await collect_records(client, gateway.namespace, gateway.events_url)
+    finally:
+        await client.close()
+    policy = load_policy(PROJECT_ROOT / "escalation_policy.yml")
+    for record in records:
+        replayed = trajectory(record, policy)
+        first = {
+            action: next((d.turn for d in record.decisions if d.action == action), None)
+            for action in ("handoff", "offer")
+        }
+        assert replayed.first_handoff == first["handoff"], record.conversation_id
+        assert replayed.first_offer == first["offer"], record.conversation_id
