@@ -257,3 +257,31 @@ def test_an_angry_message_the_bot_did_not_understand_offers_a_person_at_once():
     )
     assert signals.failed_turns == 1 and signals.sentiment > POLICY.sentiment.very_negative
     assert decision.action is Action.offer and decision.reasons == ["negative_failed_turn"]
+
+
+def _banking77_examples():
+    import yaml
+
+    nlu = yaml.safe_load((PROJECT_ROOT / "data/nlu/banking77.yml").read_text())["nlu"]
+    for item in nlu:
+        for line in item["examples"].splitlines():
+            text = line.strip().removeprefix("- ").strip()
+            if text:
+                yield item["intent"], text
+
+
+def test_phrases_almost_never_fire_on_routine_banking_questions():
+    """Over the ~10,000 Banking77 training questions, the explicit-request phrases and the
+    sensitive phrases (outside the sensitive intents themselves) fire on at most 0.2 %."""
+    from bot.signals import human_request, sensitive_phrases
+
+    sensitive_intents = CONFIG.sensitive_intents
+    total = explicit = sensitive = 0
+    for intent, text in _banking77_examples():
+        total += 1
+        explicit += human_request(Turn(text, intent), CONFIG) is not None
+        if intent not in sensitive_intents:
+            sensitive += bool(sensitive_phrases(text, CONFIG))
+    assert total > 9000
+    assert explicit / total <= 0.002
+    assert sensitive / total <= 0.002
