@@ -145,11 +145,11 @@ def create_app(
         await ensure_demo_agent(accounts)
         start_desk(desk)
         yield
-        await websocket.close_all(app)
         await stop_desk(desk)
         await session.close()
 
     app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(websocket.close_all)  # before the server waits for open handlers
     app.router.add_get("/", _page("index.html"))
     app.router.add_get("/agent", _page("console.html"))
     app.router.add_get("/api/docs", _page("docs.html"))

@@ -65,11 +65,14 @@ class RasaClient:
         return await self._request("GET", f"/conversations/{sender}/tracker", None)
 
     async def healthy(self) -> bool:
+        """One quick look at Rasa's /status (no retries)."""
         try:
-            await self._request("GET", "/status", None)
-        except RasaUnavailable:
+            async with self._session.get(
+                self._base + "/status", timeout=aiohttp.ClientTimeout(total=2)
+            ) as response:
+                return response.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError):
             return False
-        return True
 
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
         return await self._request("POST", path, body)

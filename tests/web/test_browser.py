@@ -59,21 +59,21 @@ async def open_console(browser, stack):
     return page
 
 
-async def go_online_and_claim(console) -> None:
+async def go_online_and_claim(console, ticket_id: str) -> None:
     presence = console.locator("#presence")
     if await presence.get_attribute("aria-checked") != "true":
         await presence.click()
         await console.locator("#presence[aria-checked='true']").wait_for()
-    await console.wait_for_timeout(1500)  # going online may already assign the waiting ticket
-    if await console.locator("#chat").is_hidden():
-        await console.get_by_role("button", name=re.compile(r"^Claim ticket")).first.click()
+    await console.locator(f"tr[data-ticket-id='{ticket_id}'] button.claim").click()
     await console.locator("#chat").wait_for()
 
 
-async def hand_off(customer) -> None:
+async def hand_off(customer) -> str:
+    """Ask for a person; returns the ticket id once the widget shows the queue position."""
     await customer.locator(".pc-human").click()
     await customer.locator(".pc-queue").wait_for()
     await customer.get_by_text(re.compile(r"number \d+ in the queue")).wait_for()
+    return await customer.evaluate("PennantChat.ticketId()")
 
 
 async def test_customer_is_handed_to_an_agent_and_back_to_the_bot(browser, stack):
@@ -84,11 +84,11 @@ async def test_customer_is_handed_to_an_agent_and_back_to_the_bot(browser, stack
     assert "card" in answer.lower()
     await customer.screenshot(path=screenshot_path("widget-bot-answer"))
 
-    await hand_off(customer)
+    ticket_id = await hand_off(customer)
     await customer.screenshot(path=screenshot_path("widget-waiting-in-queue"))
 
     console = await open_console(browser, stack)
-    await go_online_and_claim(console)
+    await go_online_and_claim(console, ticket_id)
     transcript = console.get_by_role("log", name="Transcript")
     await transcript.get_by_text("How do I activate my new card?").wait_for()
     await console.get_by_text("Bot context").wait_for()
@@ -123,9 +123,9 @@ async def test_customer_is_handed_to_an_agent_and_back_to_the_bot(browser, stack
 
 async def test_injected_markup_renders_as_text_in_widget_and_console(browser, stack):
     customer = await open_widget(browser, stack)
-    await hand_off(customer)
+    ticket_id = await hand_off(customer)
     console = await open_console(browser, stack)
-    await go_online_and_claim(console)
+    await go_online_and_claim(console, ticket_id)
     await customer.get_by_text(re.compile(r"joined the conversation")).wait_for()
 
     await say(customer, XSS)

@@ -246,6 +246,7 @@
   function applyState(s) {
     if (!s || !s.mode) return;
     state.mode = s.mode;
+    if ("ticket_id" in s) state.ticketId = s.ticket_id;
     if (s.agent_name) state.agentName = s.agent_name;
     ui.root.dataset.mode = s.mode;
     if (s.mode === "waiting") {
@@ -419,6 +420,8 @@
     open: function () { setOpen(true); },
     close: function () { setOpen(false); },
     conversationId: function () { return state.conversationId; },
+    ticketId: function () { return state.ticketId || null; },
+    mode: function () { return state.mode; },
   };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();
