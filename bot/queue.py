@@ -74,6 +74,7 @@ Needs one Redis server (not Redis Cluster): scripts build key names from the nam
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import re
@@ -83,7 +84,7 @@ from typing import Any, NamedTuple
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.tickets import (
@@ -242,21 +243,20 @@ class SweepResult:
 # --------------------------------------------------------------------------------------------
 # Lua
 # --------------------------------------------------------------------------------------------
-# Every script starts with this prelude. ARGV[1..5] is the header (key prefix, event-stream
-# length, closed-ticket TTL in ms (0: keep), lease in ms, default handling time in ms); the
-# script's own arguments follow and are read as A[1], A[2], ...
+# Every script starts with this prelude, with the queue's settings filled in (key prefix,
+# event-stream length, closed-ticket TTL in ms (0: keep), lease in ms, default handling time in
+# ms), so a call sends only its own arguments: A[1], A[2], ... (ARGV).
 #
 # A script validates everything before its first write, so a refused call changes nothing.
 # Times come from the server's clock (TIME), so clients' clocks do not matter.
 
 _PRELUDE = r"""
-local P = ARGV[1]
-local EVMAX = ARGV[2]
-local TTL_MS = tonumber(ARGV[3])
-local LEASE_MS = tonumber(ARGV[4])
-local DEFAULT_HANDLE_MS = tonumber(ARGV[5])
-local A = {}
-for i = 6, #ARGV do A[#A + 1] = ARGV[i] end
+local P = '__PREFIX__'
+local EVMAX = '__EVENTS_MAXLEN__'
+local TTL_MS = __CLOSED_TTL_MS__
+local LEASE_MS = __LEASE_MS__
+local DEFAULT_HANDLE_MS = __DEFAULT_HANDLE_MS__
+local A = ARGV
 local T = redis.call('TIME')
 local NOW = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
 local BASE = 1099511627776        -- 2^40: queue scores are (9-prio)*2^41 + (front?0:2^40) + seq
@@ -265,6 +265,9 @@ local LOADW = 8796093022208       -- 2^43: free-agent scores are load%*2^43 + la
 local function fail(code, msg) return redis.error_reply(code .. ' ' .. msg) end
 local function tkey(id) return P .. 't:' .. id end
 local function akey(a) return P .. 'a:' .. a end
+-- a ticket hash as one string, fields and values joined by NUL (no stored value contains NUL):
+-- one bulk reply instead of ~50 is much cheaper for the client to parse
+local function ticket_reply(tid) return table.concat(redis.call('HGETALL', tkey(tid)), '\0') end
 
 local function split(s)
   local out = {}
@@ -493,7 +496,7 @@ _ENQUEUE = r"""
 -- A: conv, customer_json, reasons_json, priority, topic, summary_json, sla_ms, prefer_agent
 local conv, topic, prio = A[1], A[5], A[4]
 local existing = redis.call('GET', P .. 'conv:' .. conv)
-if existing then return {1, redis.call('HGETALL', tkey(existing))} end
+if existing then return {1, ticket_reply(existing)} end
 local n = redis.call('INCR', P .. 'seq')
 local tid = 'T' .. n
 local deadline = NOW + tonumber(A[7])
@@ -522,7 +525,7 @@ else
   redis.call('ZADD', P .. 'q:' .. topic, qscore(prio, n, false), tid)
   dispatch_ticket(tid, nil)
 end
-return {0, redis.call('HGETALL', tkey(tid))}
+return {0, ticket_reply(tid)}
 """
 
 _AGENT_ONLINE = r"""
@@ -598,7 +601,7 @@ else
   topic = redis.call('HGET', tkey(tid), 'topic')
   assign(tid, a, 'claim', topic)
 end
-return redis.call('HGETALL', tkey(tid))
+return ticket_reply(tid)
 """
 
 _CLOSE = r"""
@@ -616,7 +619,7 @@ if agent ~= '' and h[2] ~= agent then
               ', not to ' .. agent)
 end
 close_ticket(tid, h, newstate, A[4], A[5])
-return redis.call('HGETALL', tkey(tid))
+return ticket_reply(tid)
 """
 
 _REQUEUE = r"""
@@ -631,7 +634,7 @@ local agent = h[2]
 back_to_queue(tid, agent, 'requeued', A[2])
 dispatch_ticket(tid, agent)
 dispatch_agent(agent, tid)
-return redis.call('HGETALL', tkey(tid))
+return ticket_reply(tid)
 """
 
 _TRANSFER = r"""
@@ -681,7 +684,7 @@ else
   dispatch_ticket(tid, old)
 end
 if old then dispatch_agent(old, tid) end
-return redis.call('HGETALL', tkey(tid))
+return ticket_reply(tid)
 """
 
 _SEND = r"""
@@ -771,7 +774,8 @@ return {lapsed, requeued, due}
 # --------------------------------------------------------------------------------------------
 
 _TOPIC_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,63}$")
-_ID_RE = re.compile(r"^[^\s,]{1,200}$")
+_ID_RE = re.compile(r"^[^\s,\x00-\x1f\x7f]{1,200}$")
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _STREAM_ID_RE = re.compile(r"^(\d+-\d+|\d+|\$)$")
 MAX_PRIORITY = 9
 
@@ -813,9 +817,132 @@ def _pairs(flat: Sequence[str]) -> dict[str, str]:
     return dict(zip(it, it, strict=True))
 
 
+def _ticket(packed: str, duplicate: bool = False) -> Ticket:
+    """A ticket from a script's reply: its hash's fields and values joined by NUL."""
+    return Ticket.from_redis(_pairs(packed.split("\0")), duplicate=duplicate)
+
+
 # --------------------------------------------------------------------------------------------
 # The queue
 # --------------------------------------------------------------------------------------------
+
+
+def _with_prelude(prelude: str, body: str) -> str:
+    """The script: the prelude's settings and only the helper functions the body uses (directly
+    or through other helpers), since Redis builds every local function anew on each call."""
+    parts = re.split(r"(?m)^(?=local function )", prelude)
+    head, functions = parts[0], parts[1:]
+    names = [re.match(r"local function (\w+)", f).group(1) for f in functions]  # type: ignore[union-attr]
+    needed: set[str] = set()
+    todo = [body]
+    while todo:
+        text = todo.pop()
+        for name, source in zip(names, functions, strict=True):
+            if name not in needed and re.search(rf"\b{name}\(", text):
+                needed.add(name)
+                todo.append(source)
+    return head + "".join(f for n, f in zip(names, functions, strict=True) if n in needed) + body
+
+
+class _Script:
+    """A Lua script run by EVALSHA, loaded on first use or when Redis lost it (a restart)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+        self.sha_bytes = self.sha.encode()
+
+    async def run(self, redis: Redis, args: Sequence[object]) -> Any:
+        try:
+            return await redis.execute_command("EVALSHA", self.sha, 0, *args)
+        except NoScriptError:
+            await redis.script_load(self.source)
+            return await redis.execute_command("EVALSHA", self.sha, 0, *args)
+
+
+class _Batcher:
+    """Automatic pipelining: scripts submitted during one event-loop turn go out together.
+
+    Every submitted call gets its own future with its own reply or error, in submission order.
+    Batches run concurrently, each on a pooled connection. A connection error fails the calls
+    of that batch (as it would fail single in-flight calls); NOSCRIPT loads the script and
+    retries just that call.
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self.pending: list[tuple[_Script, Sequence[object], asyncio.Future[Any]]] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, script: _Script, args: Sequence[object]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        if loop is not self.loop:  # first use, or used from a new event loop
+            self.loop, self.pending = loop, []
+        future: asyncio.Future[Any] = loop.create_future()
+        self.pending.append((script, args, future))
+        if len(self.pending) == 1:
+            loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        batch, self.pending = self.pending, []
+        if batch:
+            task = asyncio.ensure_future(self._execute(batch))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _execute(
+        self, batch: list[tuple[_Script, Sequence[object], asyncio.Future[Any]]]
+    ) -> None:
+        # one write of every EVALSHA (packed here: redis-py's general packer is the main client
+        # cost at this rate), then the replies in order, on one connection from the pool
+        payload = b"".join(_pack_evalsha(script.sha_bytes, args) for script, args, _ in batch)
+        pool = self.redis.connection_pool
+        results: list[Any] = []
+        try:
+            conn = await pool.get_connection("EVALSHA")
+            try:
+                await conn.send_packed_command(payload, check_health=False)
+                for _ in batch:
+                    try:
+                        results.append(await conn.read_response())
+                    except ResponseError as error:
+                        results.append(error)
+            except BaseException:
+                await conn.disconnect()  # replies may be left unread: never reuse it
+                raise
+            finally:
+                await pool.release(conn)
+        except BaseException as error:  # handed to every caller still waiting
+            failure = error if isinstance(error, Exception) else RedisConnectionError(repr(error))
+            for _, _, future in batch[len(results) :]:
+                if not future.done():
+                    future.set_exception(failure)
+            if not isinstance(error, Exception):
+                raise
+        for (script, args, future), result in zip(batch, results, strict=False):
+            if future.done():
+                continue
+            if isinstance(result, NoScriptError):  # Redis restarted: load and run that call
+                try:
+                    future.set_result(await script.run(self.redis, args))
+                except Exception as error:  # noqa: BLE001
+                    if not future.done():
+                        future.set_exception(error)
+            elif isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+
+def _pack_evalsha(sha: bytes, args: Sequence[object]) -> bytes:
+    """RESP for ``EVALSHA sha 0 *args`` (args are str or int)."""
+    parts = [b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n0\r\n" % (len(args) + 3, sha)]
+    for arg in args:
+        data = arg.encode() if isinstance(arg, str) else str(arg).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
 
 
 class HandoffQueue:
@@ -826,6 +953,10 @@ class HandoffQueue:
     lease + interval). ``sla_first_response_seconds``: a ticket with no agent message by then is
     flagged. ``default_handle_seconds``: handling time assumed for ETAs before any ticket of a
     topic was handled. ``closed_ttl_seconds``: if set, a closed ticket's keys expire after that.
+    ``autobatch``: send the scripts that concurrent callers start in the same event-loop turn as
+    one pipeline (one write, one connection, replies in order); each call is still its own atomic
+    script and its own result or error. It is what lets one process drive thousands of
+    lifecycles a second; turn it off to send every call on its own.
     """
 
     def __init__(
@@ -840,6 +971,7 @@ class HandoffQueue:
         closed_ttl_seconds: float | None = None,
         events_maxlen: int = 100_000,
         sweep_interval: float | None = None,
+        autobatch: bool = True,
     ) -> None:
         kwargs = getattr(getattr(redis, "connection_pool", None), "connection_kwargs", {})
         if not kwargs.get("decode_responses", False):
@@ -847,7 +979,9 @@ class HandoffQueue:
         if lease_seconds <= 0 or sla_first_response_seconds <= 0:
             raise ValueError("lease_seconds and sla_first_response_seconds must be positive")
         self.redis = redis
-        self.namespace = _check_id("namespace", namespace)
+        if not isinstance(namespace, str) or not _NAMESPACE_RE.match(namespace):
+            raise ValueError(f"namespace must be 1-64 of A-Z a-z 0-9 _ . -, not {namespace!r}")
+        self.namespace = namespace
         self.prefix = f"{namespace}:q:"
         self.lease_seconds = float(lease_seconds)
         self.sla_first_response_seconds = float(sla_first_response_seconds)
@@ -857,15 +991,15 @@ class HandoffQueue:
         self.sweep_interval = (
             sweep_interval if sweep_interval is not None else min(0.5, self.lease_seconds / 4)
         )
-        self._header = [
-            self.prefix,
-            str(int(events_maxlen)),
-            str(int((closed_ttl_seconds or 0) * 1000)),
-            str(int(self.lease_seconds * 1000)),
-            str(int(self.default_handle_seconds * 1000)),
-        ]
+        prelude = (
+            _PRELUDE.replace("__PREFIX__", self.prefix)
+            .replace("__EVENTS_MAXLEN__", str(int(events_maxlen)))
+            .replace("__CLOSED_TTL_MS__", str(int((closed_ttl_seconds or 0) * 1000)))
+            .replace("__LEASE_MS__", str(int(self.lease_seconds * 1000)))
+            .replace("__DEFAULT_HANDLE_MS__", str(int(self.default_handle_seconds * 1000)))
+        )
         self._scripts = {
-            name: redis.register_script(_PRELUDE + body)
+            name: _Script(_with_prelude(prelude, body))
             for name, body in {
                 "enqueue": _ENQUEUE,
                 "agent_online": _AGENT_ONLINE,
@@ -881,6 +1015,7 @@ class HandoffQueue:
                 "sweep": _SWEEP,
             }.items()
         }
+        self._batcher = _Batcher(redis) if autobatch else None
 
     @classmethod
     def from_url(cls, url: str, *, max_connections: int = 256, **kwargs: Any) -> HandoffQueue:
@@ -906,8 +1041,11 @@ class HandoffQueue:
     # -- plumbing ---------------------------------------------------------------------------
 
     async def _run(self, name: str, *args: object) -> Any:
+        script = self._scripts[name]
         try:
-            return await self._scripts[name](keys=[], args=[*self._header, *args])
+            if self._batcher is not None:
+                return await self._batcher.submit(script, args)
+            return await script.run(self.redis, args)
         except ResponseError as error:
             raise self._translate(error) from None
 
@@ -977,7 +1115,7 @@ class HandoffQueue:
             int(self.sla_first_response_seconds * 1000),
             prefer_agent or "",
         )
-        return Ticket.from_redis(_pairs(flat), duplicate=bool(dup))
+        return _ticket(flat, duplicate=bool(dup))
 
     async def get(self, ticket_id: str) -> Ticket:
         """The ticket, or :class:`TicketNotFound`."""
@@ -1165,20 +1303,20 @@ class HandoffQueue:
         oldest) to it; None when nothing fits. For pull agents, but any online agent may call it.
         """
         flat = await self._run("claim", _check_id("agent_id", agent_id), "")
-        return Ticket.from_redis(_pairs(flat)) if flat else None
+        return _ticket(flat) if flat else None
 
     async def claim(self, agent_id: str, ticket_id: str) -> Ticket:
         """Assign a given queued ticket to the agent (needs the skill and room)."""
         flat = await self._run(
             "claim", _check_id("agent_id", agent_id), _check_id("ticket_id", ticket_id)
         )
-        return Ticket.from_redis(_pairs(flat))
+        return _ticket(flat)
 
     async def requeue(self, ticket_id: str, reason: str = "requeued") -> Ticket:
         """Take an assigned ticket from its agent and put it at the front of its queue; it goes to
         another free agent if there is one (not straight back to the same agent)."""
         flat = await self._run("requeue", _check_id("ticket_id", ticket_id), _check_reason(reason))
-        return Ticket.from_redis(_pairs(flat))
+        return _ticket(flat)
 
     async def transfer(
         self,
@@ -1200,7 +1338,7 @@ class HandoffQueue:
             _check_id("agent_id", agent_id) if agent_id is not None else "",
             str(_check_priority(priority)) if priority is not None else "",
         )
-        return Ticket.from_redis(_pairs(flat))
+        return _ticket(flat)
 
     # -- closing ----------------------------------------------------------------------------
 
@@ -1217,7 +1355,7 @@ class HandoffQueue:
             "close", _check_id("ticket_id", ticket_id), state.value, agent_id,
             _check_reason(disposition, "disposition"), by, allowed,
         )  # fmt: skip
-        return Ticket.from_redis(_pairs(flat))
+        return _ticket(flat)
 
     async def resolve(self, ticket_id: str, agent_id: str, disposition: str = "resolved") -> Ticket:
         """The assigned agent closes the ticket as resolved; the agent pulls its next ticket."""
@@ -1473,7 +1611,7 @@ class HandoffQueue:
 
 
 def _check_reason(value: object, kind: str = "reason") -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > 500:
+    if not isinstance(value, str) or not value.strip() or len(value) > 500 or "\x00" in value:
         raise InvalidInput(f"{kind} must be a non-empty string of at most 500 characters")
     return value
 

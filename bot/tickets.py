@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
 
@@ -222,6 +223,23 @@ class AuditEvent:
 _TS_PREFIX = "ts_"
 
 
+# A ticket's customer, reasons and summary never change, and the queue returns the same ticket
+# many times over its life: parse each stored JSON text once (the results are immutable).
+@lru_cache(maxsize=4096)
+def _customer_from_json(text: str) -> Customer:
+    return Customer.from_dict(json.loads(text))
+
+
+@lru_cache(maxsize=4096)
+def _reasons_from_json(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text))
+
+
+@lru_cache(maxsize=4096)
+def _summary_from_json(text: str) -> Summary:
+    return Summary.from_dict(json.loads(text))
+
+
 def _ms(value: str | None) -> float | None:
     return None if value in (None, "") else int(value) / 1000.0
 
@@ -318,11 +336,11 @@ class Ticket:
         return cls(
             id=data["id"],
             conversation_id=data["conv"],
-            customer=Customer.from_dict(json.loads(data["customer"])),
-            reasons=tuple(json.loads(data.get("reasons") or "[]")),
+            customer=_customer_from_json(data["customer"]),
+            reasons=_reasons_from_json(data.get("reasons") or "[]"),
             priority=int(data["priority"]),
             topic=data["topic"],
-            summary=Summary.from_dict(json.loads(data.get("summary") or "{}")),
+            summary=_summary_from_json(data.get("summary") or "{}"),
             state=TicketState(data["state"]),
             created_at=int(data["created"]) / 1000.0,
             timestamps=timestamps,
