@@ -151,7 +151,7 @@ class EscalationGate:
     ) -> list[EventType]:
         if state.mode == "agent":
             return []  # a person holds the conversation: the bot never answers over them
-        pending, cleared = await self.pending_input(turn, tracker, dispatcher, state)
+        pending, cleared = await self.pending_input(turn, tracker, dispatcher, state, assessment)
         if pending is not None:
             return pending
         if turn.intent in CONTROL_INTENTS:
@@ -178,11 +178,15 @@ class EscalationGate:
         tracker: Tracker,
         dispatcher: CollectingDispatcher,
         state: HandoffState,
+        assessment: Assessment,
     ) -> tuple[list[EventType] | None, list[EventType]]:
         """The answer to what the escalation asked last turn (rating, comment, email), if it is
-        one; else None and the events that stop waiting for it."""
+        one; else None and the events that stop waiting for it. A message that calls for a
+        person (explicit request, sensitive topic) is never taken as a comment."""
         cleared: list[EventType] = []
         stage = tracker.get_slot("csat_stage")
+        if stage and assessment.decision.action is Action.handoff:
+            return None, [SlotSet("csat_stage", None)]
         if stage:
             taken = await csat.take_answer(stage, turn, tracker, dispatcher, state)
             if taken is not None:

@@ -351,3 +351,14 @@ async def test_a_person_asked_for_after_no_to_did_that_help_carries_not_helped(r
     ticket = await queue.open_ticket_for("c-nothelped")
     assert ticket.reasons == ("explicit_request", "offer_accepted", "not_helped")
     assert chat.slots["escalation_audit"][1]["decision"]["action"] == "offer"
+
+
+async def test_asking_for_a_person_instead_of_a_comment_hands_off(redis, queue):
+    chat = Conversation("c-comment-human")
+    await chat.say("bye", "goodbye")
+    await chat.say("2", "csat_rating")
+    messages = await chat.say("actually I want to speak to a real person", "request_human")
+    assert replies(messages)[0] == "handoff_requested"
+    assert await queue.open_ticket_for("c-comment-human") is not None
+    kinds = [f["kind"] for _, f in await redis.xrange("support:csat")]
+    assert kinds == ["offered", "rating"]
