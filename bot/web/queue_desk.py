@@ -43,6 +43,7 @@ from bot.web.desk import DeskError, DeskState
 from bot.web.rasa_client import RasaClient
 
 log = logging.getLogger("bot.web.desk")
+OPEN_CACHE_SECONDS = 0.5
 
 _ERRORS: dict[type[QueueError], tuple[int, str, str]] = {
     TicketNotFound: (404, "not_found", "no such ticket"),
@@ -82,6 +83,7 @@ class QueueDesk:
         self._priorities = sorted(policy.priorities.items(), key=lambda p: -p[1])
         self._topics = sorted({policy.default_topic, *(rule.topic for rule in policy.sensitive)})
         self._sweeper: asyncio.Task | None = None
+        self._open_cache: tuple[float, list[Ticket]] = (0.0, [])
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -190,8 +192,18 @@ class QueueDesk:
     async def list_tickets(self, state: str, agent: Agent) -> list[dict[str, Any]]:
         if state == "mine":
             return await self.agent_tickets(agent)
-        wanted = None if state == "open" else state
-        return [self.public(t, agent) for t in await self.queue.list_tickets(wanted, limit=200)]
+        return [
+            self.public(t, agent)
+            for t in await self._open_tickets()
+            if state in ("open", t.state.value)
+        ]
+
+    async def _open_tickets(self) -> list[Ticket]:
+        """Open tickets, read at most every OPEN_CACHE_SECONDS however many consoles watch."""
+        now = time.monotonic()
+        if now - self._open_cache[0] > OPEN_CACHE_SECONDS:
+            self._open_cache = (now, await self.queue.list_tickets(None, limit=500))
+        return self._open_cache[1]
 
     async def ticket(self, ticket_id: str) -> dict[str, Any]:
         try:
@@ -218,6 +230,7 @@ class QueueDesk:
         return self.public(ticket, agent)
 
     async def _joined(self, conversation_id: str, agent: Agent) -> None:
+        self._open_cache = (0.0, [])
         try:
             await self.handoff.agent_joined(conversation_id, agent.login)
         except HandoffError:
@@ -249,6 +262,7 @@ class QueueDesk:
 
     async def _back_to_bot(self, conversation_id: str) -> list[dict]:
         """End the human stretch and let the bot greet the customer back (and ask for a rating)."""
+        self._open_cache = (0.0, [])
         try:
             await self.handoff.hand_back(conversation_id)
         except HandoffError:
@@ -270,4 +284,5 @@ class QueueDesk:
             await self.queue.transfer(ticket_id, topic=topic)
         except QueueError as error:
             raise desk_error(error) from error
+        self._open_cache = (0.0, [])
         await self.handoff.sync(ticket["conversation_id"])
