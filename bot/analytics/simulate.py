@@ -145,7 +145,8 @@ class Api:
                 method, self.base + path, json=body, headers=headers
             ) as response:
                 data = await response.json(content_type=None)
-                if response.status == 503 and attempt < 4:  # Rasa or Redis busy: retry
+                retry = response.status == 503 or (method == "GET" and response.status >= 500)
+                if retry and attempt < 4:  # busy, or a read that raced a change: retry
                     await asyncio.sleep(0.5 * (attempt + 1))
                     continue
                 if response.status >= 400:

@@ -15,7 +15,9 @@ from bot.config import PROJECT_ROOT
 from bot.escalation import load_policy
 from bot.web.auth import DEMO_AGENT_EMAIL, DEMO_AGENT_PASSWORD
 
-pytestmark = pytest.mark.model
+from .conftest import SCREENSHOTS
+
+pytestmark = [pytest.mark.model, pytest.mark.browser]
 
 CUSTOMERS = 24
 
@@ -32,7 +34,7 @@ async def lead_get(base: str, path: str) -> dict:
             return await response.json()
 
 
-async def test_dashboard_figures_equal_what_the_simulation_did(analytics_stack):
+async def test_dashboard_figures_equal_what_the_simulation_did(analytics_stack, browser):
     gateway = analytics_stack
     ledger = await simulate(
         gateway.url,
@@ -101,3 +103,14 @@ async def test_dashboard_figures_equal_what_the_simulation_did(analytics_stack):
         }
         assert replayed.first_handoff == first["handoff"], record.conversation_id
         assert replayed.first_offer == first["offer"], record.conversation_id
+
+    # The populated dashboard, as the support lead sees it after the simulation.
+    page = await browser.new_page(viewport={"width": 1300, "height": 1000})
+    await page.goto(gateway.url + "/dashboard")
+    await page.fill("[data-login-form] input[name=login]", DEMO_AGENT_EMAIL)
+    await page.fill("[data-login-form] input[name=password]", DEMO_AGENT_PASSWORD)
+    await page.click("[data-login-form] button[type=submit]")
+    await page.wait_for_selector("main.dash[data-ready=true]", timeout=30_000)
+    shown = await page.evaluate("window.dashboardCharts.reasons.data.datasets[0].data")
+    assert sum(shown) >= figures["escalation"]["numerator"]
+    await page.screenshot(path=str(SCREENSHOTS / "dashboard-simulated.png"), full_page=True)
