@@ -200,17 +200,24 @@ async def while_waiting(
         )
         return []
     events = answer(turn, dispatcher)
-    if (
-        state.waited_seconds() > policy.handoff.wait_limit_seconds
-        and not state.contact_offered
-        and not state.contact_email
-    ):
-        say(dispatcher, "wait_limit")
-        try:
-            await store.mark_contact_offered(state.conversation_id)
-        except Exception:
-            log.exception("could not mark the contact offer of %s", state.conversation_id)
+    await offer_contact_if_waited_too_long(dispatcher, state, policy)
     return events
+
+
+async def offer_contact_if_waited_too_long(
+    dispatcher: CollectingDispatcher, state: HandoffState, policy: Policy
+) -> bool:
+    """Past the wait limit, offer once to leave an email instead of waiting (ticket kept)."""
+    if state.mode != "waiting" or state.contact_offered or state.contact_email:
+        return False
+    if state.waited_seconds() <= policy.handoff.wait_limit_seconds:
+        return False
+    say(dispatcher, "wait_limit")
+    try:
+        await handoff_store().mark_contact_offered(state.conversation_id)
+    except Exception:
+        log.exception("could not mark the contact offer of %s", state.conversation_id)
+    return True
 
 
 async def cancel(
@@ -284,3 +291,23 @@ class ActionHandback(Action):
             SlotSet("escalation_state", fresh.dict()),
         ]
         return events + await csat.ask(dispatcher, tracker.sender_id)
+
+
+class ActionWaitCheck(Action):
+    """Run by the gateway for a customer waiting without writing (`bot.handoff.check_wait_in_rasa`):
+    past the wait limit, offers to leave contact details; otherwise says nothing."""
+
+    def __init__(self, policy: Policy | None = None) -> None:
+        self._policy = policy
+
+    def name(self) -> str:
+        return "action_wait_check"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> list[EventType]:
+        from actions.escalation import POLICY
+
+        state = await current_state(tracker.sender_id, tracker)
+        await offer_contact_if_waited_too_long(dispatcher, state, self._policy or POLICY)
+        return []

@@ -18,7 +18,9 @@ Who calls what:
   the customer cancels, `set_contact()` when they leave an email, `sync()` on every turn;
 - the gateway: `agent_joined()` when an agent claims the ticket (the queue's `assigned`), and
   `hand_back()` when the agent returns the conversation, then `resume_in_rasa()` so the bot greets
-  the customer back (Rasa runs `action_handback`, which also asks for a rating).
+  the customer back (Rasa runs `action_handback`, which also asks for a rating); optionally
+  `check_wait_in_rasa()` for a customer waiting without writing, so the offer to leave contact
+  details past the wait limit does not depend on their next message.
 
 The queue itself is reached through `TicketQueue` (a narrow port implemented over `bot.queue`).
 """
@@ -42,6 +44,7 @@ MODE_OF_TICKET_STATE = {
     "abandoned": "bot",
 }
 HANDBACK_ACTION = "action_handback"
+WAIT_CHECK_ACTION = "action_wait_check"
 
 # KEYS[1] state hash, KEYS[2] change stream; ARGV[1] allowed current modes (comma separated),
 # ARGV[2] JSON of the fields to set, ARGV[3] conversation id, ARGV[4] now.
@@ -271,23 +274,24 @@ class Handoff:
         return await self.get(conversation_id)
 
 
-async def resume_in_rasa(
-    rasa_url: str, conversation_id: str, session: aiohttp.ClientSession | None = None
+async def run_in_rasa(
+    rasa_url: str,
+    conversation_id: str,
+    action: str,
+    session: aiohttp.ClientSession | None = None,
 ) -> list[dict[str, Any]]:
-    """Tell Rasa the human stretch ended: runs `action_handback` (greets the customer back and
-    asks for a rating) and returns the bot's messages for the customer."""
+    """Run one of the bot's actions in the conversation through Rasa's HTTP API and return the
+    bot's messages for the customer; the bot then listens, as after any turn."""
     base = f"{rasa_url.rstrip('/')}/conversations/{conversation_id}"
     timeout = aiohttp.ClientTimeout(total=30)
     own = session is None
     session = session or aiohttp.ClientSession()
     try:
-        async with session.post(
-            f"{base}/execute", json={"name": HANDBACK_ACTION}, timeout=timeout
-        ) as resp:
+        async with session.post(f"{base}/execute", json={"name": action}, timeout=timeout) as resp:
             resp.raise_for_status()
             messages = (await resp.json()).get("messages") or []
-        # `execute` runs the action alone; the bot then listens, as after any turn, so the
-        # customer's next message is handled by the rules like every other.
+        # `execute` runs the action alone; appending `action_listen` puts the conversation back
+        # where a turn ends, so the customer's next message is handled by the rules as always.
         async with session.post(
             f"{base}/tracker/events",
             json={"event": "action", "name": "action_listen"},
@@ -298,6 +302,22 @@ async def resume_in_rasa(
     finally:
         if own:
             await session.close()
+
+
+async def resume_in_rasa(
+    rasa_url: str, conversation_id: str, session: aiohttp.ClientSession | None = None
+) -> list[dict[str, Any]]:
+    """Tell Rasa the human stretch ended: runs `action_handback` (greets the customer back and
+    asks for a rating) and returns the bot's messages for the customer."""
+    return await run_in_rasa(rasa_url, conversation_id, HANDBACK_ACTION, session)
+
+
+async def check_wait_in_rasa(
+    rasa_url: str, conversation_id: str, session: aiohttp.ClientSession | None = None
+) -> list[dict[str, Any]]:
+    """For a customer waiting silently: runs `action_wait_check`, which offers to leave contact
+    details once the wait passes the policy's limit (nothing otherwise). Returns its messages."""
+    return await run_in_rasa(rasa_url, conversation_id, WAIT_CHECK_ACTION, session)
 
 
 def _decoded(raw: dict[Any, Any]) -> dict[str, str]:

@@ -13,7 +13,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.connections import use_redis
 from actions.escalation import POLICY, EscalationGate
-from actions.handoff import ActionHandback
+from actions.handoff import ActionHandback, ActionWaitCheck
 from actions.respond import ActionRespond
 from bot.handoff import Handoff
 from bot.queue import HandoffQueue
@@ -362,3 +362,20 @@ async def test_asking_for_a_person_instead_of_a_comment_hands_off(redis, queue):
     assert await queue.open_ticket_for("c-comment-human") is not None
     kinds = [f["kind"] for _, f in await redis.xrange("support:csat")]
     assert kinds == ["offered", "rating"]
+
+
+async def test_a_silent_waiting_customer_is_offered_contact_details_once_past_the_limit(redis):
+    quick = ALWAYS_OPEN.copy(
+        update={"handoff": ALWAYS_OPEN.handoff.copy(update={"wait_limit_seconds": 0.001})}
+    )
+    chat = Conversation("c-silent")
+    await chat.say("agent", "request_human")
+
+    async def check(policy):
+        dispatcher = CollectingDispatcher()
+        await ActionWaitCheck(policy).run(dispatcher, chat._tracker({}), {})
+        return replies(dispatcher.messages)
+
+    assert await check(ALWAYS_OPEN) == []  # 300 s not yet passed
+    assert await check(quick) == ["wait_limit"]
+    assert await check(quick) == []  # once only
