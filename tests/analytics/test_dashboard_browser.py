@@ -67,6 +67,8 @@ async def test_an_agent_labels_a_handled_ticket_in_one_click_and_the_lead_sees_t
     await row.locator('button[data-label="correct"]').click()
     await row.wait_for(state="detached", timeout=10_000)
 
+    assert await console.locator("[data-dashboard-link]").count() == 0  # Ann is no lead
+
     page = await browser.new_page(viewport={"width": 1300, "height": 1000})
     page.on("pageerror", lambda error: errors.append(str(error)))
     await page.goto(gateway.url + "/dashboard")
@@ -86,3 +88,14 @@ async def test_an_agent_labels_a_handled_ticket_in_one_click_and_the_lead_sees_t
     await page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
     assert errors == [], errors
     assert LOGS.exists()
+
+
+async def test_a_lead_finds_the_dashboard_from_the_console(browser_gateway, browser):
+    gateway, _ = browser_gateway
+    console = await browser.new_page()
+    await console.goto(gateway.url + "/agent")
+    await console.fill("#login-name", DEMO_AGENT_EMAIL)
+    await console.fill("#login-password", DEMO_AGENT_PASSWORD)
+    await console.click("#login-form button[type=submit]")
+    await console.locator("[data-dashboard-link]").click(timeout=20_000)
+    await console.wait_for_selector("main.dash[data-ready=true]", timeout=20_000)  # same session

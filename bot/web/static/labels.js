@@ -1,4 +1,5 @@
-/* One-click escalation labels in the agent console.
+/* Analytics in the agent console: one-click escalation labels, and a link to the quality
+ * dashboard for support leads.
  * Lists the tickets this agent handled and closed that have no label yet, each with four buttons:
  * correct escalation / the bot should have solved it / escalated too late / new topic.
  * A click stores the label (POST /api/tickets/{id}/label) and removes the row.
@@ -79,7 +80,14 @@
     } catch (err) { /* the console shows connection problems itself */ }
   }
 
+  async function leadLink() {
+    const me = await call("/api/agent/me").catch(() => null);
+    const logout = document.getElementById("logout");
+    if (!me || me.agent.role !== "lead" || !logout || document.querySelector("[data-dashboard-link]")) return;
+    logout.parentNode.insertBefore(el("a", { href: "/dashboard", class: "link", "data-dashboard-link": "", text: "Quality dashboard" }), logout);
+  }
+
   window.PennantLabels = { refresh: poll };
-  function start() { poll(); setInterval(poll, POLL_MS); }
+  function start() { poll(); leadLink(); setInterval(() => { poll(); leadLink(); }, POLL_MS); }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
 })();
