@@ -332,7 +332,7 @@ local function best_agent(topic, exclude)
   end
 end
 
-local function assign(tid, agent, how, topic)
+local function assign(tid, agent, how, topic, pull)
   redis.call('ZREM', P .. 'q:' .. topic, tid)
   redis.call('HSET', tkey(tid), 'state', 'assigned', 'agent', agent, 'ts_assigned', NOW)
   redis.call('HINCRBY', tkey(tid), 'assignments', 1)
@@ -340,12 +340,12 @@ local function assign(tid, agent, how, topic)
   redis.call('HSET', akey(agent), 'last_assign', NOW)
   emit(tid, 'assigned', {'agent', agent, 'how', how, 'topic', topic})
   notify(agent, 'assigned', tid, {'how', how, 'topic', topic})
-  refresh_free(agent)
+  if not pull then refresh_free(agent) end  -- a pull agent is never in <P>free
 end
 
 -- give a queued ticket to the best free fitting agent, if any
-local function dispatch_ticket(tid, exclude)
-  local topic = redis.call('HGET', tkey(tid), 'topic')
+local function dispatch_ticket(tid, exclude, topic)
+  topic = topic or redis.call('HGET', tkey(tid), 'topic')
   local a = best_agent(topic, exclude)
   if a then assign(tid, a, 'auto', topic) end
   return a
@@ -373,7 +373,7 @@ end
 -- backlog pull: fill an online auto-assign agent up to its capacity
 local function dispatch_agent(a, exclude)
   local h = redis.call('HMGET', akey(a), 'skills', 'capacity', 'auto', 'online')
-  if h[3] ~= '1' or h[4] ~= '1' or not lease_ok(a) then refresh_free(a); return end
+  if h[3] ~= '1' or h[4] ~= '1' or not lease_ok(a) then redis.call('ZREM', P .. 'free', a); return end
   local cap = tonumber(h[2])
   local load = redis.call('SCARD', akey(a) .. ':tickets')
   while load < cap do
@@ -523,7 +523,7 @@ if pref ~= '' and redis.call('ZSCORE', P .. 'free', pref) and lease_ok(pref) the
   assign(tid, pref, how, topic)
 else
   redis.call('ZADD', P .. 'q:' .. topic, qscore(prio, n, false), tid)
-  dispatch_ticket(tid, nil)
+  dispatch_ticket(tid, nil, topic)
 end
 return {0, ticket_reply(tid)}
 """
@@ -571,35 +571,34 @@ return go_offline(A[1], A[2])
 _CLAIM = r"""
 -- A: agent, ticket ('' = the best fitting ticket)
 local a, tid = A[1], A[2]
+local h
 if tid ~= '' then
-  local h = redis.call('HMGET', tkey(tid), 'state', 'topic', 'agent')
+  h = redis.call('HMGET', tkey(tid), 'state', 'topic', 'agent')
   if not h[1] then return fail('QNOTFOUND', 'ticket ' .. tid .. ' does not exist') end
   if h[1] ~= 'queued' then
     local who = ''
     if h[3] then who = ' (to ' .. h[3] .. ')' end
     return fail('QSTATE', 'ticket ' .. tid .. ' is ' .. h[1] .. who .. '; only a queued ticket can be claimed')
   end
-  local err = check_agent(a)
-  if err then return err end
-  if not has_skill(a, h[2]) then
-    return fail('QSKILL', 'agent ' .. a .. ' does not take topic ' .. h[2])
-  end
 end
 local err = check_agent(a)
 if err then return err end
-local ah = redis.call('HMGET', akey(a), 'skills', 'capacity')
+if h and not has_skill(a, h[2]) then
+  return fail('QSKILL', 'agent ' .. a .. ' does not take topic ' .. h[2])
+end
+local ah = redis.call('HMGET', akey(a), 'skills', 'capacity', 'auto')
+local pull = ah[3] ~= '1'
 local load = redis.call('SCARD', akey(a) .. ':tickets')
 if load >= tonumber(ah[2]) then
   return fail('QCAPACITY', 'agent ' .. a .. ' is at capacity (' .. load .. ' of ' .. ah[2] .. ')')
 end
-local topic
-if tid == '' then
+if h then
+  assign(tid, a, 'claim', h[2], pull)
+else
+  local topic
   tid, topic = best_head(ah[1], nil)
   if not tid then return false end
-  assign(tid, a, 'claim_next', topic)
-else
-  topic = redis.call('HGET', tkey(tid), 'topic')
-  assign(tid, a, 'claim', topic)
+  assign(tid, a, 'claim_next', topic, pull)
 end
 return ticket_reply(tid)
 """

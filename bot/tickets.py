@@ -38,6 +38,7 @@ class TicketState(str, Enum):
         return self.value
 
 
+_STATES = {state.value: state for state in TicketState}
 OPEN_STATES = frozenset({TicketState.QUEUED, TicketState.ASSIGNED})
 CLOSED_STATES = frozenset(set(TicketState) - OPEN_STATES)
 
@@ -327,34 +328,41 @@ class Ticket:
 
     @classmethod
     def from_redis(cls, data: dict[str, str], duplicate: bool = False) -> Ticket:
-        """Build a ticket from its hash (as returned by HGETALL with decoded responses)."""
+        """Build a ticket from its hash (as returned by HGETALL with decoded responses).
+
+        On the queue's hot path, so it fills the (frozen) instance directly instead of going
+        through the generated ``__init__``; the values are the same.
+        """
+        get = data.get
         timestamps = {
-            key[len(_TS_PREFIX) :]: int(value) / 1000.0
+            key[3:]: int(value) / 1000.0
             for key, value in data.items()
-            if key.startswith(_TS_PREFIX) and value
+            if key[:3] == _TS_PREFIX and value
         }
-        return cls(
+        ticket = object.__new__(cls)
+        ticket.__dict__.update(
             id=data["id"],
             conversation_id=data["conv"],
             customer=_customer_from_json(data["customer"]),
-            reasons=_reasons_from_json(data.get("reasons") or "[]"),
+            reasons=_reasons_from_json(get("reasons") or "[]"),
             priority=int(data["priority"]),
             topic=data["topic"],
-            summary=_summary_from_json(data.get("summary") or "{}"),
-            state=TicketState(data["state"]),
+            summary=_summary_from_json(get("summary") or "{}"),
+            state=_STATES[data["state"]],
             created_at=int(data["created"]) / 1000.0,
             timestamps=timestamps,
-            agent_id=data.get("agent") or None,
-            last_agent_id=data.get("last_agent") or None,
-            disposition=data.get("disposition") or None,
-            sla_deadline=_ms(data.get("sla_deadline")),
-            sla_breached=data.get("sla_breached") == "1",
-            previous_ticket_id=data.get("prev") or None,
-            assignments=int(data.get("assignments") or 0),
-            requeues=int(data.get("requeues") or 0),
-            transfers=int(data.get("transfers") or 0),
+            agent_id=get("agent") or None,
+            last_agent_id=get("last_agent") or None,
+            disposition=get("disposition") or None,
+            sla_deadline=_ms(get("sla_deadline")),
+            sla_breached=get("sla_breached") == "1",
+            previous_ticket_id=get("prev") or None,
+            assignments=int(get("assignments") or 0),
+            requeues=int(get("requeues") or 0),
+            transfers=int(get("transfers") or 0),
             duplicate=duplicate,
         )
+        return ticket
 
     # -- JSON form --------------------------------------------------------------------------
 
