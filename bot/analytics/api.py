@@ -190,26 +190,9 @@ def _handled_by(ticket: dict[str, Any], agent: Agent) -> bool:
 @routes.get("/api/analytics/labels")
 async def label_choices(request: web.Request) -> web.Response:
     gateway, agent = await agent_session(request)
-    namespace = gateway.settings.queue_namespace
-    labelled = await label_store.latest_labels(gateway.redis, namespace)
-    records = await _records(gateway)
-    pending = [
-        {
-            "ticket_id": t.ticket_id,
-            "conversation_id": r.conversation_id,
-            "topic": t.topic,
-            "reason_codes": list(t.reason_codes),
-            "state": t.state,
-            "closed_at": t.closed_at,
-        }
-        for r in records
-        for t in r.tickets
-        if t.handled
-        and t.closed_at is not None
-        and t.ticket_id not in labelled
-        and t.agent_id == agent.login
-    ]
-    pending.sort(key=lambda row: row["closed_at"] or 0, reverse=True)
+    pending = await label_store.pending_for(
+        gateway.redis, gateway.settings.queue_namespace, agent.login
+    )
     return web.json_response(
         {"labels": [{"value": k, "title": v} for k, v in LABELS.items()], "pending": pending[:20]}
     )

@@ -77,3 +77,30 @@ async def read_labels(redis: Redis, namespace: str) -> list[EscalationLabel]:
 async def latest_labels(redis: Redis, namespace: str) -> dict[str, str]:
     """Ticket id -> its current label."""
     return {label.ticket_id: label.label for label in await read_labels(redis, namespace)}
+
+
+RECENT_CLOSED = 200
+
+
+async def pending_for(redis: Redis, namespace: str, agent_id: str) -> list[dict]:
+    """The agent's recently closed tickets (of the last :data:`RECENT_CLOSED` closed in the
+    queue) that it handled and nobody has labelled yet, newest first. Reads only the queue's
+    closed set and the label stream, so the console can poll it cheaply."""
+    from bot.queue import HandoffQueue
+
+    queue = HandoffQueue(redis, namespace=namespace)
+    ids = await redis.zrevrange(queue.key("closed"), 0, RECENT_CLOSED - 1)
+    labelled = await latest_labels(redis, namespace)
+    tickets = await queue.get_many([i for i in ids if i not in labelled])
+    return [
+        {
+            "ticket_id": t.id,
+            "conversation_id": t.conversation_id,
+            "topic": t.topic,
+            "reason_codes": list(t.reasons),
+            "state": t.state.value,
+            "closed_at": t.closed_at,
+        }
+        for t in tickets
+        if t.assigned_at is not None and agent_id in (t.agent_id, t.last_agent_id)
+    ]
