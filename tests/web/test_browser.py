@@ -15,6 +15,8 @@ from tests.web.conftest import screenshot_path
 
 pytestmark = [pytest.mark.model, pytest.mark.browser]
 TIMEOUT = 30_000
+DANA = "Hi, I'm Dana from Pennant Pay. How can I help?"
+CHARGED_TWICE = "My card was charged twice at the same shop"
 XSS = '<img src=x onerror="window.__xss=1"> <script>window.__xss=2</script>'
 
 
@@ -90,23 +92,23 @@ async def test_customer_is_handed_to_an_agent_and_back_to_the_bot(browser, stack
     console = await open_console(browser, stack)
     await go_online_and_claim(console, ticket_id)
     transcript = console.get_by_role("log", name="Transcript")
-    await transcript.get_by_text("How do I activate my new card?").wait_for()
+    await transcript.get_by_text("How do I activate my new card?", exact=True).wait_for()
     await console.get_by_text("Bot context").wait_for()
 
     await customer.get_by_text(re.compile(r"joined the conversation")).wait_for()
-    await console.get_by_label("Your reply").fill("Hi, I'm Dana from Pennant Pay. How can I help?")
+    await console.get_by_label("Your reply").fill(DANA)
     await console.get_by_label("Your reply").press("Enter")
-    await log(customer).get_by_text("Hi, I'm Dana from Pennant Pay").wait_for()
+    await log(customer).get_by_text(DANA, exact=True).wait_for()
 
-    await say(customer, "My card was charged twice at the same shop")
-    await transcript.get_by_text("charged twice at the same shop").wait_for()
+    await say(customer, CHARGED_TWICE)
+    await transcript.get_by_text(CHARGED_TWICE, exact=True).wait_for()
     await console.screenshot(path=screenshot_path("console-chat"))
     await customer.screenshot(path=screenshot_path("widget-with-agent"))
 
     await customer.reload()  # a reload mid-chat loses nothing
-    await log(customer).get_by_text("Hi, I'm Dana from Pennant Pay").wait_for()
-    await log(customer).get_by_text("charged twice at the same shop").wait_for()
-    await log(customer).get_by_text("How do I activate my new card?").wait_for()
+    await log(customer).get_by_text(DANA, exact=True).wait_for()
+    await log(customer).get_by_text(CHARGED_TWICE, exact=True).wait_for()
+    await log(customer).get_by_text("How do I activate my new card?", exact=True).wait_for()
 
     replies_before_handback = await bot_replies(customer)
     await console.get_by_role("button", name="Hand back to bot").click()
@@ -129,10 +131,10 @@ async def test_injected_markup_renders_as_text_in_widget_and_console(browser, st
     await customer.get_by_text(re.compile(r"joined the conversation")).wait_for()
 
     await say(customer, XSS)
-    await console.get_by_role("log", name="Transcript").get_by_text(XSS).wait_for()
+    await console.get_by_role("log", name="Transcript").get_by_text(XSS, exact=True).wait_for()
     await console.get_by_label("Your reply").fill("Agent says " + XSS)
     await console.get_by_label("Your reply").press("Enter")
-    await log(customer).get_by_text("Agent says " + XSS).wait_for()
+    await log(customer).get_by_text("Agent says " + XSS, exact=True).wait_for()
 
     for page in (customer, console):
         assert await page.evaluate("window.__xss") is None
@@ -144,6 +146,7 @@ async def test_injected_markup_renders_as_text_in_widget_and_console(browser, st
         )
     await console.screenshot(path=screenshot_path("console-injection-as-text"))
     await customer.screenshot(path=screenshot_path("widget-injection-as-text"))
+    await console.get_by_label("Disposition").select_option("solved")
     await console.get_by_role("button", name="Resolve").click()
     await customer.get_by_text(re.compile(r"left the conversation")).wait_for()
 

@@ -104,9 +104,11 @@
     state.options.canned_responses.forEach(function (c, i) { canned.appendChild(el("option", { value: String(i) }, c.title)); });
     var disp = $("disposition");
     disp.textContent = "";
+    disp.appendChild(el("option", { value: "" }, "Disposition\u2026"));
     state.options.dispositions.forEach(function (d) { disp.appendChild(el("option", { value: d }, d.replace(/_/g, " "))); });
     var topics = $("transfer-topic");
     topics.textContent = "";
+    topics.appendChild(el("option", { value: "" }, "Transfer to\u2026"));
     state.options.topics.forEach(function (t) { topics.appendChild(el("option", { value: t }, t.replace(/_/g, " "))); });
   }
 
@@ -393,9 +395,15 @@
       if (state.mine.length) selectTicket(state.mine[0]);
     }).catch(failed);
   }
-  $("resolve").addEventListener("click", function () { finish("resolve", { disposition: $("disposition").value }); });
+  $("resolve").addEventListener("click", function () {
+    if (!$("disposition").value) { banner("Choose a disposition before resolving."); $("disposition").focus(); return; }
+    finish("resolve", { disposition: $("disposition").value });
+  });
   $("handback").addEventListener("click", function () { finish("handback", {}); });
-  $("transfer").addEventListener("click", function () { finish("transfer", { topic: $("transfer-topic").value }); });
+  $("transfer").addEventListener("click", function () {
+    if (!$("transfer-topic").value) { banner("Choose the topic to transfer to."); $("transfer-topic").focus(); return; }
+    finish("transfer", { topic: $("transfer-topic").value });
+  });
 
   // ------------------------------------------------------------------ live socket
   function sendWatch() {
