@@ -68,6 +68,19 @@ def text_report(s: dict) -> str:
         f"  unnecessary escalations       {_pct(labels['unnecessary'])} {_frac(labels['unnecessary'])}",
         f"  label coverage                {_pct(labels['coverage'])} {_frac(labels['coverage'])}",
         "",
+        "  per day        conv  contained  false cont.  escalated  abandoned  1st reply  CSAT bot/agent",
+    ]
+    for day in s["daily"]:
+        if not day["conversations"]:
+            continue
+        csat = f"{day['csat_bot_only'] or '-'} / {day['csat_agent_handled'] or '-'}"
+        lines.append(
+            f"    {day['day']}  {day['conversations']:>5}  {_pct(day['containment']):>9}"
+            f"  {_pct(day['false_containment']):>11}  {_pct(day['escalation']):>9}"
+            f"  {_pct(day['abandonment_while_waiting']):>9}  {_secs(day['first_agent_reply_median']):>9}  {csat}"
+        )
+    lines += [
+        "",
         "  worst-served intents          messages  fallback  didn't help  escalated",
     ]
     for row in s["per_intent"][:15]:

@@ -34,6 +34,10 @@ def _daily(records: Sequence[ConversationRecord], start: float, end: float) -> l
                 "escalation": measures.escalation_rate(group).as_dict(),
                 "csat_bot_only": paths["bot_only"].mean,
                 "csat_agent_handled": paths["agent_handled"].mean,
+                "csat_coverage": measures.csat_coverage(group).as_dict(),
+                "abandonment_while_waiting": measures.abandonment_while_waiting(group).as_dict(),
+                "first_agent_reply_median": measures.time_to_first_agent_reply(group).median,
+                "agent_handle_time_median": measures.agent_handle_time(group).median,
             }
         )
     return series

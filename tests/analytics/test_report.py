@@ -30,6 +30,7 @@ def test_terminal_report_prints_every_measure_with_its_counts():
         "abandoned while waiting       33.3 % (1/3)",
         "CSAT coverage                 37.5 % (3/8)",
         "unnecessary escalations       50.0 % (1/2)",
+        "2026-11-02      8     37.5 %       80.0 %     37.5 %     33.3 %       68 s  3.0 / 4.0",
     ):
         assert line in text
     assert text.index("transfer_timing") < text.index("card_arrival")  # worst served first
