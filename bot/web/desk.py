@@ -81,6 +81,9 @@ class BotOnlyDesk:
     ) -> None:
         raise DeskError(503, "queue_unavailable", "no handoff queue is configured")
 
+    async def check_wait(self, conversation_id: str) -> list[dict]:
+        return []
+
     def __getattr__(self, name: str) -> Any:
         async def unavailable(*_args: Any, **_kwargs: Any) -> Any:
             raise DeskError(503, "queue_unavailable", "no handoff queue is configured")

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from actions.queue_port import QueuePort
 from bot.config import Settings
 from bot.escalation import load_policy
-from bot.handoff import Handoff, HandoffError, resume_in_rasa
+from bot.handoff import Handoff, HandoffError, check_wait_in_rasa, resume_in_rasa
 from bot.queue import (
     AgentAtCapacity,
     AgentLacksSkill,
@@ -274,6 +274,17 @@ class QueueDesk:
             log.warning(
                 "could not tell Rasa that %s is back with the bot: %r", conversation_id, error
             )
+            return []
+
+    async def check_wait(self, conversation_id: str) -> list[dict]:
+        """For a customer waiting silently: the bot's offer to leave contact details once the
+        wait passes the policy's limit (the action makes it once; nothing otherwise)."""
+        try:
+            return await check_wait_in_rasa(
+                self._rasa.base_url, conversation_id, self._rasa.session
+            )
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            log.warning("wait check for %s failed: %r", conversation_id, error)
             return []
 
     async def transfer(self, agent: Agent, ticket_id: str, topic: str) -> None:

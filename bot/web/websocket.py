@@ -30,7 +30,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from bot.web.auth import Agent
-from bot.web.conversations import ConversationNotFound, TokenRejected
+from bot.web.conversations import ConversationNotFound, TokenRejected, bot_events
 from bot.web.customer_api import EVENT_ID
 from bot.web.errors import forbidden
 from bot.web.gateway import GATEWAY, Gateway
@@ -38,6 +38,7 @@ from bot.web.security import origin_allowed
 
 BLOCK_MS = 1000
 STATE_POLL_SECONDS = 1.5
+WAIT_CHECK_SECONDS = 30.0
 QUEUE_POLL_SECONDS = 1.0
 HEARTBEAT_SECONDS = 3.0
 HELLO_TIMEOUT = 10.0
@@ -142,6 +143,7 @@ async def _customer_pump(
     last_state: dict[str, Any] | None = None
     loop = asyncio.get_running_loop()
     next_poll = 0.0
+    next_wait_check = loop.time() + WAIT_CHECK_SECONDS
     try:
         while not ws.closed:
             batch = await gateway.events.read({conversation_id: offset}, BLOCK_MS)
@@ -156,6 +158,12 @@ async def _customer_pump(
                 if state != last_state:
                     last_state = state
                     await ws.send_json({"type": "state", **state})
+                if state["mode"] != "waiting":
+                    next_wait_check = loop.time() + WAIT_CHECK_SECONDS
+                elif loop.time() >= next_wait_check:
+                    next_wait_check = loop.time() + WAIT_CHECK_SECONDS
+                    replies = await gateway.desk.check_wait(conversation_id)
+                    await gateway.events.append(conversation_id, bot_events(replies))
     except (ConnectionError, RuntimeError, asyncio.CancelledError):
         return
     except Exception:
