@@ -213,7 +213,11 @@
     if (from === "agent") item.appendChild(el("span", { className: "pc-who", "aria-hidden": "true" }, speaker(from)));
     if (text) item.appendChild(el("p", { className: "pc-text" }, text));
     if (buttons && buttons.length) {
-      var group = el("div", { className: "pc-buttons", role: "group", "aria-label": "Quick replies" });
+      var rating = buttons.every(function (b) { return String(b.payload).indexOf("/csat_rating") === 0; });
+      var group = el("div", {
+        className: "pc-buttons" + (rating ? " pc-rating" : ""), role: "group",
+        "aria-label": rating ? "Rate this conversation from 1 (poor) to 5 (great)" : "Quick replies",
+      });
       buttons.forEach(function (b) {
         var button = el("button", { type: "button", className: "pc-quick" }, b.title);
         button.addEventListener("click", function () {
