@@ -20,6 +20,7 @@ and the customer's typed reply to ``csat_comment`` its comment. Replies to the b
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -152,24 +153,58 @@ def default_url() -> str:
     return events_db_url()
 
 
+class EventTable:
+    """Rows of the broker's ``events`` table, read incrementally.
+
+    Rows are only ever appended (``id`` grows), so each read fetches the rows after the last id
+    seen and keeps the parsed rows: a dashboard refresh costs the new events, not all of them.
+    The kept rows are a cache of the database, never a source: a new process reads them again.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.last_id = 0
+        self.rows: list[tuple[str, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+
+    def read(self) -> list[tuple[str, dict[str, Any]]]:
+        with self._lock:
+            self.rows.extend(self._new_rows())
+            return list(self.rows)
+
+    def _new_rows(self) -> list[tuple[str, dict[str, Any]]]:
+        database = sqlalchemy.engine.make_url(self.url).database
+        if self.url.startswith("sqlite") and database and not Path(database).exists():
+            return []
+        engine = sqlalchemy.create_engine(self.url)
+        try:
+            with engine.connect() as connection:
+                if not sqlalchemy.inspect(connection).has_table("events"):
+                    return []
+                result = connection.execute(
+                    sqlalchemy.text(
+                        "SELECT id, sender_id, data FROM events WHERE id > :after ORDER BY id"
+                    ),
+                    {"after": self.last_id},
+                )
+                rows = []
+                for row_id, sender, data in result:
+                    rows.append((sender, json.loads(data)))
+                    self.last_id = row_id
+                return rows
+        finally:
+            engine.dispose()
+
+
+_tables: dict[str, EventTable] = {}
+
+
 def read_rows(url: str | None = None) -> list[tuple[str, dict[str, Any]]]:
     """Every event row of the broker's ``events`` table, in the order Rasa published them
     (none when Rasa has not written any yet)."""
     url = url or default_url()
-    database = sqlalchemy.engine.make_url(url).database
-    if url.startswith("sqlite") and database and not Path(database).exists():
-        return []
-    engine = sqlalchemy.create_engine(url)
-    try:
-        with engine.connect() as connection:
-            if not sqlalchemy.inspect(connection).has_table("events"):
-                return []
-            result = connection.execute(
-                sqlalchemy.text("SELECT sender_id, data FROM events ORDER BY id")
-            )
-            return [(sender, json.loads(data)) for sender, data in result]
-    finally:
-        engine.dispose()
+    table = _tables.setdefault(url, EventTable(url))
+    return table.read()
 
 
 def read_events(url: str | None = None) -> list[Event]:

@@ -116,3 +116,15 @@ def test_ratings_and_comments_come_from_rasas_record_and_a_comment_is_no_topic(t
     assert record.topics == ["change_pin"] and record.fallbacks == 0
     assert not record.left_mid_problem
     assert measures.falsely_contained(record)  # rated 2
+
+
+def test_events_written_after_a_read_are_picked_up_by_the_next_read(tmp_path):
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    broker = SQLEventBroker(db=str(tmp_path / "events.db"))
+    first, second = list(conversation_events().items())[:2]
+    publish(broker, *first)
+    assert {r.conversation_id for r in build_records(rasa_events.read_events(url))} == {first[0]}
+    publish(broker, *second)
+    records = build_records(rasa_events.read_events(url))
+    assert {r.conversation_id for r in records} == {first[0], second[0]}
+    assert sum(len(r.messages) for r in records) == 4  # nothing read twice
