@@ -1442,8 +1442,10 @@ class HandoffQueue:
         start = "-" if after in ("0", "0-0") else f"({after}"
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.exists(self.key("t", ticket_id))
-            pipe.xrange(key, start, "+", count=count)
-            exists, entries = await pipe.execute()
+            if after != "$":  # "$": only messages that arrive from now on
+                pipe.xrange(key, start, "+", count=count)
+            exists, *found = await pipe.execute()
+        entries = found[0] if found else []
         if not exists:
             raise TicketNotFound(f"ticket {ticket_id} does not exist")
         if not entries and block_ms is not None:
