@@ -1,16 +1,20 @@
 """Quality analytics: does the bot help customers, or only look efficient?
 
-The pipeline, one module per step:
+The pipeline, one module per step (definitions of every measure: ``docs/analytics.md``):
 
-- :mod:`bot.analytics.events`   typed events, the common language of every source;
-- :mod:`bot.analytics.sources`  reads them from the durable stores (Rasa's SQL event broker,
-  the queue's Redis streams, satisfaction answers, escalation labels);
-- :mod:`bot.analytics.records`  folds one conversation's events into a :class:`ConversationRecord`;
-- :mod:`bot.analytics.measures` pure functions over records, each definition in its docstring
-  (and in ``docs/analytics.md``);
-- :mod:`bot.analytics.estimate` estimated satisfaction for every conversation, calibrated on ratings;
-- :mod:`bot.analytics.replay`   a changed escalation policy run in shadow over recorded turns;
-- :mod:`bot.analytics.learning` NLU training candidates exported as Rasa YAML;
-- :mod:`bot.analytics.report`   the figures in the terminal, as HTML or PNG;
-- :mod:`bot.analytics.api`      the dashboard's HTTP API; :mod:`bot.analytics.simulate` fills it.
+- :mod:`bot.analytics.events`       typed events, the common language of every source;
+- :mod:`bot.analytics.rasa_events`  Rasa's SQL event broker (SQLite or PostgreSQL) -> events;
+- :mod:`bot.analytics.audit_events` the escalation audit stream and ticket histories -> events;
+- :mod:`bot.analytics.queue_source` every ticket of the queue with its audit history;
+- :mod:`bot.analytics.labels`       the agents' one-click escalation labels (a Redis stream);
+- :mod:`bot.analytics.collect`      all sources joined per conversation;
+- :mod:`bot.analytics.records`      one conversation's events folded into a ``ConversationRecord``;
+- :mod:`bot.analytics.measures`     pure functions over records, each definition in its docstring;
+- :mod:`bot.analytics.estimate`     estimated satisfaction for every conversation, calibrated;
+- :mod:`bot.analytics.summary`      every figure of a period, JSON-ready (API and report);
+- :mod:`bot.analytics.replay`       a changed escalation policy run in shadow over recorded turns;
+- :mod:`bot.analytics.learning`     NLU training candidates exported as Rasa YAML;
+- :mod:`bot.analytics.report`       ``python -m bot.analytics.report``: terminal, HTML, PNG;
+- :mod:`bot.analytics.api`          the dashboard's HTTP API in the gateway;
+- :mod:`bot.analytics.simulate`     ``python -m bot.analytics.simulate``: customers and agents.
 """
