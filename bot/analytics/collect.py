@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 
+import redis.exceptions
+import sqlalchemy.exc
 from redis.asyncio import Redis
 
 from bot.analytics import audit_events, labels, rasa_events
@@ -56,17 +58,32 @@ def redis_url() -> str:
     return settings.redis_url or f"redis://127.0.0.1:{settings.redis_port}/0"
 
 
+class SourceUnavailable(RuntimeError):
+    """A durable store (Redis or the event database) cannot be read."""
+
+
 def collect(
     redis_address: str | None = None, events_url: str | None = None
 ) -> list[ConversationRecord]:
-    """:func:`collect_records` for command-line tools (own event loop and Redis client)."""
+    """:func:`collect_records` for command-line tools (own event loop and Redis client); a store
+    that cannot be reached raises :class:`SourceUnavailable` with a clear message."""
     from bot.config import get_settings
 
+    address = redis_address or redis_url()
+
     async def run() -> list[ConversationRecord]:
-        client = Redis.from_url(redis_address or redis_url(), decode_responses=True)
+        client = Redis.from_url(address, decode_responses=True, socket_connect_timeout=3)
         try:
             return await collect_records(client, get_settings().queue_namespace, events_url)
         finally:
             await client.close()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except redis.exceptions.ConnectionError as error:
+        raise SourceUnavailable(
+            f"Redis at {address} is not reachable ({error}); start the stack "
+            "(scripts/start.sh) or set REDIS_URL"
+        ) from error
+    except sqlalchemy.exc.OperationalError as error:
+        raise SourceUnavailable(f"the event database cannot be read: {error.orig}") from error

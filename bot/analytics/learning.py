@@ -132,7 +132,7 @@ def to_yaml(items: Sequence[Candidate]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from bot.analytics.collect import collect
+    from bot.analytics.collect import SourceUnavailable, collect
     from bot.analytics.period import parse_period
 
     parser = argparse.ArgumentParser(description="Export NLU training candidates as Rasa YAML.")
@@ -140,8 +140,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--to", dest="end", help="YYYY-MM-DD (UTC) inclusive, default: today")
     parser.add_argument("--out", type=Path, default=Path("var/nlu_candidates.yml"))
     args = parser.parse_args(argv)
-    start, end = parse_period(args.start, args.end)
-    records = [r for r in collect() if start <= r.started_at < end]
+    try:
+        start, end = parse_period(args.start, args.end)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        everything = collect()
+    except SourceUnavailable as error:
+        parser.exit(1, f"error: {error}\n")
+    records = [r for r in everything if start <= r.started_at < end]
     items = candidates(records)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(to_yaml(items), encoding="utf-8")

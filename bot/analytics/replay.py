@@ -136,7 +136,7 @@ def replay(records: Sequence[ConversationRecord], current: Policy, candidate: Po
 
 
 def main(argv: list[str] | None = None) -> None:
-    from bot.analytics.collect import collect
+    from bot.analytics.collect import SourceUnavailable, collect
     from bot.analytics.period import parse_period
     from bot.config import get_settings
 
@@ -146,8 +146,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--from", dest="start", help="YYYY-MM-DD (UTC), default: 30 days ago")
     parser.add_argument("--to", dest="end", help="YYYY-MM-DD (UTC) inclusive, default: today")
     args = parser.parse_args(argv)
-    start, end = parse_period(args.start, args.end)
-    records = [r for r in collect() if start <= r.started_at < end]
+    try:
+        start, end = parse_period(args.start, args.end)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        everything = collect()
+    except SourceUnavailable as error:
+        parser.exit(1, f"error: {error}\n")
+    records = [r for r in everything if start <= r.started_at < end]
     result = replay(records, load_policy(args.current), load_policy(args.candidate))
     print(
         f"{result.conversations} conversations replayed, {len(result.changed)} escalated differently"

@@ -200,7 +200,7 @@ def png_report(s: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from bot.analytics.collect import collect
+    from bot.analytics.collect import SourceUnavailable, collect
     from bot.analytics.period import parse_period
     from bot.analytics.summary import summarize
 
@@ -216,7 +216,11 @@ def main(argv: list[str] | None = None) -> None:
         start, end = parse_period(args.start, args.end)
     except ValueError as exc:
         parser.error(str(exc))
-    summary = summarize(collect(), start, end, args.topic)
+    try:
+        records = collect()
+    except SourceUnavailable as error:
+        parser.exit(1, f"error: {error}\n")
+    summary = summarize(records, start, end, args.topic)
     print(text_report(summary))
     for path, write in (
         (args.html, lambda p: p.write_text(html_report(summary), encoding="utf-8")),
