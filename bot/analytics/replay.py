@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bot.analytics.records import ConversationRecord
-from bot.escalation import Action, Policy, evaluate, load_policy
+from bot.escalation import Action, Policy, PolicyError, evaluate, load_policy
 from bot.signals import SignalState, Turn, observe
 
 
@@ -151,11 +151,15 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as exc:
         parser.error(str(exc))
     try:
+        current, candidate = load_policy(args.current), load_policy(args.candidate)
+    except PolicyError as error:
+        parser.exit(1, f"error: {error}\n")
+    try:
         everything = collect()
     except SourceUnavailable as error:
         parser.exit(1, f"error: {error}\n")
     records = [r for r in everything if start <= r.started_at < end]
-    result = replay(records, load_policy(args.current), load_policy(args.candidate))
+    result = replay(records, current, candidate)
     print(
         f"{result.conversations} conversations replayed, {len(result.changed)} escalated differently"
     )

@@ -57,7 +57,11 @@ def summarize(
     records = measures.in_period(everything, start, end, topic)
     paths = measures.csat_by_path(records)
     estimated = estimate(records, training=measures.in_period(everything, None, end))
-    topics = sorted({t for r in measures.in_period(everything, start, end) for t in r.topics})
+    period = measures.in_period(everything, start, end)
+    topics = sorted(
+        {t for r in period for t in r.topics}
+        | {t.topic for r in period for t in r.tickets if t.topic}
+    )
     return {
         "period": {"from": _iso(start), "to": _iso(end), "topic": topic},
         "topics": topics,
