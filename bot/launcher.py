@@ -70,6 +70,7 @@ def _print_ready(settings: Settings, services: list[Service]) -> None:
         base = f"http://{settings.gateway_host}:{settings.gateway_port}"
         print(f"  customer page:  {base}/")
         print(f"  agent console:  {base}/agent")
+        print(f"  dashboard:      {base}/dashboard  (support-lead role)")
         _print_demo_agent()
     print(f"  Rasa HTTP API:  {settings.rasa_url}  (REST channel: POST /webhooks/rest/webhook)")
     print("  chat in this terminal:  .venv/bin/python -m bot.chat")

@@ -53,7 +53,12 @@ class Service:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
-        env = {**os.environ, **self.env, "PYTHONPATH": str(PROJECT_ROOT)}
+        env = {
+            **os.environ,
+            "RASA_TELEMETRY_ENABLED": "false",  # no calls home: this machine has no internet
+            **self.env,
+            "PYTHONPATH": str(PROJECT_ROOT),
+        }
         self.process = subprocess.Popen(
             self.command,
             cwd=PROJECT_ROOT,
