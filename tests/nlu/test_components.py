@@ -1,0 +1,144 @@
+"""The NLU graph components through Rasa's own types: featurizer, classifier, persistence."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rasa.engine.graph import ExecutionContext, GraphSchema
+from rasa.engine.storage.local_model_storage import LocalModelStorage
+from rasa.engine.storage.resource import Resource
+from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, TEXT
+from rasa.shared.nlu.training_data.loading import load_data
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from bot.config import PROJECT_ROOT
+from bot.nlu.intent_classifier import SentenceIntentClassifier
+from bot.nlu.sentence_encoder import DIMENSION
+from bot.nlu.sentence_featurizer import MiniLMFeaturizer
+
+INTENTS = ("card_arrival", "exchange_rate", "lost_or_stolen_card", "top_up_failed")
+PER_INTENT = 25
+
+
+@pytest.fixture(scope="module")
+def small_data() -> TrainingData:
+    """A few real Banking77 intents and real out-of-scope examples, a fixed sample of each."""
+    full = load_data(str(PROJECT_ROOT / "data" / "nlu"))
+    keep: list[Message] = []
+    for intent in (*INTENTS, "out_of_scope"):
+        examples = [m for m in full.intent_examples if m.get(INTENT) == intent]
+        keep += random.Random(7).sample(examples, PER_INTENT)
+    return TrainingData(training_examples=keep)
+
+
+def context(name: str) -> ExecutionContext:
+    return ExecutionContext(GraphSchema({}), node_name=name)
+
+
+@pytest.fixture(scope="module")
+def storage(tmp_path_factory: pytest.TempPathFactory) -> LocalModelStorage:
+    return LocalModelStorage(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def trained(
+    storage: LocalModelStorage, small_data: TrainingData
+) -> tuple[SentenceIntentClassifier, Resource]:
+    return train_classifier(storage, small_data)
+
+
+def featurizer(storage: LocalModelStorage) -> MiniLMFeaturizer:
+    return MiniLMFeaturizer.create(
+        {**MiniLMFeaturizer.get_default_config(), "alias": "minilm"},
+        storage,
+        Resource("minilm"),
+        context("minilm"),
+    )
+
+
+def train_classifier(
+    storage: LocalModelStorage, data: TrainingData
+) -> tuple[SentenceIntentClassifier, Resource]:
+    resource = Resource("classifier")
+    classifier = SentenceIntentClassifier.create({}, storage, resource, context("classifier"))
+    featurizer(storage).process_training_data(data)
+    classifier.train(data)
+    return classifier, resource
+
+
+def parse(storage: LocalModelStorage, classifier, text: str) -> Message:
+    message = Message(data={TEXT: text})
+    featurizer(storage).process([message])
+    classifier.process([message])
+    return message
+
+
+def test_featurizer_adds_one_unit_sentence_feature(storage: LocalModelStorage) -> None:
+    message = Message(data={TEXT: "where is my card"})
+    featurizer(storage).process([message])
+    sequence, sentence = message.get_dense_features(TEXT)
+    assert sequence is None
+    assert sentence.features.shape == (1, DIMENSION)
+    assert np.linalg.norm(sentence.features) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_featurizer_skips_messages_without_text(storage: LocalModelStorage) -> None:
+    message = Message(data={INTENT: "greet"})
+    featurizer(storage).process([message])
+    assert message.get_dense_features(TEXT) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("my new card still hasn't come in the post", "card_arrival"),
+        ("what rate do you use to convert pounds to euros", "exchange_rate"),
+        ("someone stole my card, block it please", "lost_or_stolen_card"),
+        ("my top up didn't go through", "top_up_failed"),
+        ("what's the weather in Paris", "out_of_scope"),
+    ],
+)
+def test_classifier_predicts_unseen_phrasings(
+    storage: LocalModelStorage, trained: tuple, text: str, intent: str
+) -> None:
+    classifier, _ = trained
+    message = parse(storage, classifier, text)
+    assert message.get(INTENT)["name"] == intent
+
+
+def test_ranking_is_sorted_probabilities_headed_by_the_intent(
+    storage: LocalModelStorage, trained: tuple
+) -> None:
+    classifier, _ = trained
+    message = parse(storage, classifier, "how long does card delivery take")
+    ranking = message.get(INTENT_RANKING_KEY)
+    confidences = [entry["confidence"] for entry in ranking]
+    assert ranking[0] == message.get(INTENT)
+    assert confidences == sorted(confidences, reverse=True)
+    assert len(ranking) == len(INTENTS) + 1  # fewer intents than ranking_length
+    assert sum(confidences) == pytest.approx(1.0, abs=1e-5)
+    assert {entry["name"] for entry in ranking} == {*INTENTS, "out_of_scope"}
+
+
+def test_loaded_classifier_predicts_exactly_what_the_trained_one_did(
+    storage: LocalModelStorage, trained: tuple
+) -> None:
+    classifier, resource = trained
+    loaded = SentenceIntentClassifier.load({}, storage, resource, context("classifier"))
+    for text in ("card not here yet", "exchange rates?", "tell me a joke"):
+        before = parse(storage, classifier, text).get(INTENT_RANKING_KEY)
+        after = parse(storage, loaded, text).get(INTENT_RANKING_KEY)
+        assert [e["name"] for e in after] == [e["name"] for e in before]
+        np.testing.assert_allclose(
+            [e["confidence"] for e in after], [e["confidence"] for e in before], rtol=1e-5
+        )
+
+
+def test_untrained_classifier_leaves_messages_alone(storage: LocalModelStorage) -> None:
+    classifier = SentenceIntentClassifier.create({}, storage, Resource("empty"), context("c"))
+    message = parse(storage, classifier, "hello")
+    assert message.get(INTENT) is None
