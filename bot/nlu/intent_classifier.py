@@ -168,7 +168,7 @@ class SentenceIntentClassifier(IntentClassifier, GraphComponent):
         if self._model is None or not messages:
             return messages
         probabilities = self._model.probabilities(self._features(messages))
-        for message, row in zip(messages, probabilities):
+        for message, row in zip(messages, probabilities, strict=True):
             order = np.argsort(-row, kind="stable")[: self.config["ranking_length"] or None]
             ranking = [
                 {"name": str(self._model.intents[i]), "confidence": float(row[i])} for i in order

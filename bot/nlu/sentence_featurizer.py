@@ -61,7 +61,7 @@ class MiniLMFeaturizer(DenseFeaturizer, GraphComponent):
         if not messages:
             return
         vectors = self._encoder.encode([m.get(TEXT) for m in messages])
-        for message, vector in zip(messages, vectors):
+        for message, vector in zip(messages, vectors, strict=True):
             message.add_features(
                 Features(vector[None, :], FEATURE_TYPE_SENTENCE, TEXT, self._identifier)
             )
