@@ -157,16 +157,16 @@ async def claim(request: web.Request) -> web.Response:
 @routes.post("/api/tickets/{ticket_id}/messages")
 async def send_message(request: web.Request) -> web.Response:
     gateway, agent = await agent_session(request)
-    ticket = await held_ticket(gateway, agent, request.match_info["ticket_id"])
     body = await json_body(request)
     text = mask_card_numbers(required_str(body, "text", MAX_TEXT_CHARS))
     client_id = optional_str(body, "client_id", 64)
     if client_id is not None and not CLIENT_ID.fullmatch(client_id):
         raise bad_request("'client_id' must be 1-64 letters, digits or _.:-")
-    client_id = await gateway.desk.agent_message(agent, ticket["id"], text, client_id)
-    event = {"type": "message", "from": "agent", "text": text, "client_id": client_id}
+    # The queue refuses (403) an agent that does not hold the ticket, before anything is sent.
+    sent = await gateway.desk.agent_message(agent, request.match_info["ticket_id"], text, client_id)
+    event = {"type": "message", "from": "agent", "text": text, "client_id": sent.client_id}
     event["agent_name"] = agent.name
-    appended = await gateway.events.append(ticket["conversation_id"], [event])
+    appended = await gateway.events.append(sent.conversation_id, [event])
     return web.json_response({"message": appended[0]})
 
 

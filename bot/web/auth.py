@@ -4,7 +4,8 @@ Passwords are hashed with scrypt (stdlib ``hashlib.scrypt``, N=2^14, r=8, p=1) a
 16-byte salt per account; the hash is compared in constant time. A login returns a session token
 (32 random bytes, URL-safe) that the console sends as ``Authorization: Bearer <token>``; Redis
 keeps only the token's SHA-256, with an expiry (8 hours by default, renewed while the console is
-in use). Repeated failed logins for one account are throttled.
+in use). A gateway trusts a session it has checked for 5 seconds, so a logout through another
+gateway takes effect there within 5 seconds. Repeated failed logins for one account are throttled.
 
 The demo agent (:data:`DEMO_AGENT_LOGIN`) is created by the gateway at start (idempotent) so a
 fresh install can be tried at once; the launcher prints its credentials.
@@ -35,6 +36,7 @@ DEMO_AGENT_SKILLS = (
 )
 
 SESSION_SECONDS = 8 * 3600
+SESSION_RECHECK = 5.0  # seconds a process trusts a session it checked (logout elsewhere: <= 5 s)
 MAX_FAILED_LOGINS = 10
 FAILED_LOGIN_WINDOW = 300
 ROLES = ("agent", "lead")
@@ -84,6 +86,7 @@ class AgentAccounts:
         self._redis = redis
         self._prefix = f"{namespace}:web"
         self._session_seconds = session_seconds
+        self._cache: dict[str, tuple[Session, float]] = {}
 
     def _account_key(self, login: str) -> str:
         return f"{self._prefix}:agent:{login.lower()}"
@@ -138,23 +141,37 @@ class AgentAccounts:
         return Session(token=token, agent=agent, expires_at=expires_at)
 
     async def session(self, token: str) -> Session | None:
-        """The live session for a token (renewing its expiry), or None."""
+        """The live session for a token, or None.
+
+        A session checked in Redis is trusted by this process for ``SESSION_RECHECK`` seconds,
+        and its expiry is renewed in Redis at most once a minute while it is in use.
+        """
         if not token or len(token) > 200:
             return None
         key = self._session_key(token)
+        now = time.time()
+        cached = self._cache.get(key)
+        if cached is not None and now - cached[1] < SESSION_RECHECK:
+            return cached[0]
         raw = await self._redis.get(key)
-        if raw is None:
-            return None
-        agent = await self.get(json.loads(raw)["login"])
+        agent = await self.get(json.loads(raw)["login"]) if raw is not None else None
         if agent is None:
-            await self._redis.delete(key)
+            self._cache.pop(key, None)
             return None
-        expires_at = time.time() + self._session_seconds
-        payload = json.dumps({"login": agent.login, "expires_at": expires_at})
-        await self._redis.set(key, payload, ex=self._session_seconds)
-        return Session(token=token, agent=agent, expires_at=expires_at)
+        stored = json.loads(raw)
+        expires_at = float(stored["expires_at"])
+        if expires_at - now < self._session_seconds - 60:
+            expires_at = now + self._session_seconds
+            payload = json.dumps({"login": agent.login, "expires_at": expires_at})
+            await self._redis.set(key, payload, ex=self._session_seconds)
+        session = Session(token=token, agent=agent, expires_at=expires_at)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (session, now)
+        return session
 
     async def logout(self, token: str) -> None:
+        self._cache.pop(self._session_key(token), None)
         await self._redis.delete(self._session_key(token))
 
 

@@ -31,6 +31,15 @@ class DeskState:
         return data
 
 
+@dataclass
+class Sent:
+    """An agent message taken by the ticket's log."""
+
+    conversation_id: str
+    client_id: str
+    duplicate: bool = False
+
+
 class DeskError(Exception):
     """A desk operation was refused (unknown ticket, wrong state, no capacity ...)."""
 

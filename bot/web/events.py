@@ -39,18 +39,41 @@ def _decode(entry_id: bytes | str, fields: dict) -> dict[str, Any]:
     return event
 
 
+# One round trip appends a batch: an event whose client id is known is not appended again (its
+# earlier id is returned, flagged); each new one is XADDed and its client id remembered.
+# KEYS[1] stream; ARGV[1] maxlen, ARGV[2] client-id TTL, ARGV[3] client-id key prefix, then
+# pairs of (client id or '', event JSON). Returns {id, duplicate 0|1} per event.
+_APPEND = """
+local out = {}
+for i = 4, #ARGV, 2 do
+  local cid, event = ARGV[i], ARGV[i + 1]
+  local known = false
+  if cid ~= '' then known = redis.call('GET', ARGV[3] .. cid) end
+  if known then
+    out[#out + 1] = {known, 1}
+  else
+    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', event)
+    if cid ~= '' then redis.call('SET', ARGV[3] .. cid, id, 'EX', ARGV[2]) end
+    out[#out + 1] = {id, 0}
+  end
+end
+return out
+"""
+
+
 class ConversationEvents:
     """Append to and read from conversations' event streams."""
 
     def __init__(self, redis: Redis, namespace: str) -> None:
         self._redis = redis
         self._ns = namespace
+        self._append = redis.register_script(_APPEND)
 
     def key(self, conversation_id: str) -> str:
         return stream_key(self._ns, conversation_id)
 
     async def append(self, conversation_id: str, events: Iterable[dict[str, Any]]) -> list[dict]:
-        """Append events in one round trip; returns them with their ``id`` and ``ts``.
+        """Append events atomically in one round trip; returns them with ``id`` and ``ts``.
 
         An event with a ``client_id`` already appended to this conversation is not appended
         again; the earlier one is returned instead, marked ``duplicate`` (a retried send).
@@ -59,47 +82,31 @@ class ConversationEvents:
         if not events:
             return []
         now = time.time()
+        args: list[Any] = [STREAM_MAXLEN, CLIENT_ID_TTL, self._client_id_key(conversation_id, "")]
         for event in events:
             event.setdefault("ts", now)
-        known = await self._known_client_ids(conversation_id, events)
-        fresh = [e for e in events if not e.get("client_id") or e["client_id"] not in known]
-        key = self.key(conversation_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for event in fresh:
-                pipe.xadd(key, {"e": json.dumps(event)}, maxlen=STREAM_MAXLEN, approximate=True)
-            ids = await pipe.execute() if fresh else []
-        for event, entry_id in zip(fresh, ids, strict=True):
-            event["id"] = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-        await self._remember_client_ids(conversation_id, fresh)
-        return [
-            {**known[e["client_id"]], "duplicate": True} if e.get("client_id") in known else e
-            for e in events
-        ]
+            args += [event.get("client_id") or "", json.dumps(event)]
+        results = await self._append(keys=[self.key(conversation_id)], args=args)
+        out = []
+        for event, (entry_id, duplicate) in zip(events, results, strict=True):
+            entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            if duplicate:
+                earlier = await self._event(conversation_id, entry_id)
+                out.append({**(earlier or event), "id": entry_id, "duplicate": True})
+            else:
+                out.append({**event, "id": entry_id})
+        return out
 
     async def find(self, conversation_id: str, client_id: str) -> dict[str, Any] | None:
         """The event appended earlier with this client id, if any."""
-        known = await self._known_client_ids(conversation_id, [{"client_id": client_id}])
-        return known.get(client_id)
+        entry_id = await self._redis.get(self._client_id_key(conversation_id, client_id))
+        if entry_id is None:
+            return None
+        return await self._event(conversation_id, entry_id)
 
-    async def _known_client_ids(
-        self, conversation_id: str, events: list[dict[str, Any]]
-    ) -> dict[str, dict]:
-        client_ids = [e["client_id"] for e in events if e.get("client_id")]
-        if not client_ids:
-            return {}
-        keys = [self._client_id_key(conversation_id, c) for c in client_ids]
-        stored = await self._redis.mget(keys)
-        return {c: json.loads(s) for c, s in zip(client_ids, stored, strict=True) if s}
-
-    async def _remember_client_ids(self, conversation_id: str, events: list[dict]) -> None:
-        with_ids = [e for e in events if e.get("client_id")]
-        if not with_ids:
-            return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for event in with_ids:
-                key = self._client_id_key(conversation_id, event["client_id"])
-                pipe.set(key, json.dumps(event), ex=CLIENT_ID_TTL)
-            await pipe.execute()
+    async def _event(self, conversation_id: str, entry_id: str) -> dict[str, Any] | None:
+        entries = await self._redis.xrange(self.key(conversation_id), entry_id, entry_id)
+        return _decode(*entries[0]) if entries else None
 
     def _client_id_key(self, conversation_id: str, client_id: str) -> str:
         return f"{self._ns}:web:conv:{conversation_id}:cid:{client_id}"

@@ -39,7 +39,7 @@ from bot.queue import (
 )
 from bot.tickets import Ticket, TicketState
 from bot.web.auth import Agent
-from bot.web.desk import DeskError, DeskState
+from bot.web.desk import DeskError, DeskState, Sent
 from bot.web.rasa_client import RasaClient
 
 log = logging.getLogger("bot.web.desk")
@@ -58,6 +58,13 @@ _ERRORS: dict[type[QueueError], tuple[int, str, str]] = {
 }
 
 
+class _StatePort(QueuePort):
+    """The handoff's queue port, reading a ticket's state with one HGET (it is polled often)."""
+
+    async def ticket_state(self, ticket_id: str) -> str | None:
+        return await self.queue.redis.hget(self.queue.key("t", ticket_id), "state")
+
+
 def desk_error(error: QueueError) -> DeskError:
     for kind, (status, code, message) in _ERRORS.items():
         if isinstance(error, kind):
@@ -73,7 +80,7 @@ class QueueDesk:
         self.queue = HandoffQueue(
             redis, namespace=namespace, lease_seconds=settings.agent_lease_seconds
         )
-        port = QueuePort(redis, namespace)
+        port = _StatePort(redis, namespace)
         port.queue = self.queue
         self.handoff = Handoff(redis, port, namespace)
         self._rasa = rasa
@@ -84,6 +91,7 @@ class QueueDesk:
         self._topics = sorted({policy.default_topic, *(rule.topic for rule in policy.sensitive)})
         self._sweeper: asyncio.Task | None = None
         self._open_cache: tuple[float, list[Ticket]] = (0.0, [])
+        self._conversations: dict[str, str] = {}
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -238,13 +246,27 @@ class QueueDesk:
 
     async def agent_message(
         self, agent: Agent, ticket_id: str, text: str, client_id: str | None
-    ) -> str:
+    ) -> Sent:
+        """Append the agent's reply to the ticket's log (refused unless the agent holds it)."""
         client_id = client_id or f"a-{time.time_ns()}"
         try:
-            await self.queue.send_message(ticket_id, "agent", agent.login, text, client_id)
+            conversation_id = await self._conversation_of(ticket_id)
+            message = await self.queue.send_message(
+                ticket_id, "agent", agent.login, text, client_id
+            )
         except QueueError as error:
             raise desk_error(error) from error
-        return client_id
+        return Sent(conversation_id, client_id, message.duplicate)
+
+    async def _conversation_of(self, ticket_id: str) -> str:
+        """A ticket's conversation id (it never changes, so it is kept once read)."""
+        conversation_id = self._conversations.get(ticket_id)
+        if conversation_id is None:
+            conversation_id = (await self.queue.get(ticket_id)).conversation_id
+            if len(self._conversations) > 100_000:
+                self._conversations.clear()
+            self._conversations[ticket_id] = conversation_id
+        return conversation_id
 
     async def resolve(self, agent: Agent, ticket_id: str, disposition: str) -> list[dict]:
         try:

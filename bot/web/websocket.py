@@ -37,9 +37,10 @@ from bot.web.gateway import GATEWAY, Gateway
 from bot.web.security import origin_allowed
 
 BLOCK_MS = 1000
-STATE_POLL_SECONDS = 1.5
+STATE_POLL_SECONDS = {"waiting": 2.0, "agent": 5.0, "bot": 5.0}
+MAX_BLOCK_SECONDS = 5.0
 WAIT_CHECK_SECONDS = 30.0
-QUEUE_POLL_SECONDS = 1.0
+QUEUE_POLL_SECONDS = 1.5
 HEARTBEAT_SECONDS = 3.0
 HELLO_TIMEOUT = 10.0
 MAX_FRAME_BYTES = 16 * 1024
@@ -139,31 +140,38 @@ async def customer_socket(request: web.Request) -> web.WebSocketResponse:
 async def _customer_pump(
     ws: web.WebSocketResponse, gateway: Gateway, conversation_id: str, offset: str
 ) -> None:
-    """Relay the conversation's events (history after ``offset`` first) and waiting updates."""
+    """Relay the conversation's events (history after ``offset`` first) and waiting updates.
+
+    Events arrive as soon as they are appended (a blocking XREAD). The handoff state is polled
+    every STATE_POLL_SECONDS[mode] to push position and ETA changes while waiting and to notice
+    changes made elsewhere (e.g. a lapsed agent lease puts the customer back in the queue).
+    """
     last_state: dict[str, Any] | None = None
     loop = asyncio.get_running_loop()
     next_poll = 0.0
     next_wait_check = loop.time() + WAIT_CHECK_SECONDS
     try:
         while not ws.closed:
-            batch = await gateway.events.read({conversation_id: offset}, BLOCK_MS)
+            block_ms = int(max(0.0, min(next_poll - loop.time(), MAX_BLOCK_SECONDS)) * 1000)
+            batch = await gateway.events.read({conversation_id: offset}, block_ms or 1)
             for _conversation, event in batch:
                 offset = event["id"]
                 await ws.send_json(
                     {"type": "event", "conversation_id": conversation_id, "event": event}
                 )
-            if loop.time() >= next_poll:
-                next_poll = loop.time() + STATE_POLL_SECONDS
-                state = (await gateway.conversations.sync_mode(conversation_id)).public()
-                if state != last_state:
-                    last_state = state
-                    await ws.send_json({"type": "state", **state})
-                if state["mode"] != "waiting":
-                    next_wait_check = loop.time() + WAIT_CHECK_SECONDS
-                elif loop.time() >= next_wait_check:
-                    next_wait_check = loop.time() + WAIT_CHECK_SECONDS
-                    replies = await gateway.desk.check_wait(conversation_id)
-                    await gateway.events.append(conversation_id, bot_events(replies))
+            if loop.time() < next_poll:
+                continue
+            state = (await gateway.conversations.sync_mode(conversation_id)).public()
+            next_poll = loop.time() + STATE_POLL_SECONDS.get(state["mode"], 5.0)
+            if state != last_state:
+                last_state = state
+                await ws.send_json({"type": "state", **state})
+            if state["mode"] != "waiting":
+                next_wait_check = loop.time() + WAIT_CHECK_SECONDS
+            elif loop.time() >= next_wait_check:
+                next_wait_check = loop.time() + WAIT_CHECK_SECONDS
+                replies = await gateway.desk.check_wait(conversation_id)
+                await gateway.events.append(conversation_id, bot_events(replies))
     except (ConnectionError, RuntimeError, asyncio.CancelledError):
         return
     except Exception:
