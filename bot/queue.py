@@ -83,6 +83,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import BaseParser
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -427,11 +428,11 @@ end
 -- an agent that may act now: known, present and with an unexpired lease (else an error reply;
 -- an agent whose lease lapsed is taken offline on the spot)
 local function check_agent(a)
-  if redis.call('EXISTS', akey(a)) == 0 then
-    return fail('QNOAGENT', 'agent ' .. a .. ' is not registered; call agent_online first')
-  end
   local exp = redis.call('ZSCORE', P .. 'presence', a)
   if not exp then
+    if redis.call('EXISTS', akey(a)) == 0 then
+      return fail('QNOAGENT', 'agent ' .. a .. ' is not registered; call agent_online first')
+    end
     return fail('QOFFLINE', 'agent ' .. a .. ' is offline; call agent_online first')
   end
   if tonumber(exp) < NOW then
@@ -455,8 +456,12 @@ end
 local function close_ticket(tid, h, newstate, disposition, by)
   local state, agent, topic, conv = h[1], h[2], h[3], h[4]
   if state == 'queued' then redis.call('ZREM', P .. 'q:' .. topic, tid) end
-  redis.call('HSET', tkey(tid), 'state', newstate, 'ts_' .. newstate, NOW,
-             'disposition', disposition, 'closed_by', by)
+  local fields = {'state', newstate, 'ts_' .. newstate, NOW, 'disposition', disposition,
+                  'closed_by', by}
+  if state == 'assigned' and agent then
+    fields[#fields + 1] = 'last_agent'; fields[#fields + 1] = agent
+  end
+  redis.call('HSET', tkey(tid), unpack(fields))
   redis.call('ZREM', P .. 'open', tid)
   redis.call('ZADD', P .. 'closed', NOW, tid)
   redis.call('ZREM', P .. 'sla', tid)
@@ -465,7 +470,6 @@ local function close_ticket(tid, h, newstate, disposition, by)
   emit(tid, newstate, {'agent', agent or '', 'disposition', disposition, 'by', by, 'topic', topic})
   if state == 'assigned' and agent then
     redis.call('SREM', akey(agent) .. ':tickets', tid)
-    redis.call('HSET', tkey(tid), 'last_agent', agent)
     local hk = P .. 'handle:' .. topic
     redis.call('LPUSH', hk, NOW - tonumber(h[5] or NOW))
     redis.call('LTRIM', hk, 0, 49)
@@ -903,11 +907,7 @@ class _Batcher:
             conn = await pool.get_connection("EVALSHA")
             try:
                 await conn.send_packed_command(payload, check_health=False)
-                for _ in batch:
-                    try:
-                        results.append(await conn.read_response())
-                    except ResponseError as error:
-                        results.append(error)
+                results = await _read_replies(conn, len(batch))
             except BaseException:
                 await conn.disconnect()  # replies may be left unread: never reuse it
                 raise
@@ -933,6 +933,74 @@ class _Batcher:
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+
+class _Incomplete(Exception):
+    """The buffer ends inside a reply: read more."""
+
+
+def _parse_reply(buf: bytes, pos: int) -> tuple[Any, int]:
+    """One RESP2 reply from ``buf`` at ``pos`` -> (value, next position). Bulk strings are
+    decoded as UTF-8 (the queue's clients use ``decode_responses=True``); an error reply is
+    returned as the exception redis-py would raise. Raises :class:`_Incomplete`."""
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        raise _Incomplete
+    kind = buf[pos]
+    if kind == 36:  # $ bulk string
+        size = int(buf[pos + 1 : end])
+        if size < 0:
+            return None, end + 2
+        stop = end + 2 + size
+        if len(buf) < stop + 2:
+            raise _Incomplete
+        return buf[end + 2 : stop].decode(), stop + 2
+    if kind == 58:  # : integer
+        return int(buf[pos + 1 : end]), end + 2
+    if kind == 42:  # * array
+        count = int(buf[pos + 1 : end])
+        if count < 0:
+            return None, end + 2
+        items = []
+        pos = end + 2
+        for _ in range(count):
+            item, pos = _parse_reply(buf, pos)
+            items.append(item)
+        return items, pos
+    if kind == 43:  # + simple string
+        return buf[pos + 1 : end].decode(), end + 2
+    if kind == 45:  # - error
+        return BaseParser.parse_error(buf[pos + 1 : end].decode()), end + 2
+    raise RedisConnectionError(f"unexpected reply from Redis: {buf[pos : pos + 40]!r}")
+
+
+async def _read_replies(conn: Any, count: int) -> list[Any]:
+    """``count`` replies straight from the connection's stream (one pass over big reads instead
+    of redis-py's line-by-line parser); falls back to redis-py where its internals differ."""
+    reader = getattr(conn, "_reader", None)
+    if not isinstance(reader, asyncio.StreamReader):
+        out = []
+        for _ in range(count):
+            try:
+                out.append(await conn.read_response())
+            except ResponseError as error:
+                out.append(error)
+        return out
+    replies: list[Any] = []
+    buf = b""
+    pos = 0
+    while len(replies) < count:
+        try:
+            value, pos = _parse_reply(buf, pos)
+        except _Incomplete:
+            chunk = await reader.read(262144)
+            if not chunk:
+                raise RedisConnectionError("Redis closed the connection") from None
+            buf = buf[pos:] + chunk
+            pos = 0
+            continue
+        replies.append(value)
+    return replies
 
 
 def _pack_evalsha(sha: bytes, args: Sequence[object]) -> bytes:

@@ -157,3 +157,13 @@ async def test_preferred_agent(queue: HandoffQueue) -> None:
     assert (await queue.audit(t.id))[-1].fields["how"] == "preferred"
     t2 = await enqueue(queue, "c2", topic="cards", prefer_agent="nobody")
     assert (await queue.get(t2.id)).agent_id == "ann"
+
+
+async def test_last_agent_is_kept_when_a_requeued_ticket_is_abandoned(queue: HandoffQueue) -> None:
+    await queue.agent_online("ann", ["cards"], 1)
+    t = await enqueue(queue, "conv-r")
+    await queue.requeue(t.id)  # nobody else: it waits; ann is not handed it straight back
+    left = await queue.abandon(t.id)
+    assert left.last_agent_id == "ann" and left.agent_id is None
+    back = await queue.get((await enqueue(queue, "conv-r")).id)
+    assert back.agent_id == "ann"
