@@ -75,7 +75,11 @@ def start_stack(stack: ExitStack, log_dir: Path) -> tuple[str, str, str]:
     redis = RedisServer(data_dir=log_dir / "redis", appendonly=True, appendfsync="always")
     stack.enter_context(redis)
     model = ensure_model(quiet=True)
-    env = {"REDIS_URL": redis.url, "SUPPORT_QUEUE_NAMESPACE": NAMESPACE}
+    env = {
+        "REDIS_URL": redis.url,
+        "SUPPORT_QUEUE_NAMESPACE": NAMESPACE,
+        "EVENTS_DB_URL": f"sqlite:///{log_dir / 'events.db'}",
+    }
     actions_port, rasa_port, gateway_port = free_port(), free_port(), free_port()
     rasa_url = f"http://127.0.0.1:{rasa_port}"
     gateway_url = f"http://127.0.0.1:{gateway_port}"

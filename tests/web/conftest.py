@@ -114,13 +114,18 @@ async def redis(web_redis: RedisServer) -> AsyncIterator[Redis]:
 
 
 @pytest.fixture(scope="session")
-def stack(web_redis: RedisServer) -> Iterator[Gateway]:
+def stack(web_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """Action server, Rasa (trained model) and a gateway against the session's Redis."""
     from bot.training import ensure_model
 
     model = ensure_model(quiet=True)
     namespace = "e2e"
-    env = {"REDIS_URL": web_redis.url, "SUPPORT_QUEUE_NAMESPACE": namespace}
+    events_db = tmp_path_factory.mktemp("web-e2e") / "events.db"
+    env = {
+        "REDIS_URL": web_redis.url,
+        "SUPPORT_QUEUE_NAMESPACE": namespace,
+        "EVENTS_DB_URL": f"sqlite:///{events_db}",
+    }
     actions_port, rasa_port = free_port(), free_port()
     actions = action_server(actions_port, LOGS, env)
     rasa = rasa_server(rasa_port, model, f"http://127.0.0.1:{actions_port}/webhook", LOGS, env)
