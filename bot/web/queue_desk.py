@@ -244,6 +244,17 @@ class QueueDesk:
         except HandoffError:
             await self.handoff.sync(conversation_id)
 
+    async def holder_conversation(self, agent: Agent, ticket_id: str) -> str:
+        """The ticket's conversation id if this agent holds it (one read), else a 403/404."""
+        conversation_id, state, holder = await self.queue.redis.hmget(
+            self.queue.key("t", ticket_id), "conv", "state", "agent"
+        )
+        if conversation_id is None:
+            raise DeskError(404, "not_found", "no such ticket")
+        if state != TicketState.ASSIGNED.value or holder != agent.login:
+            raise DeskError(403, "forbidden", "you do not hold this ticket")
+        return conversation_id
+
     async def agent_message(
         self, agent: Agent, ticket_id: str, text: str, client_id: str | None
     ) -> Sent:
