@@ -148,7 +148,7 @@
       var topic = el("td");
       topic.appendChild(el("strong", {}, (t.topic || "").replace(/_/g, " ")));
       topic.appendChild(el("div", { className: "reasons" }, (t.reasons || []).join(", ")));
-      if (t.customer && t.customer.display_name) topic.appendChild(el("div", { className: "muted" }, t.customer.display_name));
+      topic.appendChild(el("div", { className: "muted" }, customerName(t)));
       row.appendChild(topic);
       row.appendChild(el("td", { className: "wait", "data-since": String(t.waiting_since || "") }, waitText(t.wait_seconds)));
       var action = el("td");
@@ -189,7 +189,15 @@
     renderMine();
   }
 
+  function customerName(t) {
+    var name = t.customer && t.customer.display_name;
+    if (name && name !== "Customer") return name;
+    return "Customer \u2026" + String(t.conversation_id || t.id).slice(-6);
+  }
+
   function addTicket(ticket, select) {
+    state.queue = state.queue.filter(function (q) { return q.id !== ticket.id; });
+    renderQueue();
     if (state.mine.indexOf(ticket.id) < 0) state.mine.push(ticket.id);
     state.tickets[ticket.id] = ticket;
     return api.get("/api/tickets/" + encodeURIComponent(ticket.id)).then(function (data) {
@@ -221,7 +229,7 @@
       var t = state.tickets[id] || { id: id };
       var item = el("li", { role: "presentation" });
       var tab = el("button", { type: "button", role: "tab", "aria-selected": state.selected === id ? "true" : "false", className: "mine-tab" });
-      tab.appendChild(el("strong", {}, (t.customer && t.customer.display_name) || t.conversation_id || id));
+      tab.appendChild(el("strong", {}, customerName(t)));
       tab.appendChild(el("span", { className: "muted" }, " " + (t.topic || "").replace(/_/g, " ")));
       if (t.unread) tab.appendChild(el("span", { className: "unread", "aria-label": t.unread + " new" }, String(t.unread)));
       tab.addEventListener("click", function () { selectTicket(id); });
@@ -239,7 +247,7 @@
     if (!t) return;
     t.unread = 0;
     showChat(true);
-    $("chat-title").textContent = (t.customer && t.customer.display_name) || "Customer";
+    $("chat-title").textContent = customerName(t);
     $("chat-meta").textContent = [
       "ticket " + t.id, (t.topic || "").replace(/_/g, " "), "priority " + (t.priority_label || t.priority),
       t.customer && t.customer.verified ? "verified" : "not verified",
