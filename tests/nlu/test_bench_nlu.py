@@ -1,0 +1,67 @@
+"""The NLU benchmark's fixed split and its fallback rule (`bench.nlu`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from rasa.nlu.classifiers.fallback_classifier import FallbackClassifier
+from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, TEXT
+from rasa.shared.nlu.training_data.message import Message
+
+from bench import nlu
+
+
+@pytest.fixture(scope="module")
+def split() -> nlu.Split:
+    return nlu.benchmark_split()
+
+
+def test_split_is_fixed_disjoint_and_stratified(split: nlu.Split) -> None:
+    again = nlu.benchmark_split()
+    assert again.test == split.test
+    assert not set(split.test) & set(split.train)
+    banking = nlu.read_examples(nlu.BANKING_FILE)
+    assert len(split.test) == pytest.approx(0.2 * len(banking), abs=1)
+    per_intent = Counter(intent for _, intent in banking)
+    held = Counter(intent for _, intent in split.test)
+    assert set(held) == set(per_intent)
+    for intent, count in per_intent.items():
+        assert held[intent] == pytest.approx(0.2 * count, abs=1)
+
+
+def test_training_part_keeps_every_other_nlu_file(split: nlu.Split) -> None:
+    intents = {intent for _, intent in split.train}
+    assert {"out_of_scope", "greet", "request_human"} <= intents
+    oos_eval = {text for text, _ in nlu.read_examples(nlu.OOS_EVAL_FILE)}
+    assert not oos_eval & {text for text, _ in split.train}
+
+
+def test_validation_split_is_carved_from_training_only(split: nlu.Split) -> None:
+    rest, val_oos = nlu.validation_split(split)
+    assert not set(rest.test) & set(split.test)
+    assert set(rest.test) <= set(split.train)
+    assert val_oos and all(intent == "out_of_scope" for _, intent in val_oos)
+    assert not (set(rest.test) | set(val_oos)) & set(rest.train)
+
+
+@pytest.mark.parametrize(
+    "ranking",
+    [
+        [("card_arrival", 0.9), ("card_delivery_estimate", 0.05)],
+        [("card_arrival", 0.45), ("card_delivery_estimate", 0.40)],
+        [("card_arrival", 0.35), ("card_delivery_estimate", 0.10)],
+        [("card_arrival", 0.62), ("card_delivery_estimate", 0.30)],
+        [("card_arrival", 0.99)],
+    ],
+)
+def test_fallback_rule_matches_rasas_fallback_classifier(ranking: list) -> None:
+    threshold, ambiguity = 0.4, 0.1
+    message = Message(data={TEXT: "x"})
+    message.set(INTENT, {"name": ranking[0][0], "confidence": ranking[0][1]})
+    message.set(INTENT_RANKING_KEY, [{"name": n, "confidence": c} for n, c in ranking])
+    rasa = FallbackClassifier({"threshold": threshold, "ambiguity_threshold": ambiguity})
+    rasa.process([message])
+    assert nlu.falls_back(ranking, threshold, ambiguity) == (
+        message.get(INTENT)["name"] == "nlu_fallback"
+    )
