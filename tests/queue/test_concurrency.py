@@ -97,3 +97,38 @@ async def test_push_routing_under_concurrent_enqueue_and_churn(queue: HandoffQue
     agents = await queue.agents(online_only=True)
     if await queue.list_tickets(TicketState.QUEUED):
         assert all(a.load >= a.capacity for a in agents)
+
+
+async def test_a_pipelined_batch_gives_each_caller_its_own_result_or_error(
+    queue: HandoffQueue,
+) -> None:
+    await queue.agent_online("ann", ["cards"], 10)
+    tickets = [
+        await queue.enqueue(f"c{i}", Customer(f"c{i}"), ["r"], 5, "cards") for i in range(10)
+    ]
+    # started together: one pipeline; every other call is refused
+    calls = [queue.resolve(t.id, "ann" if i % 2 == 0 else "bob") for i, t in enumerate(tickets)] + [
+        queue.get("T999"),
+        queue.position(tickets[1].id),
+    ]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for i, result in enumerate(results[:10]):
+        if i % 2 == 0:
+            assert result.state == TicketState.RESOLVED
+        else:
+            assert type(result).__name__ == "NotAssignee"
+    assert type(results[10]).__name__ == "TicketNotFound"
+    assert results[11].position == 0
+
+
+async def test_without_autobatch(redis_client) -> None:
+    q = HandoffQueue(redis_client, namespace="plain", autobatch=False)
+    await q.agent_online("ann", ["cards"], 2)
+    t = await q.enqueue("c1", Customer("c1"), ["r"], 5, "cards")
+    assert (await q.get(t.id)).agent_id == "ann"
+    await q.send_message(t.id, "agent", "ann", "hi", "m1")
+    assert (await q.resolve(t.id, "ann")).state == TicketState.RESOLVED
+    results = await asyncio.gather(
+        *(q.enqueue(f"d{i}", Customer("x"), ["r"], 5, "cards") for i in range(50))
+    )
+    assert len({r.id for r in results}) == 50
