@@ -68,6 +68,22 @@ Queue-wide: ``<ns>:q:events`` (:meth:`read_events`).
 Errors are :class:`QueueError` subclasses with readable messages; a refused call changes nothing
 (except the documented case of a lapsed agent, which is taken offline when it shows up).
 
+API (all coroutines; the table with errors is in ``docs/queue.md``):
+
+* tickets: ``enqueue``, ``get``, ``get_many``, ``open_ticket_for``, ``last_ticket_for``,
+  ``list_tickets``, ``queued``, ``topics``, ``audit``, ``stats``
+* agents: ``agent_online``, ``heartbeat``, ``agent_offline``, ``agent``, ``agents``
+* routing: ``claim_next``, ``claim``, ``requeue``, ``transfer``
+* closing: ``resolve``, ``return_to_bot``, ``abandon`` (customer left), ``close`` (operator)
+* messages: ``send_message``, ``read_messages``, ``read_many``
+* notifications: ``read_agent_events``, ``read_ticket_events``, ``read_events``
+* waiting customers: ``position``, ``positions``, ``watch_positions``
+* upkeep: ``reap_expired``, ``run_sweeper``
+
+Throughput. Scripts that concurrent callers start in the same event-loop turn are sent as one
+pipeline (``autobatch=True``): one write, replies parsed in one pass, each call still its own
+atomic script with its own result or error. Tickets come back from the scripts as one string.
+
 Needs one Redis server (not Redis Cluster): scripts build key names from the namespace.
 """
 
