@@ -4,6 +4,7 @@ their queue within the lease plus one second (the sweeper runs as the gateway wo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -90,11 +91,21 @@ async def test_late_heartbeat_takes_agent_offline_at_once(short_lease: HandoffQu
     t = await enqueue(q, "c1")
     holder = (await q.get(t.id)).agent_id
     other = "bob" if holder == "ann" else "ann"
-    await asyncio.sleep(LEASE * 0.6)
-    await q.heartbeat(other)
-    await asyncio.sleep(LEASE * 0.6)  # holder lapsed; no sweeper running
-    with pytest.raises(AgentOffline, match="lease expired"):
-        await q.heartbeat(holder)
+
+    async def keep_alive() -> None:
+        while True:
+            await q.heartbeat(other)
+            await asyncio.sleep(0.1)
+
+    beats = asyncio.create_task(keep_alive())
+    try:
+        await asyncio.sleep(LEASE + 0.2)  # holder lapsed; no sweeper running
+        with pytest.raises(AgentOffline, match="lease expired"):
+            await q.heartbeat(holder)
+    finally:
+        beats.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beats
     # its ticket went straight on to the other (still online) agent
     assert (await q.get(t.id)).agent_id == other
     with pytest.raises(AgentOffline):
