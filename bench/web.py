@@ -7,12 +7,12 @@ Starts its own stack on free ports: a fresh redis-server (AOF, ``appendfsync alw
 launcher runs it), the action server, Rasa with the trained model (``ensure_model()``) and the
 gateway (``python -m bot.web``). Then:
 
-1. **Bot-mode round trip.** ``--conversations`` customers at once each send ``--messages``
-   routine questions, one after the other, (a) through the gateway
-   (``POST /api/conversations/{id}/messages``) and (b) straight to Rasa's REST webhook, with
-   fresh conversations for each path; the two paths alternate for ``--rounds`` rounds so both
-   see the same machine. Reported: p50/p95 per path and the **p50 ratio gateway / direct**
-   (target <= 1.10).
+1. **Bot-mode round trip.** ``--conversations`` customers at once each send ``2 x --messages``
+   routine questions, one after the other, alternating (a) through the gateway
+   (``POST /api/conversations/{id}/messages``) and (b) straight to Rasa's REST webhook with the
+   same sender id, so both paths are measured under the same load at the same moments; for
+   ``--rounds`` rounds of fresh conversations. Reported: p50/p95 per path and the **p50 ratio
+   gateway / direct** (target <= 1.10).
 2. **Agent-to-customer relay.** The same number of conversations are handed to agents (handoff
    opened as the action server opens it, claimed through the gateway's API by agents with their
    consoles' WebSockets open, 3 chats each). Each agent sends ``--relay-messages`` replies, one
@@ -113,38 +113,35 @@ def start_stack(stack: ExitStack, log_dir: Path) -> tuple[str, str, str]:
 # -- phase 1: bot-mode round trip ------------------------------------------------------------
 
 
-async def via_gateway(
-    http: aiohttp.ClientSession, gateway: str, messages: list[str]
-) -> list[float]:
+async def timed_post(http: aiohttp.ClientSession, url: str, body: dict, headers: dict) -> float:
+    started = time.perf_counter()
+    async with http.post(url, json=body, headers=headers) as response:
+        answer = await response.json()
+        if response.status != 200:
+            raise RuntimeError(f"{url} answered {response.status}: {answer}")
+    return time.perf_counter() - started
+
+
+async def conversation_round_trips(
+    http: aiohttp.ClientSession, gateway: str, rasa: str, index: int, messages: int
+) -> dict[str, list[float]]:
+    """One conversation whose messages alternate between the two paths (same sender id), so
+    both paths are measured under the same load at the same moments."""
     async with http.post(f"{gateway}/api/conversations") as response:
         created = await response.json()
-    url = f"{gateway}/api/conversations/{created['conversation_id']}/messages"
+    conversation_id = created["conversation_id"]
+    via_gateway = f"{gateway}/api/conversations/{conversation_id}/messages"
     headers = {"Authorization": f"Bearer {created['token']}"}
-    timings = []
-    for text in messages:
-        started = time.perf_counter()
-        async with http.post(url, json={"text": text}, headers=headers) as response:
-            body = await response.json()
-            if response.status != 200:
-                raise RuntimeError(f"gateway answered {response.status}: {body}")
-        timings.append(time.perf_counter() - started)
-    return timings
-
-
-async def direct_to_rasa(
-    http: aiohttp.ClientSession, rasa: str, messages: list[str]
-) -> list[float]:
-    sender = f"direct-{uuid.uuid4().hex}"
-    timings = []
-    for text in messages:
-        started = time.perf_counter()
-        async with http.post(
-            f"{rasa}/webhooks/rest/webhook", json={"sender": sender, "message": text}
-        ) as response:
-            await response.json()
-            if response.status != 200:
-                raise RuntimeError(f"rasa answered {response.status}")
-        timings.append(time.perf_counter() - started)
+    timings: dict[str, list[float]] = {"gateway": [], "direct": []}
+    for m in range(2 * messages):
+        text = ROUTINE[(index + m) % len(ROUTINE)]
+        if (index + m) % 2 == 0:
+            timings["gateway"].append(await timed_post(http, via_gateway, {"text": text}, headers))
+        else:
+            body = {"sender": conversation_id, "message": text}
+            timings["direct"].append(
+                await timed_post(http, f"{rasa}/webhooks/rest/webhook", body, {})
+            )
     return timings
 
 
@@ -158,19 +155,14 @@ async def round_trips(
 ) -> dict[str, list[float]]:
     results: dict[str, list[float]] = {"gateway": [], "direct": []}
     for round_index in range(rounds):
-        order = ("gateway", "direct") if round_index % 2 == 0 else ("direct", "gateway")
-        for path in order:
-            batches = [
-                [ROUTINE[(c + m + round_index) % len(ROUTINE)] for m in range(messages)]
-                for c in range(conversations)
-            ]
-            if path == "gateway":
-                runs = [via_gateway(http, gateway, batch) for batch in batches]
-            else:
-                runs = [direct_to_rasa(http, rasa, batch) for batch in batches]
-            for timings in await asyncio.gather(*runs):
-                results[path].extend(timings)
-            print(f"  round {round_index + 1} {path}: done", flush=True)
+        runs = [
+            conversation_round_trips(http, gateway, rasa, c + round_index, messages)
+            for c in range(conversations)
+        ]
+        for timings in await asyncio.gather(*runs):
+            for path, values in timings.items():
+                results[path].extend(values)
+        print(f"  round {round_index + 1}: done", flush=True)
     return results
 
 

@@ -140,16 +140,34 @@ class QueueDesk:
         return "low"
 
     def public(self, ticket: Ticket, agent: Agent | None = None) -> dict[str, Any]:
+        """The ticket for the console: everything, with wait and priority label."""
         data = ticket.to_dict()
+        data.update(self.brief(ticket, agent))
+        return data
+
+    def brief(self, ticket: Ticket, agent: Agent | None = None) -> dict[str, Any]:
+        """What a queue row needs (no summary or transcript; ``GET /api/tickets/{id}`` has it).
+        A waiting ticket carries ``waiting_since`` rather than a wait that changes every second,
+        so a snapshot only changes when the queue does."""
         since = ticket.timestamps.get("queued", ticket.created_at)
-        end = ticket.assigned_at if ticket.state != TicketState.QUEUED else None
-        data["waiting_since"] = since if ticket.state == TicketState.QUEUED else None
-        data["wait_seconds"] = round((end or time.time()) - since, 1)
-        data["priority_label"] = self.priority_label(ticket.priority)
+        queued = ticket.state == TicketState.QUEUED
+        data: dict[str, Any] = {
+            "id": ticket.id,
+            "conversation_id": ticket.conversation_id,
+            "state": ticket.state.value,
+            "customer": ticket.customer.to_dict(),
+            "reasons": list(ticket.reasons),
+            "priority": ticket.priority,
+            "priority_label": self.priority_label(ticket.priority),
+            "topic": ticket.topic,
+            "agent_id": ticket.agent_id,
+            "sla_breached": ticket.sla_breached,
+            "waiting_since": since if queued else None,
+        }
+        if not queued:
+            data["wait_seconds"] = round((ticket.assigned_at or time.time()) - since, 1)
         if agent is not None:
-            data["can_claim"] = ticket.state == TicketState.QUEUED and (
-                ticket.topic in agent.skills or "*" in agent.skills
-            )
+            data["can_claim"] = queued and (ticket.topic in agent.skills or "*" in agent.skills)
         return data
 
     async def presence(self, agent: Agent) -> dict[str, Any]:
@@ -195,16 +213,26 @@ class QueueDesk:
         except AgentNotFound:
             return []
         tickets = await self.queue.get_many(info.tickets)
-        return [self.public(t, agent) for t in tickets if t.state == TicketState.ASSIGNED]
+        return [self.brief(t, agent) for t in tickets if t.state == TicketState.ASSIGNED]
 
-    async def list_tickets(self, state: str, agent: Agent) -> list[dict[str, Any]]:
+    async def list_tickets(
+        self, state: str, agent: Agent, *, with_wait: bool = True
+    ) -> list[dict[str, Any]]:
+        """Queue rows, most urgent and oldest first. ``with_wait`` adds the current wait of
+        waiting tickets (the HTTP API); live snapshots leave it out so they change only with
+        the queue."""
         if state == "mine":
             return await self.agent_tickets(agent)
-        return [
-            self.public(t, agent)
-            for t in await self._open_tickets()
-            if state in ("open", t.state.value)
-        ]
+        now = time.time()
+        rows = []
+        for ticket in await self._open_tickets():
+            if state not in ("open", ticket.state.value):
+                continue
+            row = self.brief(ticket, agent)
+            if with_wait and row["waiting_since"] is not None:
+                row["wait_seconds"] = round(now - row["waiting_since"], 1)
+            rows.append(row)
+        return rows
 
     async def _open_tickets(self) -> list[Ticket]:
         """Open tickets, read at most every OPEN_CACHE_SECONDS however many consoles watch."""

@@ -268,7 +268,7 @@ async def _agent_queue_pump(
                     last["presence"] = str(online)
                     await ws.send_json({"type": "presence", "online": online})
             for kind, tickets in (
-                ("queue", await gateway.desk.list_tickets("open", agent)),
+                ("queue", await gateway.desk.list_tickets("open", agent, with_wait=False)),
                 ("mine", await gateway.desk.agent_tickets(agent)),
             ):
                 body = json.dumps(tickets, sort_keys=True)

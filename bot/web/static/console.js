@@ -150,7 +150,8 @@
       topic.appendChild(el("div", { className: "reasons" }, (t.reasons || []).join(", ")));
       topic.appendChild(el("div", { className: "muted" }, customerName(t)));
       row.appendChild(topic);
-      row.appendChild(el("td", { className: "wait", "data-since": String(t.waiting_since || "") }, waitText(t.wait_seconds)));
+      var waited = t.waiting_since ? Date.now() / 1000 - t.waiting_since : t.wait_seconds;
+      row.appendChild(el("td", { className: "wait", "data-since": String(t.waiting_since || "") }, waitText(waited)));
       var action = el("td");
       var claim = el("button", { type: "button", className: "claim" }, "Claim");
       claim.setAttribute("aria-label", "Claim ticket " + t.id + " (" + (t.topic || "") + ")");
