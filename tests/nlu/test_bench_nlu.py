@@ -65,3 +65,26 @@ def test_fallback_rule_matches_rasas_fallback_classifier(ranking: list) -> None:
     assert nlu.falls_back(ranking, threshold, ambiguity) == (
         message.get(INTENT)["name"] == "nlu_fallback"
     )
+
+
+def test_thresholds_catch_out_of_scope_within_the_inscope_budget() -> None:
+    # 1000 confident correct answers, 10 wrong low-confidence guesses, 4 correct but unsure
+    inscope = [([("card_arrival", 0.95), ("card_linking", 0.01)], "card_arrival")] * 1000
+    inscope += [([("card_linking", 0.35), ("card_arrival", 0.30)], "card_arrival")] * 10
+    inscope += [([("card_arrival", 0.42), ("card_linking", 0.20)], "card_arrival")] * 4
+    oos = [[("out_of_scope", 0.9), ("card_arrival", 0.05)]] * 6
+    oos += [[("card_arrival", 0.38), ("out_of_scope", 0.30)]] * 4
+    chosen = nlu.pick_thresholds(inscope, oos)
+    assert chosen["validation_oos_caught_percent"] == 100.0
+    assert chosen["validation_wrong_answers_caught_percent"] == 100.0
+    assert chosen["validation_inscope_loss_points"] <= nlu.MAX_INSCOPE_LOSS
+    assert 0.38 < chosen["threshold"] <= 0.95 or chosen["ambiguity_threshold"] > 0.08
+
+
+def test_thresholds_never_exceed_the_loss_budget() -> None:
+    # every answer is correct but unsure: any threshold above 0.5 would cost them all
+    inscope = [([("card_arrival", 0.5), ("card_linking", 0.45)], "card_arrival")] * 100
+    oos = [[("card_arrival", 0.3), ("out_of_scope", 0.2)]]
+    chosen = nlu.pick_thresholds(inscope, oos)
+    assert chosen["validation_inscope_loss_points"] == 0.0
+    assert chosen["threshold"] <= 0.5 and chosen["ambiguity_threshold"] <= 0.04
