@@ -86,6 +86,7 @@ class FailedTurns(_Strict):
     handoff_after: int = Field(0, ge=0, le=20)
     unclear_below: float = Field(0.0, ge=0.0, le=1.0)
     offer_when_not_helped: bool = True  # "no" to "Did that answer your question?"
+    reset_when_helped: bool = True  # "yes, that helped" starts the count again
 
     @root_validator(skip_on_failure=True)
     def _handoff_after_offer(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -256,6 +257,7 @@ class Policy(_Strict):
             non_topic_intents=CONVERSATIONAL_INTENTS,
             unclear_below=self.failed_turns.unclear_below,
             negative_sentiment=self.sentiment.negative,
+            reset_failed_when_helped=self.failed_turns.reset_when_helped,
         )
 
 

@@ -12,7 +12,63 @@ from functools import lru_cache
 
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
+# Words that name the customer's problem rather than their mood ("the transfer failed", "wrong
+# amount", "card was stolen"): in a support chat they describe the case, so they weigh little;
+# the mood comes from words such as "ridiculous", "useless", "frustrated".
+PROBLEM_WORDS = (
+    "wrong",
+    "error",
+    "errors",
+    "rejected",
+    "rejecting",
+    "reject",
+    "problem",
+    "problems",
+    "failed",
+    "failing",
+    "fails",
+    "fail",
+    "failure",
+    "unsuccessful",
+    "block",
+    "blocked",
+    "broken",
+    "broke",
+    "declined",
+    "denied",
+    "deny",
+    "dispute",
+    "disputed",
+    "fraud",
+    "fraudulent",
+    "stolen",
+    "steal",
+    "stealing",
+    "stole",
+    "lost",
+    "lose",
+    "losing",
+    "accident",
+    "mistake",
+    "mistaken",
+    "dead",
+    "died",
+    "defect",
+    "charged",
+    "fee",
+    "fees",
+    "cancel",
+    "cancelled",
+    "missing",
+    "stuck",
+    "issue",
+    "issues",
+    "bad",
+)
+PROBLEM_VALENCE = -0.3
+
 SUPPORT_LEXICON: dict[str, float] = {
+    **{word: PROBLEM_VALENCE for word in PROBLEM_WORDS},
     "rubbish": -2.0,
     "pointless": -1.8,
     "shambles": -2.2,

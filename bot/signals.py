@@ -11,7 +11,8 @@ A *failed turn* is one where the bot did not help: the message was unclear or ou
 answered `nlu_fallback` / `out_of_scope`, or the top intent is below the configured confidence), the
 customer said "no" to "Did that answer your question?", or the customer raised again a need the bot
 had already answered without being told it helped (a loop). Failed turns are counted since the last
-time a person was offered (an `offer_human` reply in the bot's output resets the count).
+time a person was offered (an `offer_human` reply in the bot's output resets the count) or, unless
+configured otherwise, since the customer last confirmed that an answer helped.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class SignalConfig:
     non_topic_intents: frozenset[str] = frozenset()  # greet, affirm, ...: never a "need" or loop
     unclear_below: float = 0.0
     negative_sentiment: float = -0.3
+    reset_failed_when_helped: bool = True  # "yes, that helped" starts the count again
     affirm_intent: str = "affirm"
     deny_intent: str = "deny"
 
@@ -200,6 +202,8 @@ def observe(
         if hit
     ]
     failed = bool(failed_why)
+    if feedback == "helped" and config.reset_failed_when_helped:
+        failed_turns = 0
     failed_turns += 1 if failed else 0
 
     score = None if (turn.text or "").startswith("/") or not turn.text else sentiment(turn.text)

@@ -285,3 +285,23 @@ def test_phrases_almost_never_fire_on_routine_banking_questions():
     assert total > 9000
     assert explicit / total <= 0.002
     assert sensitive / total <= 0.002
+
+
+def test_a_confirmed_answer_starts_the_failed_count_again():
+    chat = Chat()
+    chat.say("is there a fee for that", "nlu_fallback", 0.3)
+    chat.bot("rephrase")
+    chat.say("how do I get a virtual card", "getting_virtual_card")
+    chat.bot("answer:getting_virtual_card", "did_that_help")
+    signals, _ = chat.say("yes", "affirm")
+    assert signals.failed_turns == 0
+    signals, decision = chat.say("thanks, that's everything", "nlu_fallback", 0.4)
+    assert signals.failed_turns == 1 and decision.action is Action.none
+
+
+def test_problem_words_alone_do_not_read_as_an_upset_customer():
+    from bot.sentiment import sentiment
+
+    assert sentiment("my card is dead, it stopped working") > -0.6
+    assert sentiment("the transfer failed and was rejected with an error") > -0.6
+    assert sentiment("this is ridiculous and useless, I am so frustrated") <= -0.6
