@@ -26,9 +26,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from contextlib import ExitStack
@@ -38,6 +38,7 @@ from typing import Any
 import aiohttp
 from redis.asyncio import Redis
 
+from bot.config import get_settings
 from bot.redis_server import RedisServer
 from bot.services import Service, action_server, free_port, rasa_server
 from bot.training import ensure_model
@@ -113,35 +114,40 @@ def start_stack(stack: ExitStack, log_dir: Path) -> tuple[str, str, str]:
 # -- phase 1: bot-mode round trip ------------------------------------------------------------
 
 
-async def timed_post(http: aiohttp.ClientSession, url: str, body: dict, headers: dict) -> float:
+async def timed_post(
+    http: aiohttp.ClientSession, url: str, body: dict, headers: dict
+) -> float | None:
+    """Seconds until the answer, or None when it was an error (counted, not timed)."""
     started = time.perf_counter()
     async with http.post(url, json=body, headers=headers) as response:
-        answer = await response.json()
+        await response.read()
         if response.status != 200:
-            raise RuntimeError(f"{url} answered {response.status}: {answer}")
+            return None
     return time.perf_counter() - started
 
 
 async def conversation_round_trips(
-    http: aiohttp.ClientSession, gateway: str, rasa: str, index: int, messages: int
-) -> dict[str, list[float]]:
+    http: aiohttp.ClientSession, gateway: str, rasa: str, index: int, messages: int, think: float
+) -> dict[str, list[float | None]]:
     """One conversation whose messages alternate between the two paths (same sender id), so
-    both paths are measured under the same load at the same moments."""
+    both paths are measured under the same load at the same moments. The customer takes
+    ``think`` seconds (jittered) before each message, as people do."""
     async with http.post(f"{gateway}/api/conversations") as response:
         created = await response.json()
     conversation_id = created["conversation_id"]
     via_gateway = f"{gateway}/api/conversations/{conversation_id}/messages"
     headers = {"Authorization": f"Bearer {created['token']}"}
-    timings: dict[str, list[float]] = {"gateway": [], "direct": []}
+    jitter = random.Random(index)
+    timings: dict[str, list[float | None]] = {"gateway": [], "direct": []}
     for m in range(2 * messages):
+        await asyncio.sleep(think * jitter.uniform(0.5, 1.5))
         text = ROUTINE[(index + m) % len(ROUTINE)]
         if (index + m) % 2 == 0:
             timings["gateway"].append(await timed_post(http, via_gateway, {"text": text}, headers))
         else:
             body = {"sender": conversation_id, "message": text}
-            timings["direct"].append(
-                await timed_post(http, f"{rasa}/webhooks/rest/webhook", body, {})
-            )
+            url = f"{rasa}/webhooks/rest/webhook"
+            timings["direct"].append(await timed_post(http, url, body, {}))
     return timings
 
 
@@ -149,15 +155,18 @@ async def round_trips(
     http: aiohttp.ClientSession,
     gateway: str,
     rasa: str,
-    conversations: int,
-    messages: int,
-    rounds: int,
-) -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {"gateway": [], "direct": []}
-    for round_index in range(rounds):
+    args: argparse.Namespace,
+    *,
+    conversations: int | None = None,
+    rounds: int | None = None,
+) -> dict[str, list[float | None]]:
+    results: dict[str, list[float | None]] = {"gateway": [], "direct": []}
+    for round_index in range(rounds or args.rounds):
         runs = [
-            conversation_round_trips(http, gateway, rasa, c + round_index, messages)
-            for c in range(conversations)
+            conversation_round_trips(
+                http, gateway, rasa, c + round_index, args.messages, args.think
+            )
+            for c in range(conversations or args.conversations)
         ]
         for timings in await asyncio.gather(*runs):
             for path, values in timings.items():
@@ -278,7 +287,11 @@ async def relay_phase(
 # -- report ----------------------------------------------------------------------------------
 
 
-def report(trips: dict[str, list[float]], relays: list[float], args: argparse.Namespace) -> dict:
+def report(
+    raw_trips: dict[str, list[float | None]], relays: list[float], args: argparse.Namespace
+) -> dict:
+    trips = {path: [v for v in values if v is not None] for path, values in raw_trips.items()}
+    errors = {path: sum(v is None for v in values) for path, values in raw_trips.items()}
     gateway_p50 = statistics.median(trips["gateway"]) * 1000
     direct_p50 = statistics.median(trips["direct"]) * 1000
     ratio = gateway_p50 / direct_p50
@@ -286,7 +299,9 @@ def report(trips: dict[str, list[float]], relays: list[float], args: argparse.Na
     relay_p99 = percentile(relays, 99) * 1000
     figures = {
         "conversations": args.conversations,
+        "think_seconds": args.think,
         "round_trip_samples": {k: len(v) for k, v in trips.items()},
+        "round_trip_errors": errors,
         "gateway_p50_ms": round(gateway_p50, 1),
         "gateway_p95_ms": round(percentile(trips["gateway"], 95) * 1000, 1),
         "direct_p50_ms": round(direct_p50, 1),
@@ -303,7 +318,8 @@ def report(trips: dict[str, list[float]], relays: list[float], args: argparse.Na
     print(
         f"  bot-mode round trip p50: gateway {gateway_p50:.1f} ms, direct to Rasa {direct_p50:.1f} ms"
         f" (p95 {figures['gateway_p95_ms']} / {figures['direct_p95_ms']} ms,"
-        f" {len(trips['gateway'])} + {len(trips['direct'])} messages)"
+        f" {len(trips['gateway'])} + {len(trips['direct'])} messages,"
+        f" errors {errors['gateway']} + {errors['direct']}; think time {args.think} s)"
     )
     print(f"  p50 ratio gateway/direct: {ratio:.3f}   target <= {TARGET_RATIO:.2f}   {ok_ratio}")
     print(
@@ -321,11 +337,9 @@ async def measure(
         connector=connector, timeout=aiohttp.ClientTimeout(total=120)
     ) as http:
         print("warming up ...", flush=True)
-        await round_trips(http, gateway_url, rasa_url, 4, 2, 2)
+        await round_trips(http, gateway_url, rasa_url, args, conversations=4, rounds=1)
         print(f"bot-mode round trips, {args.conversations} conversations at once ...", flush=True)
-        trips = await round_trips(
-            http, gateway_url, rasa_url, args.conversations, args.messages, args.rounds
-        )
+        trips = await round_trips(http, gateway_url, rasa_url, args)
         print(
             f"agent-to-customer relay, {args.conversations} conversations at once ...", flush=True
         )
@@ -347,12 +361,17 @@ def main() -> None:
         "--messages", type=int, default=4, help="bot-mode messages per conversation and round"
     )
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--think", type=float, default=2.0, help="customer's mean pause before each message (s)"
+    )
     parser.add_argument("--relay-messages", type=int, default=20)
     parser.add_argument("--relay-interval", type=float, default=0.5)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     with ExitStack() as stack:
-        log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-web-")))
+        log_dir = get_settings().data_dir / "bench-web" / time.strftime("%Y%m%d-%H%M%S")
+        log_dir.mkdir(parents=True, exist_ok=True)
+        print(f"logs: {log_dir}", flush=True)
         print("starting Redis, action server, Rasa and the gateway ...", flush=True)
         redis_url, rasa_url, gateway_url = start_stack(stack, log_dir)
         figures = asyncio.run(measure(args, redis_url, rasa_url, gateway_url))

@@ -24,6 +24,7 @@ from bot.web.conversations import MAX_TEXT_CHARS, bot_events
 from bot.web.customer_api import CLIENT_ID, event_offset, json_body, optional_str
 from bot.web.desk import DISPOSITIONS, TICKET_FILTERS
 from bot.web.errors import ApiError, bad_request, forbidden, unauthorized
+from bot.web.events import NotHolder
 from bot.web.gateway import GATEWAY, Gateway
 from bot.web.security import bearer_token, require_origin
 
@@ -158,8 +159,8 @@ async def claim(request: web.Request) -> web.Response:
 
 @routes.post("/api/tickets/{ticket_id}/messages")
 async def send_message(request: web.Request) -> web.Response:
-    """The reply goes to the ticket's log and the conversation's stream at once (both writes in
-    one Redis round trip time), once a read has shown that this agent holds the ticket."""
+    """The reply goes to the ticket's log and to the conversation's stream concurrently (one
+    round trip time); each write checks atomically that this agent holds the ticket."""
     gateway, agent = await agent_session(request)
     body = await json_body(request)
     text = mask_card_numbers(required_str(body, "text", MAX_TEXT_CHARS))
@@ -167,14 +168,18 @@ async def send_message(request: web.Request) -> web.Response:
     if client_id is not None and not CLIENT_ID.fullmatch(client_id):
         raise bad_request("'client_id' must be 1-64 letters, digits or _.:-")
     ticket_id = request.match_info["ticket_id"]
-    conversation_id = await gateway.desk.holder_conversation(agent, ticket_id)
+    conversation_id = await gateway.desk.conversation_of(ticket_id)
     client_id = client_id or f"a-{uuid.uuid4().hex}"
     event = {"type": "message", "from": "agent", "text": text, "client_id": client_id}
     event["agent_name"] = agent.name
-    appended, _sent = await asyncio.gather(
-        gateway.events.append(conversation_id, [event]),
-        gateway.desk.agent_message(agent, ticket_id, text, client_id),
-    )
+    holder = (gateway.desk.ticket_key(ticket_id), agent.login)
+    try:
+        appended, _sent = await asyncio.gather(
+            gateway.events.append(conversation_id, [event], holder=holder),
+            gateway.desk.agent_message(agent, ticket_id, text, client_id),
+        )
+    except NotHolder as error:
+        raise forbidden("you do not hold this ticket") from error
     return web.json_response({"message": appended[0]})
 
 

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 STREAM_MAXLEN = 2000
 CLIENT_ID_TTL = 24 * 3600
@@ -43,9 +44,9 @@ def _decode(entry_id: bytes | str, fields: dict) -> dict[str, Any]:
 # earlier id is returned, flagged); each new one is XADDed and its client id remembered.
 # KEYS[1] stream; ARGV[1] maxlen, ARGV[2] client-id TTL, ARGV[3] client-id key prefix, then
 # pairs of (client id or '', event JSON). Returns {id, duplicate 0|1} per event.
-_APPEND = """
+_APPEND_BODY = """
 local out = {}
-for i = 4, #ARGV, 2 do
+for i = FIRST, #ARGV, 2 do
   local cid, event = ARGV[i], ARGV[i + 1]
   local known = false
   if cid ~= '' then known = redis.call('GET', ARGV[3] .. cid) end
@@ -59,6 +60,16 @@ for i = 4, #ARGV, 2 do
 end
 return out
 """
+_APPEND = _APPEND_BODY.replace("FIRST", "4")
+# The same, only if the ticket hash KEYS[2] is assigned to the agent ARGV[4] (an agent's reply).
+_APPEND_GUARDED = """
+local held = redis.call('HMGET', KEYS[2], 'state', 'agent')
+if held[1] ~= 'assigned' or held[2] ~= ARGV[4] then return redis.error_reply('NOTHOLDER') end
+""" + _APPEND_BODY.replace("FIRST", "5")
+
+
+class NotHolder(PermissionError):
+    """A guarded append for an agent that does not hold the ticket."""
 
 
 class ConversationEvents:
@@ -68,25 +79,45 @@ class ConversationEvents:
         self._redis = redis
         self._ns = namespace
         self._append = redis.register_script(_APPEND)
+        self._append_guarded = redis.register_script(_APPEND_GUARDED)
 
     def key(self, conversation_id: str) -> str:
         return stream_key(self._ns, conversation_id)
 
-    async def append(self, conversation_id: str, events: Iterable[dict[str, Any]]) -> list[dict]:
+    async def append(
+        self,
+        conversation_id: str,
+        events: Iterable[dict[str, Any]],
+        *,
+        holder: tuple[str, str] | None = None,
+    ) -> list[dict]:
         """Append events atomically in one round trip; returns them with ``id`` and ``ts``.
 
         An event with a ``client_id`` already appended to this conversation is not appended
         again; the earlier one is returned instead, marked ``duplicate`` (a retried send).
+        ``holder=(ticket hash key, agent id)`` appends only if that agent holds the ticket, in
+        the same atomic step (else :class:`NotHolder`).
         """
         events = [dict(event) for event in events]
         if not events:
             return []
         now = time.time()
         args: list[Any] = [STREAM_MAXLEN, CLIENT_ID_TTL, self._client_id_key(conversation_id, "")]
+        keys = [self.key(conversation_id)]
+        script = self._append
+        if holder is not None:
+            keys.append(holder[0])
+            args.append(holder[1])
+            script = self._append_guarded
         for event in events:
             event.setdefault("ts", now)
             args += [event.get("client_id") or "", json.dumps(event)]
-        results = await self._append(keys=[self.key(conversation_id)], args=args)
+        try:
+            results = await script(keys=keys, args=args)
+        except ResponseError as error:
+            if "NOTHOLDER" in str(error):
+                raise NotHolder(conversation_id) from None
+            raise
         out = []
         for event, (entry_id, duplicate) in zip(events, results, strict=True):
             entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id

@@ -272,16 +272,21 @@ class QueueDesk:
         except HandoffError:
             await self.handoff.sync(conversation_id)
 
-    async def holder_conversation(self, agent: Agent, ticket_id: str) -> str:
-        """The ticket's conversation id if this agent holds it (one read), else a 403/404."""
-        conversation_id, state, holder = await self.queue.redis.hmget(
-            self.queue.key("t", ticket_id), "conv", "state", "agent"
-        )
+    async def conversation_of(self, ticket_id: str) -> str:
+        """A ticket's conversation id (it never changes, so it is kept once read)."""
+        conversation_id = self._conversations.get(ticket_id)
         if conversation_id is None:
-            raise DeskError(404, "not_found", "no such ticket")
-        if state != TicketState.ASSIGNED.value or holder != agent.login:
-            raise DeskError(403, "forbidden", "you do not hold this ticket")
+            conversation_id = await self.queue.redis.hget(self.ticket_key(ticket_id), "conv")
+            if conversation_id is None:
+                raise DeskError(404, "not_found", "no such ticket")
+            if len(self._conversations) > 100_000:
+                self._conversations.clear()
+            self._conversations[ticket_id] = conversation_id
         return conversation_id
+
+    def ticket_key(self, ticket_id: str) -> str:
+        """The ticket's hash in the queue (fields ``conv``, ``state``, ``agent`` ...)."""
+        return self.queue.key("t", ticket_id)
 
     async def agent_message(
         self, agent: Agent, ticket_id: str, text: str, client_id: str | None
@@ -289,23 +294,13 @@ class QueueDesk:
         """Append the agent's reply to the ticket's log (refused unless the agent holds it)."""
         client_id = client_id or f"a-{time.time_ns()}"
         try:
-            conversation_id = await self._conversation_of(ticket_id)
+            conversation_id = await self.conversation_of(ticket_id)
             message = await self.queue.send_message(
                 ticket_id, "agent", agent.login, text, client_id
             )
         except QueueError as error:
             raise desk_error(error) from error
         return Sent(conversation_id, client_id, message.duplicate)
-
-    async def _conversation_of(self, ticket_id: str) -> str:
-        """A ticket's conversation id (it never changes, so it is kept once read)."""
-        conversation_id = self._conversations.get(ticket_id)
-        if conversation_id is None:
-            conversation_id = (await self.queue.get(ticket_id)).conversation_id
-            if len(self._conversations) > 100_000:
-                self._conversations.clear()
-            self._conversations[ticket_id] = conversation_id
-        return conversation_id
 
     async def resolve(self, agent: Agent, ticket_id: str, disposition: str) -> list[dict]:
         try:
