@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 POLICY: Policy = load_policy(get_settings().escalation_policy)
 AUDIT_SLOT_TURNS = 30
+AUDIT_RETENTION_SECONDS = 90 * 24 * 3600  # a conversation's own trail, after its last turn
 Answer = Callable[[Turn, CollectingDispatcher], list[EventType]]
 CONTROL_INTENTS = ("cancel_handoff", "continue_with_bot", "leave_contact", "csat_rating")
 QUESTION_TAGS = ("did_that_help", "rephrase", "rephrase_no_topics")
@@ -108,7 +109,9 @@ async def record(conversation_id: str, entry: dict[str, Any]) -> None:
     try:
         redis = redis_client()
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(f"{ns}:audit:{conversation_id}", fields, maxlen=2000, approximate=True)
+            key = f"{ns}:audit:{conversation_id}"
+            pipe.xadd(key, fields, maxlen=2000, approximate=True)
+            pipe.expire(key, AUDIT_RETENTION_SECONDS)
             pipe.xadd(f"{ns}:escalation:decisions", fields, maxlen=200_000, approximate=True)
             await pipe.execute()
     except Exception:  # the slot keeps the entry; the conversation must not fail on Redis

@@ -128,6 +128,7 @@ async def test_every_turn_is_audited_in_the_slot_and_in_redis(redis):
     assert "no rule fired" in audit[0]["why"]
     stream = await redis.xrange("support:audit:c-routine")
     assert [json.loads(f["entry"])["turn"] for _, f in stream] == [1, 2]
+    assert 0 < await redis.ttl("support:audit:c-routine") <= 90 * 24 * 3600
     assert await redis.xlen("support:escalation:decisions") == 2
 
 
