@@ -203,6 +203,24 @@ def _redis_benchmark(port: int, requests: int) -> str:
     return f"redis-benchmark -t set -n {requests} (50 clients, no pipelining): {line}"
 
 
+def _fsync_probe(directory: str, count: int = 200) -> str:
+    """fsync latency of the disk under the data directory (what ``appendfsync always`` waits for
+    on every Redis turn), measured with small appends like the AOF's."""
+    path = os.path.join(directory, "fsync-probe")
+    times = []
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for _ in range(count):
+            os.write(fd, b"x" * 512)
+            start = time.perf_counter()
+            os.fsync(fd)
+            times.append((time.perf_counter() - start) * 1000)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return f"p50 {_percentile(times, 50):.2f} ms, p99 {_percentile(times, 99):.2f} ms"
+
+
 def _cpu_seconds(pid: int | None) -> float:
     """CPU time (user + system) a process has used so far, from /proc (0 where unavailable)."""
     try:
@@ -231,6 +249,8 @@ def run_mode(args: argparse.Namespace, mode: str, loop_name: str) -> dict[str, f
               f"{server.data_dir}; {os.cpu_count()} cores, load average "
               f"{os.getloadavg()[0]:.2f} before; Python {platform.python_version()} with "
               f"{loop_name}", flush=True)  # fmt: skip
+        if aof:
+            print(f"disk fsync there: {_fsync_probe(str(server.data_dir))}", flush=True)
 
         # 1. lifecycles
         redis_cpu0, client_cpu0 = _cpu_seconds(server.pid), time.process_time()
