@@ -87,14 +87,13 @@ def stratified_split(
 
 
 def write_nlu_yaml(examples: Sequence[Example], path: Path) -> None:
-    by_intent: dict[str, list[str]] = {}
-    for text, intent in examples:
-        by_intent.setdefault(intent, []).append(text)
-    nlu = [
-        {"intent": intent, "examples": "".join(f"- {json.dumps(t)}\n" for t in texts)}
-        for intent, texts in sorted(by_intent.items())
-    ]
-    path.write_text(yaml.safe_dump({"version": "3.1", "nlu": nlu}, sort_keys=False))
+    """Rasa YAML NLU data written by Rasa's own writer (which escapes what its reader parses)."""
+    from rasa.shared.nlu.training_data.formats.rasa_yaml import RasaYAMLWriter
+    from rasa.shared.nlu.training_data.message import Message
+    from rasa.shared.nlu.training_data.training_data import TrainingData
+
+    messages = [Message(data={"text": text, "intent": intent}) for text, intent in examples]
+    path.write_text(RasaYAMLWriter().dumps(TrainingData(training_examples=messages)))
 
 
 @dataclass

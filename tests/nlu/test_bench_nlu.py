@@ -88,3 +88,11 @@ def test_thresholds_never_exceed_the_loss_budget() -> None:
     chosen = nlu.pick_thresholds(inscope, oos)
     assert chosen["validation_inscope_loss_points"] == 0.0
     assert chosen["threshold"] <= 0.5 and chosen["ambiguity_threshold"] <= 0.04
+
+
+def test_written_training_data_reads_back_verbatim(tmp_path, split: nlu.Split) -> None:
+    tricky = [('He said "where is it"?', "card_arrival"), ("50% off: £3 - yes", "fee")]
+    examples = split.train[:50] + tricky
+    path = tmp_path / "nlu.yml"
+    nlu.write_nlu_yaml(examples, path)
+    assert sorted(nlu.read_examples(path)) == sorted(examples)
