@@ -23,7 +23,9 @@ def _fast_event_loop() -> None:
 
 def main() -> None:
     settings = get_settings()
-    parser = argparse.ArgumentParser(description="The web gateway of the support stack.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bot.web", description="The web gateway of the support stack."
+    )
     parser.add_argument("--host", default=settings.gateway_host)
     parser.add_argument("--port", type=int, default=settings.gateway_port)
     args = parser.parse_args()
