@@ -367,7 +367,7 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument(
-        "--think", type=float, default=2.0, help="customer's mean pause before each message (s)"
+        "--think", type=float, default=6.0, help="customer's mean pause before each message (s)"
     )
     parser.add_argument("--relay-messages", type=int, default=20)
     parser.add_argument("--relay-interval", type=float, default=0.5)
