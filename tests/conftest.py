@@ -17,6 +17,7 @@ own ``conftest.py``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -46,3 +47,11 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[Redis]:
     finally:
         await client.close()
         await client.connection_pool.disconnect()
+
+
+@pytest.fixture(scope="session")
+def trained_model() -> Path:
+    """The real Rasa model for the committed config, domain and data (trained once, cached)."""
+    from bot.training import ensure_model
+
+    return ensure_model(quiet=True)
