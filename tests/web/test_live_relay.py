@@ -261,3 +261,49 @@ async def test_resolving_needs_a_known_disposition(http, gateway, redis, topic):
     assert status == 400 and "disposition" in body["error"]["message"]
     status, body = await agent.post(f"/api/tickets/{ticket_id}/resolve", {"disposition": "solved"})
     assert status == 200 and body["ticket"]["state"] == "resolved"
+
+
+async def test_an_agent_takes_several_chats_up_to_its_capacity(http, gateway, redis, topic):
+    customers = [await new_customer(http, gateway) for _ in range(4)]
+    tickets = [await request_person(redis, gateway, c, topic) for c in customers]
+    agent = await new_agent(http, gateway, redis, topic)  # capacity 3
+    statuses = [(await agent.post(f"/api/tickets/{t}/claim"))[0] for t in tickets]
+    assert statuses == [200, 200, 200, 409]
+    status, me = await agent.get("/api/agent/me")
+    assert sorted(t["id"] for t in me["tickets"]) == sorted(tickets[:3])
+    status, body = await agent.post(f"/api/tickets/{tickets[0]}/resolve", {"disposition": "solved"})
+    assert status == 200
+    status, _ = await agent.post(f"/api/tickets/{tickets[3]}/claim")
+    assert status == 200  # room again after resolving one
+
+
+async def test_a_transfer_puts_the_customer_back_in_the_queue_of_the_new_topic(
+    http, gateway, redis, topic
+):
+    customer = await new_customer(http, gateway)
+    ticket_id = await request_person(redis, gateway, customer, topic)
+    agent = await new_agent(http, gateway, redis, topic)
+    await agent.post(f"/api/tickets/{ticket_id}/claim")
+    status, body = await agent.post(f"/api/tickets/{ticket_id}/transfer", {"topic": "disputes"})
+    assert status == 200
+    assert body["ticket"]["state"] == "queued" and body["ticket"]["topic"] == "disputes"
+    view = await customer.view()
+    assert view["mode"] == "waiting" and view["position"] >= 1
+    status, body = await agent.post(
+        f"/api/tickets/{ticket_id}/transfer", {"topic": "no-such-topic"}
+    )
+    assert status in (400, 403)
+
+
+async def test_an_agent_going_offline_returns_its_chats_to_the_queue(http, gateway, redis, topic):
+    customer = await new_customer(http, gateway)
+    ticket_id = await request_person(redis, gateway, customer, topic)
+    agent = await new_agent(http, gateway, redis, topic)
+    await agent.post(f"/api/tickets/{ticket_id}/claim")
+    assert (await customer.view())["mode"] == "agent"
+    status, body = await agent.post("/api/agent/presence", {"online": False})
+    assert status == 200 and body["online"] is False
+    view = await customer.view()
+    assert view["mode"] == "waiting" and view["ticket_id"] == ticket_id
+    status, _ = await agent.post(f"/api/tickets/{ticket_id}/messages", {"text": "still here?"})
+    assert status == 403
