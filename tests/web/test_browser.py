@@ -20,9 +20,25 @@ CHARGED_TWICE = "My card was charged twice at the same shop"
 XSS = '<img src=x onerror="window.__xss=1"> <script>window.__xss=2</script>'
 
 
+PAGE_ERRORS: list[str] = []
+
+
+def watch_errors(page) -> None:
+    """Script errors on any page fail the test (see the autouse fixture below)."""
+    page.on("pageerror", lambda error: PAGE_ERRORS.append(f"{page.url}: {error}"))
+
+
+@pytest.fixture(autouse=True)
+def no_script_errors():
+    PAGE_ERRORS.clear()
+    yield
+    assert PAGE_ERRORS == []
+
+
 async def open_widget(browser, stack, *, viewport=None):
     context = await browser.new_context(viewport=viewport or {"width": 1280, "height": 800})
     page = await context.new_page()
+    watch_errors(page)
     page.set_default_timeout(TIMEOUT)
     await page.goto(f"{stack.url}/")
     await page.get_by_role("button", name="Chat with us").click()
@@ -52,6 +68,7 @@ async def wait_bot_reply(page, before: int) -> str:
 async def open_console(browser, stack):
     context = await browser.new_context(viewport={"width": 1400, "height": 900})
     page = await context.new_page()
+    watch_errors(page)
     page.set_default_timeout(TIMEOUT)
     await page.goto(f"{stack.url}/agent")
     await page.get_by_label("Email").fill(DEMO_AGENT_EMAIL)
@@ -168,3 +185,11 @@ async def test_widget_works_on_a_phone_sized_screen_and_by_keyboard(browser, sta
     )
     await customer.get_by_role("button", name="Chat with us").click()
     await customer.screenshot(path=screenshot_path("widget-phone"))
+
+
+async def test_the_api_docs_page_lists_the_endpoints(browser, stack):
+    page = await browser.new_page()
+    watch_errors(page)
+    await page.goto(f"{stack.url}/api/docs")
+    await page.get_by_text("/api/conversations/{conversation_id}/messages").first.wait_for()
+    assert await page.locator("section.op").count() >= 15
