@@ -249,6 +249,7 @@
 
   function applyState(s) {
     if (!s || !s.mode) return;
+    var atBottom = ui.log.scrollHeight - ui.log.scrollTop - ui.log.clientHeight < 40;
     state.mode = s.mode;
     if ("ticket_id" in s) state.ticketId = s.ticket_id;
     if (s.agent_name) state.agentName = s.agent_name;
@@ -271,6 +272,7 @@
       ui.status.textContent = "Assistant";
       ui.human.disabled = false;
     }
+    if (atBottom) scrollDown();  // the queue banner changes the log's height
   }
 
   function showPeerTyping(event) {
