@@ -146,11 +146,11 @@ async def start(
 
 
 async def tell_where(dispatcher: CollectingDispatcher, state: HandoffState, policy: Policy) -> None:
-    """Position and wait; or, honestly, that the team is closed or nobody is online."""
-    hours = policy.handoff.opening_hours
-    if not hours.is_open(datetime.now(timezone.utc)):
-        say(dispatcher, "handoff_closed", hours=hours_text(policy))
-        return
+    """Position and wait; or, honestly, that the team is closed or nobody is online.
+
+    An agent who is online answers whatever the clock says, so opening hours only decide which
+    honest message a customer gets when nobody is there.
+    """
     store = handoff_store()
     try:
         online = await store.queue.agents_available(state.topic or policy.default_topic)
@@ -159,7 +159,11 @@ async def tell_where(dispatcher: CollectingDispatcher, state: HandoffState, poli
         log.exception("queue position of %s unavailable", state.conversation_id)
         online, waiting = 0, Waiting()
     if online == 0:
-        say(dispatcher, "handoff_no_agents")
+        hours = policy.handoff.opening_hours
+        if not hours.is_open(datetime.now(timezone.utc)):
+            say(dispatcher, "handoff_closed", hours=hours_text(policy))
+        else:
+            say(dispatcher, "handoff_no_agents")
         return
     say(
         dispatcher,
