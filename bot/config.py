@@ -35,12 +35,20 @@ class Settings(BaseSettings):
     action_server_port: int = Field(5055, env="ACTION_SERVER_PORT")
     gateway_host: str = Field("127.0.0.1", env="GATEWAY_HOST")
     gateway_port: int = Field(8080, env="GATEWAY_PORT")
-    web_allowed_origins: str = Field("", env="WEB_ALLOWED_ORIGINS", description="Extra origins (comma-separated) whose pages may embed the widget; the gateway's own is always allowed.")
+    web_allowed_origins: str = Field(
+        "",
+        env="WEB_ALLOWED_ORIGINS",
+        description="Extra origins (comma-separated) whose pages may embed the widget; the gateway's own is always allowed.",
+    )
     escalation_policy: Path = Field(PROJECT_ROOT / "escalation_policy.yml", env="ESCALATION_POLICY")
     models_dir: Path = Field(PROJECT_ROOT / "models", env="SUPPORT_MODELS_DIR")
     queue_namespace: str = Field("support", env="SUPPORT_QUEUE_NAMESPACE")
     agent_lease_seconds: float = Field(15.0, env="AGENT_LEASE_SECONDS")
-    events_db_url: str | None = Field(None, env="EVENTS_DB_URL", description="SQLAlchemy URL of Rasa's SQL event broker (e.g. postgresql://...); unset: SQLite <data dir>/events.db.")
+    events_db_url: str | None = Field(
+        None,
+        env="EVENTS_DB_URL",
+        description="SQLAlchemy URL of Rasa's SQL event broker (e.g. postgresql://...); unset: SQLite <data dir>/events.db.",
+    )
 
     class Config:
         env_file = PROJECT_ROOT / ".env"
