@@ -91,7 +91,10 @@ async def hand_off(customer) -> str:
     """Ask for a person; returns the ticket id once the widget shows the queue position."""
     await customer.locator(".pc-human").click()
     await customer.locator(".pc-queue").wait_for()
-    await customer.get_by_text(re.compile(r"number \d+ in the queue")).wait_for()
+    queue_status = customer.get_by_role("status").filter(
+        has_text=re.compile(r"number \d+ in the queue")
+    )
+    await queue_status.wait_for()
     return await customer.evaluate("PennantChat.ticketId()")
 
 
