@@ -30,7 +30,6 @@ import asyncio
 import json
 import random
 import statistics
-import sys
 import time
 import uuid
 from contextlib import ExitStack
@@ -42,7 +41,12 @@ from redis.asyncio import Redis
 
 from bot.config import get_settings
 from bot.redis_server import RedisServer
-from bot.services import Service, action_server, free_port, rasa_server
+from bot.services import (
+    bot_services,
+    free_port,
+    gateway_service,
+    running,
+)
 from bot.training import ensure_model
 
 ROUTINE = [
@@ -83,33 +87,11 @@ def start_stack(stack: ExitStack, log_dir: Path) -> tuple[str, str, str]:
         "SUPPORT_QUEUE_NAMESPACE": NAMESPACE,
         "EVENTS_DB_URL": f"sqlite:///{log_dir / 'events.db'}",
     }
-    actions_port, rasa_port, gateway_port = free_port(), free_port(), free_port()
-    rasa_url = f"http://127.0.0.1:{rasa_port}"
+    rasa_url = stack.enter_context(bot_services(model, log_dir, env))
+    gateway_port = free_port()
     gateway_url = f"http://127.0.0.1:{gateway_port}"
-    services = [
-        action_server(actions_port, log_dir, env),
-        rasa_server(rasa_port, model, f"http://127.0.0.1:{actions_port}/webhook", log_dir, env),
-        Service(
-            name="gateway",
-            command=[
-                sys.executable,
-                "-m",
-                "bot.web",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(gateway_port),
-            ],
-            health_url=f"{gateway_url}/healthz",
-            log_path=log_dir / "gateway.log",
-            env={**env, "RASA_URL": rasa_url},
-        ),
-    ]
-    for service in services:
-        stack.callback(service.stop)
-        service.start()
-    for service in services:
-        service.wait_healthy(timeout=300)
+    gateway = gateway_service("127.0.0.1", gateway_port, log_dir, {**env, "RASA_URL": rasa_url})
+    stack.enter_context(running([gateway]))
     return redis.url, rasa_url, gateway_url
 
 

@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from bot.config import Settings, get_settings
-from bot.services import Service, ServiceError, action_server, rasa_server
+from bot.services import Service, ServiceError, action_server, gateway_service, rasa_server
 from bot.training import ensure_model
 
 
@@ -40,14 +40,7 @@ def _start_redis(settings: Settings, stack: ExitStack) -> str:
 def _gateway(settings: Settings, log_dir: Path, env: dict[str, str]) -> Service | None:
     if importlib.util.find_spec("bot.web") is None:
         return None
-    host, port = settings.gateway_host, settings.gateway_port
-    return Service(
-        name="gateway",
-        command=[sys.executable, "-m", "bot.web", "--host", host, "--port", str(port)],
-        health_url=f"http://127.0.0.1:{port}/healthz",
-        log_path=log_dir / "gateway.log",
-        env=env,
-    )
+    return gateway_service(settings.gateway_host, settings.gateway_port, log_dir, env)
 
 
 def _services(settings: Settings, model: Path, redis_url: str) -> list[Service]:

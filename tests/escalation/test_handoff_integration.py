@@ -17,7 +17,9 @@ import pytest
 from bot.config import PROJECT_ROOT
 from bot.handoff import Handoff, resume_in_rasa
 from bot.queue import HandoffQueue
-from bot.services import Service, action_server, free_port, rasa_server
+from bot.services import (
+    bot_services,
+)
 
 pytestmark = pytest.mark.model
 
@@ -42,22 +44,8 @@ def stack(redis_server, tmp_path_factory) -> Iterator[Stack]:
         "SUPPORT_QUEUE_NAMESPACE": NAMESPACE,
         "EVENTS_DB_URL": f"sqlite:///{tmp_path_factory.mktemp('esc-events') / 'events.db'}",
     }
-    actions_port, rasa_port = free_port(), free_port()
-    services: list[Service] = [
-        action_server(actions_port, LOGS, env),
-        rasa_server(rasa_port, model, f"http://127.0.0.1:{actions_port}/webhook", LOGS, env),
-    ]
-    started: list[Service] = []
-    try:
-        for service in services:
-            service.start()
-            started.append(service)
-        for service in services:
-            service.wait_healthy(timeout=300)
-        yield Stack(f"http://127.0.0.1:{rasa_port}", redis_server.url)
-    finally:
-        for service in reversed(started):
-            service.stop()
+    with bot_services(model, LOGS, env) as rasa_url:
+        yield Stack(rasa_url, redis_server.url)
 
 
 class Customer:

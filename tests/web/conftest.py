@@ -13,7 +13,6 @@ Service logs go to ``test-artifacts/logs/``; screenshots to ``test-artifacts/scr
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -25,22 +24,11 @@ from redis.asyncio import Redis
 
 from bot.config import PROJECT_ROOT
 from bot.redis_server import RedisServer
-from bot.services import Service, action_server, free_port, rasa_server
+from bot.services import Service, bot_services, free_port
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 LOGS = ARTIFACTS / "logs"
 SCREENSHOTS = ARTIFACTS / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ALLOWED_ORIGIN = "https://shop.example"
 
 
@@ -126,43 +114,8 @@ def stack(web_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> I
         "SUPPORT_QUEUE_NAMESPACE": namespace,
         "EVENTS_DB_URL": f"sqlite:///{events_db}",
     }
-    actions_port, rasa_port = free_port(), free_port()
-    actions = action_server(actions_port, LOGS, env)
-    rasa = rasa_server(rasa_port, model, f"http://127.0.0.1:{actions_port}/webhook", LOGS, env)
-    started: list[Service] = []
-    try:
-        for service in (actions, rasa):
-            service.start()
-            started.append(service)
-        for service in (actions, rasa):
-            service.wait_healthy(timeout=300)
-        rasa_url = f"http://127.0.0.1:{rasa_port}"
+    with bot_services(model, LOGS, env) as rasa_url:
         yield from _run(gateway_service("gateway-e2e", web_redis.url, rasa_url, namespace))
-    finally:
-        for service in reversed(started):
-            service.stop()
-
-
-@pytest.fixture(scope="session")
-def chromium_path() -> str:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(
-            f"{CHROMIUM} is missing: run scripts/setup.sh --with-browser (apt-get install chromium)"
-        )
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium_path: str) -> AsyncIterator[object]:
-    from playwright.async_api import async_playwright
-
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    async with async_playwright() as playwright:
-        instance = await playwright.chromium.launch(
-            executable_path=chromium_path, args=CHROMIUM_ARGS
-        )
-        yield instance
-        await instance.close()
 
 
 def screenshot_path(name: str) -> Path:
