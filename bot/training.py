@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import hashlib
+import os
 import subprocess
 import sys
 import time
@@ -20,6 +21,8 @@ from pathlib import Path
 from bot.config import PROJECT_ROOT, get_settings
 
 MODEL_INPUTS = ("config.yml", "domain", "data", "bot/nlu")
+# Rasa's and spaCy's imports print pages of third-party deprecation warnings; keep the output readable.
+QUIET_ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 
 
 def _input_files(root: Path) -> Iterable[Path]:
@@ -47,7 +50,10 @@ def content_fingerprint(root: Path = PROJECT_ROOT) -> str:
 def build_spacy_model() -> None:
     """Build the project's spaCy pipeline (idempotent) that config.yml loads."""
     subprocess.run(
-        [sys.executable, "-m", "bot.nlu.spacy_model", "build"], cwd=PROJECT_ROOT, check=True
+        [sys.executable, "-m", "bot.nlu.spacy_model", "build"],
+        cwd=PROJECT_ROOT,
+        env=QUIET_ENV,
+        check=True,
     )
 
 
@@ -89,7 +95,11 @@ def _train(models_dir: Path, name: str, *, quiet: bool) -> None:
     log = models_dir / f"{name}.train.log"
     with open(log, "w") as out:
         result = subprocess.run(
-            cmd, cwd=PROJECT_ROOT, stdout=out if quiet else None, stderr=subprocess.STDOUT
+            cmd,
+            cwd=PROJECT_ROOT,
+            env=QUIET_ENV,
+            stdout=out if quiet else None,
+            stderr=subprocess.STDOUT,
         )
     if result.returncode != 0:
         raise RuntimeError(f"rasa train failed (exit {result.returncode}); see {log}")
