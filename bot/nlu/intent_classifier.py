@@ -68,8 +68,13 @@ class LinearModel:
     bias: np.ndarray  # (intents,)
     intents: np.ndarray  # (intents,) str
 
+    def __post_init__(self) -> None:
+        # (features, intents), contiguous: a sparse product with a transposed view would copy
+        # the whole matrix on every parse.
+        self._weights_t = np.ascontiguousarray(self.weights.T)
+
     def probabilities(self, features: np.ndarray | sp.csr_matrix) -> np.ndarray:
-        scores = np.asarray(features @ self.weights.T) + self.bias
+        scores = np.asarray(features @ self._weights_t) + self.bias
         scores -= scores.max(axis=1, keepdims=True)
         exp = np.exp(scores)
         return exp / exp.sum(axis=1, keepdims=True)
