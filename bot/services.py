@@ -147,14 +147,14 @@ def events_db_url() -> str:
 
 
 def gateway_service(
-    host: str, port: int, log_dir: Path, env: dict[str, str] | None = None
+    host: str, port: int, log_dir: Path, env: dict[str, str] | None = None, name: str = "gateway"
 ) -> Service:
     """The web gateway (`python -m bot.web`)."""
     return Service(
-        name="gateway",
+        name=name,
         command=[sys.executable, "-m", "bot.web", "--host", host, "--port", str(port)],
         health_url=f"http://127.0.0.1:{port}/healthz",
-        log_path=log_dir / "gateway.log",
+        log_path=log_dir / f"{name}.log",
         env=env or {},
     )
 

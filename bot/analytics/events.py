@@ -12,23 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# Intents that carry no customer topic: they steer the conversation.
-CONVERSATIONAL_INTENTS = frozenset(
-    {
-        "greet",
-        "goodbye",
-        "thanks",
-        "affirm",
-        "deny",
-        "bot_challenge",
-        "request_human",
-        "cancel_handoff",
-        "continue_with_bot",
-        "leave_contact",
-        "csat_rating",
-        "EXTERNAL_handback",
-    }
-)
+from bot import escalation
+
+# Intents that carry no customer topic: they steer the conversation (the escalation policy's set,
+# plus leaving contact details).
+CONVERSATIONAL_INTENTS = escalation.CONVERSATIONAL_INTENTS | {"leave_contact"}
 FALLBACK_INTENTS = frozenset({"nlu_fallback", "out_of_scope"})
 CLOSING_INTENTS = frozenset({"goodbye", "thanks"})
 

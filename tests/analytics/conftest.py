@@ -11,7 +11,6 @@ Logs go to ``test-artifacts/logs/``, screenshots to ``test-artifacts/screenshots
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from bot import services
 from bot.config import PROJECT_ROOT
 from bot.redis_server import RedisServer
 from bot.services import Service, bot_services, free_port, running
@@ -66,13 +66,7 @@ def gateway_process(
         "EVENTS_DB_URL": f"sqlite:///{events_db}",
         "GATEWAY_PORT": str(port),
     }
-    service = Service(
-        name=name,
-        command=[sys.executable, "-m", "bot.web", "--host", "127.0.0.1", "--port", str(port)],
-        health_url=f"http://127.0.0.1:{port}/healthz",
-        log_path=LOGS / f"{name}.log",
-        env=env,
-    )
+    service = services.gateway_service("127.0.0.1", port, LOGS, env, name=name)
     return AnalyticsGateway(f"http://127.0.0.1:{port}", redis_url, namespace, events_db, service)
 
 

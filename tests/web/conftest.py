@@ -13,7 +13,6 @@ Service logs go to ``test-artifacts/logs/``; screenshots to ``test-artifacts/scr
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
+from bot import services
 from bot.config import PROJECT_ROOT
 from bot.redis_server import RedisServer
 from bot.services import Service, bot_services, free_port
@@ -55,13 +55,7 @@ def gateway_service(name: str, redis_url: str, rasa_url: str, namespace: str) ->
         "WEB_ALLOWED_ORIGINS": ALLOWED_ORIGIN,
         "GATEWAY_PORT": str(port),
     }
-    service = Service(
-        name=name,
-        command=[sys.executable, "-m", "bot.web", "--host", "127.0.0.1", "--port", str(port)],
-        health_url=f"http://127.0.0.1:{port}/healthz",
-        log_path=LOGS / f"{name}.log",
-        env=env,
-    )
+    service = services.gateway_service("127.0.0.1", port, LOGS, env, name=name)
     return Gateway(f"http://127.0.0.1:{port}", redis_url, rasa_url, namespace, service)
 
 
