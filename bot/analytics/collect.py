@@ -14,6 +14,7 @@ is also the ticket's conversation id).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 
 import redis.exceptions
@@ -87,3 +88,12 @@ def collect(
         ) from error
     except sqlalchemy.exc.OperationalError as error:
         raise SourceUnavailable(f"the event database cannot be read: {error.orig}") from error
+
+
+def collect_or_exit(parser: argparse.ArgumentParser) -> list[ConversationRecord]:
+    """`collect()` for a command line: an unreachable store is a one-line error and exit 1."""
+    try:
+        return collect()
+    except SourceUnavailable as error:
+        parser.exit(1, f"error: {error}\n")
+        raise

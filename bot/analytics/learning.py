@@ -132,22 +132,15 @@ def to_yaml(items: Sequence[Candidate]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from bot.analytics.collect import SourceUnavailable, collect
-    from bot.analytics.period import parse_period
+    from bot.analytics.collect import collect_or_exit
+    from bot.analytics.period import add_period_arguments, period_of
 
     parser = argparse.ArgumentParser(description="Export NLU training candidates as Rasa YAML.")
-    parser.add_argument("--from", dest="start", help="YYYY-MM-DD (UTC), default: 30 days ago")
-    parser.add_argument("--to", dest="end", help="YYYY-MM-DD (UTC) inclusive, default: today")
+    add_period_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("var/nlu_candidates.yml"))
     args = parser.parse_args(argv)
-    try:
-        start, end = parse_period(args.start, args.end)
-    except ValueError as exc:
-        parser.error(str(exc))
-    try:
-        everything = collect()
-    except SourceUnavailable as error:
-        parser.exit(1, f"error: {error}\n")
+    start, end = period_of(parser, args)
+    everything = collect_or_exit(parser)
     records = [r for r in everything if start <= r.started_at < end]
     items = candidates(records)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from datetime import date, datetime, timedelta, timezone
 
@@ -36,3 +37,18 @@ def days(start: float, end: float) -> list[date]:
     first = datetime.fromtimestamp(start, timezone.utc).date()
     count = max(1, round((end - start) / 86400))
     return [first + timedelta(days=i) for i in range(count)]
+
+
+def add_period_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``--from``/``--to`` options every analytics command takes."""
+    parser.add_argument("--from", dest="start", help="YYYY-MM-DD (UTC), default: 30 days ago")
+    parser.add_argument("--to", dest="end", help="YYYY-MM-DD (UTC) inclusive, default: today")
+
+
+def period_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[float, float]:
+    """The period the options name; a bad date is a usage error, not a trace."""
+    try:
+        return parse_period(args.start, args.end)
+    except ValueError as exc:
+        parser.error(str(exc))
+        raise  # parser.error exits; this keeps type checkers content

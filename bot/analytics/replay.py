@@ -136,28 +136,21 @@ def replay(records: Sequence[ConversationRecord], current: Policy, candidate: Po
 
 
 def main(argv: list[str] | None = None) -> None:
-    from bot.analytics.collect import SourceUnavailable, collect
-    from bot.analytics.period import parse_period
+    from bot.analytics.collect import collect_or_exit
+    from bot.analytics.period import add_period_arguments, period_of
     from bot.config import get_settings
 
     parser = argparse.ArgumentParser(description="Replay a candidate escalation policy in shadow.")
     parser.add_argument("candidate", type=Path, help="the edited policy file")
     parser.add_argument("--current", type=Path, default=get_settings().escalation_policy)
-    parser.add_argument("--from", dest="start", help="YYYY-MM-DD (UTC), default: 30 days ago")
-    parser.add_argument("--to", dest="end", help="YYYY-MM-DD (UTC) inclusive, default: today")
+    add_period_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        start, end = parse_period(args.start, args.end)
-    except ValueError as exc:
-        parser.error(str(exc))
+    start, end = period_of(parser, args)
     try:
         current, candidate = load_policy(args.current), load_policy(args.candidate)
     except PolicyError as error:
         parser.exit(1, f"error: {error}\n")
-    try:
-        everything = collect()
-    except SourceUnavailable as error:
-        parser.exit(1, f"error: {error}\n")
+    everything = collect_or_exit(parser)
     records = [r for r in everything if start <= r.started_at < end]
     result = replay(records, current, candidate)
     print(

@@ -200,26 +200,19 @@ def png_report(s: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from bot.analytics.collect import SourceUnavailable, collect
-    from bot.analytics.period import parse_period
+    from bot.analytics.collect import collect_or_exit
+    from bot.analytics.period import add_period_arguments, period_of
     from bot.analytics.summary import summarize
 
     parser = argparse.ArgumentParser(description="Support quality figures for a period.")
-    parser.add_argument("--from", dest="start", help="YYYY-MM-DD (UTC), default: 30 days ago")
-    parser.add_argument("--to", dest="end", help="YYYY-MM-DD (UTC) inclusive, default: today")
+    add_period_arguments(parser)
     parser.add_argument("--topic", help="only conversations that raised this intent/topic")
     parser.add_argument("--html", type=Path, help="also write a self-contained HTML report here")
     parser.add_argument("--png", type=Path, help="also write a PNG report here")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
-    try:
-        start, end = parse_period(args.start, args.end)
-    except ValueError as exc:
-        parser.error(str(exc))
-    try:
-        records = collect()
-    except SourceUnavailable as error:
-        parser.exit(1, f"error: {error}\n")
+    start, end = period_of(parser, args)
+    records = collect_or_exit(parser)
     summary = summarize(records, start, end, args.topic)
     print(text_report(summary))
     for path, write in (
