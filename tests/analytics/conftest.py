@@ -77,12 +77,8 @@ def analytics_gateway(
     events_db = tmp_path_factory.mktemp("analytics-events") / "events.db"
     nobody = f"http://127.0.0.1:{free_port()}"
     gateway = gateway_process("gateway-analytics", analytics_redis.url, "antest", events_db, nobody)
-    gateway.service.start()
-    try:
-        gateway.service.wait_healthy(timeout=60)
+    with running([gateway.service], timeout=60):
         yield gateway
-    finally:
-        gateway.service.stop()
 
 
 @pytest.fixture(scope="module")

@@ -67,12 +67,8 @@ def web_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]
 
 
 def _run(gateway: Gateway) -> Iterator[Gateway]:
-    gateway.service.start()
-    try:
-        gateway.service.wait_healthy(timeout=60)
+    with services.running([gateway.service], timeout=60):
         yield gateway
-    finally:
-        gateway.service.stop()
 
 
 @pytest.fixture(scope="session")
