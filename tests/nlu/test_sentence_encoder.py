@@ -1,4 +1,4 @@
-"""The numpy all-MiniLM-L6-v2 encoder: verified weights, shape, norm, padding, meaning."""
+"""The all-MiniLM-L6-v2 encoder: verified weights, the graph's numbers, shape, norm, padding, meaning."""
 
 from pathlib import Path
 
@@ -33,6 +33,38 @@ def test_weights_with_another_hash_are_refused(tmp_path: Path, monkeypatch) -> N
     forged.write_bytes(b"not the model")
     with pytest.raises(WeightsMismatchError, match=WEIGHTS_SHA256):
         sentence_encoder.verify_weights(forged)
+
+
+# The first 8 dimensions of two embeddings as computed by the project's earlier numpy port of the
+# forward pass (BERT layer by layer, mean pooling, L2 norm): the ONNX graph must give the same
+# numbers, so a wrong wire in the graph (a transposed weight, a missing residual) shows here.
+REFERENCE = {
+    "my card still hasn't arrived": [
+        -0.014753,
+        0.004562,
+        0.018691,
+        0.037131,
+        0.009675,
+        -0.064,
+        -0.022181,
+        -0.023133,
+    ],
+    "what's the weather in Paris": [
+        0.030573,
+        0.006231,
+        0.108734,
+        -0.014815,
+        0.07114,
+        -0.026028,
+        0.00832,
+        -0.044147,
+    ],
+}
+
+
+def test_graph_reproduces_the_reference_embeddings() -> None:
+    vectors = shared_encoder().encode(list(REFERENCE))
+    np.testing.assert_allclose(vectors[:, :8], np.array(list(REFERENCE.values())), atol=2e-6)
 
 
 def test_embeddings_have_384_dimensions_and_unit_norm() -> None:
