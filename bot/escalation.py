@@ -279,13 +279,23 @@ def load_policy(path: Path | str) -> Policy:
     """Read and validate the policy file; raise `PolicyError` with a clear message on a mistake."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise PolicyError(f"{path}: escalation policy file not found") from exc
+    try:
+        return parse_policy(text)
+    except PolicyError as exc:
+        raise PolicyError(f"{path}: {exc}") from exc
+
+
+def parse_policy(text: str) -> Policy:
+    """Validate a policy given as YAML text; raise `PolicyError` naming every problem."""
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise PolicyError(f"{path}: not valid YAML: {exc}") from exc
+        raise PolicyError(f"not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
-        raise PolicyError(f"{path}: expected a mapping of settings at the top level")
+        raise PolicyError("expected a mapping of settings at the top level")
     try:
         return Policy.parse_obj(raw)
     except ValidationError as exc:
@@ -293,7 +303,7 @@ def load_policy(path: Path | str) -> Policy:
             f"{'.'.join(str(p) for p in err['loc'] if p != '__root__') or 'policy'}: {err['msg']}"
             for err in exc.errors()
         )
-        raise PolicyError(f"{path}: invalid escalation policy: {problems}") from exc
+        raise PolicyError(f"invalid escalation policy: {problems}") from exc
 
 
 def _fired(signals: TurnSignals, policy: Policy) -> list[tuple[str, Action, str | None]]:

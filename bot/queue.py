@@ -96,7 +96,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import BaseParser
@@ -799,6 +799,23 @@ _STREAM_ID_RE = re.compile(r"^(\d+-\d+|\d+|\$)$")
 MAX_PRIORITY = 9
 
 
+RecordT = TypeVar("RecordT", Customer, Summary)
+
+
+def _record(value: object, kind: type[RecordT], malformed: str) -> RecordT:
+    """`value` as a `kind` record: given as one, or as the dict `kind.from_dict` reads."""
+    if isinstance(value, dict):
+        try:
+            value = kind.from_dict(value)
+        except (KeyError, TypeError, ValueError) as error:
+            raise InvalidInput(f"{malformed}: {error}") from None
+    if not isinstance(value, kind):
+        raise InvalidInput(
+            f"{kind.__name__.lower()} must be a {kind.__name__}, not {type(value).__name__}"
+        )
+    return value
+
+
 def _check_id(kind: str, value: object) -> str:
     if not isinstance(value, str) or not _ID_RE.match(value):
         raise InvalidInput(
@@ -1161,13 +1178,7 @@ class HandoffQueue:
         agent (or ``prefer_agent``) only if that agent is online with room.
         """
         _check_id("conversation_id", conversation_id)
-        if isinstance(customer, dict):
-            try:
-                customer = Customer.from_dict(customer)
-            except (KeyError, TypeError, ValueError) as error:
-                raise InvalidInput(f"customer must have an id: {error}") from None
-        if not isinstance(customer, Customer):
-            raise InvalidInput(f"customer must be a Customer, not {type(customer).__name__}")
+        customer = _record(customer, Customer, "customer must have an id")
         _check_id("customer id", customer.id)
         if isinstance(reasons, str):
             raise InvalidInput("reasons must be a list of reason codes, not a single string")
@@ -1176,15 +1187,9 @@ class HandoffQueue:
             raise InvalidInput(f"reasons must be non-empty strings, not {reasons!r}")
         _check_priority(priority)
         _check_topic(topic)
-        if summary is None:
-            summary = Summary()
-        elif isinstance(summary, dict):
-            try:
-                summary = Summary.from_dict(summary)
-            except (KeyError, TypeError, ValueError) as error:
-                raise InvalidInput(f"summary is malformed: {error}") from None
-        if not isinstance(summary, Summary):
-            raise InvalidInput(f"summary must be a Summary, not {type(summary).__name__}")
+        summary = (
+            Summary() if summary is None else _record(summary, Summary, "summary is malformed")
+        )
         if prefer_agent is not None:
             _check_id("prefer_agent", prefer_agent)
         dup, flat = await self._run(

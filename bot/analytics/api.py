@@ -25,9 +25,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import yaml
 from aiohttp import web
-from pydantic import ValidationError
 
 from bot.analytics import labels as label_store
 from bot.analytics import learning, measures
@@ -37,7 +35,7 @@ from bot.analytics.period import parse_period
 from bot.analytics.records import ConversationRecord
 from bot.analytics.replay import replay
 from bot.analytics.summary import summarize
-from bot.escalation import Policy, PolicyError, load_policy
+from bot.escalation import Policy, PolicyError, load_policy, parse_policy
 from bot.web.agent_api import agent_session
 from bot.web.auth import Agent
 from bot.web.errors import ApiError, bad_request, forbidden
@@ -126,19 +124,9 @@ async def conversations(request: web.Request) -> web.Response:
 
 def _candidate_policy(text: str) -> Policy:
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise bad_request(f"the policy is not valid YAML: {error}") from error
-    if not isinstance(raw, dict):
-        raise bad_request("the policy must be a mapping of settings")
-    try:
-        return Policy.parse_obj(raw)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'] if p != '__root__') or 'policy'}: {e['msg']}"
-            for e in error.errors()
-        )
-        raise bad_request(f"invalid escalation policy: {problems}") from error
+        return parse_policy(text)
+    except PolicyError as error:
+        raise bad_request(f"the proposed policy: {error}") from error
 
 
 @routes.post("/api/analytics/replay")
