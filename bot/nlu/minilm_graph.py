@@ -7,13 +7,9 @@ all-MiniLM-L6-v2 (the mean of the real tokens' last hidden states, L2-normalised
 memory when the encoder starts and run by onnxruntime, whose CPU kernels encode a message about
 three times faster than numpy's BLAS on these machines.
 
-Inputs (B messages of L tokens, padded):
-- `input_ids` int64 (B, L): WordPiece ids, 0 for padding;
-- `position_ids` int64 (L,): 0 .. L-1;
-- `mask_bias` float32 (B, 1, 1, L): 0 for real tokens, -1e9 for padding (added to the attention
-  scores, so padding is never attended to);
-- `pool_mask` float32 (B, L, 1): 1 for real tokens, 0 for padding (the mean pooling weights).
-Output: `embedding` float32 (B, 384), unit length.
+Inputs (B messages of L tokens, padded): `input_ids` int64 (B, L), WordPiece ids, 0 for padding;
+`attention_mask` float32 (B, L), 1 for real tokens and 0 for padding (padding is never attended
+to and not pooled). Output: `embedding` float32 (B, 384), unit length.
 """
 
 from __future__ import annotations
@@ -29,7 +25,6 @@ DIMENSION = 384
 NUM_HEADS = 12
 NUM_LAYERS = 6
 LAYER_NORM_EPS = 1e-12
-INPUTS = ("input_ids", "position_ids", "mask_bias", "pool_mask")
 OUTPUT = "embedding"
 
 
@@ -69,22 +64,24 @@ def _embeddings(g: _GraphWriter) -> str:
     words = g.op(
         "Gather", g.constant("word_embeddings", w["embeddings.word_embeddings.weight"]), "input_ids"
     )
-    positions = g.op(
-        "Gather",
+    length = g.op("Shape", "input_ids", start=1, end=2)  # (1,): L
+    positions = g.op(  # the first L position embeddings
+        "Slice",
         g.constant("position_embeddings", w["embeddings.position_embeddings.weight"]),
-        "position_ids",
+        g.constant("zero", np.array([0], dtype=np.int64)),
+        length,
     )
     token_type = g.constant("token_type_0", w["embeddings.token_type_embeddings.weight"][0])
     summed = g.op("Add", g.op("Add", words, positions), token_type)
     return g.layer_norm(summed, "embeddings.LayerNorm")
 
 
-def _attention(g: _GraphWriter, x: str, prefix: str) -> str:
+def _attention(g: _GraphWriter, x: str, mask_bias: str, prefix: str) -> str:
     split = "heads_shape"  # (B, L, 384) -> (B, L, 12, 32); 0 copies the input dimension
     q = g.op("Transpose", g.op("Reshape", g.linear(x, prefix + "query"), split), perm=[0, 2, 1, 3])
     k = g.op("Transpose", g.op("Reshape", g.linear(x, prefix + "key"), split), perm=[0, 2, 3, 1])
     v = g.op("Transpose", g.op("Reshape", g.linear(x, prefix + "value"), split), perm=[0, 2, 1, 3])
-    scores = g.op("Add", g.op("Mul", g.op("MatMul", q, k), "attention_scale"), "mask_bias")
+    scores = g.op("Add", g.op("Mul", g.op("MatMul", q, k), "attention_scale"), mask_bias)
     context = g.op("MatMul", g.op("Softmax", scores, axis=-1), v)
     return g.op("Reshape", g.op("Transpose", context, perm=[0, 2, 1, 3]), "hidden_shape")
 
@@ -95,9 +92,9 @@ def _gelu(g: _GraphWriter, x: str) -> str:
     return g.op("Mul", g.op("Mul", x, "half"), g.op("Add", erf, "one"))
 
 
-def _encoder_layer(g: _GraphWriter, x: str, layer: int) -> str:
+def _encoder_layer(g: _GraphWriter, x: str, mask_bias: str, layer: int) -> str:
     p = f"encoder.layer.{layer}."
-    context = _attention(g, x, p + "attention.self.")
+    context = _attention(g, x, mask_bias, p + "attention.self.")
     x = g.layer_norm(
         g.op("Add", x, g.linear(context, p + "attention.output.dense")),
         p + "attention.output.LayerNorm",
@@ -106,10 +103,22 @@ def _encoder_layer(g: _GraphWriter, x: str, layer: int) -> str:
     return g.layer_norm(g.op("Add", x, g.linear(inner, p + "output.dense")), p + "output.LayerNorm")
 
 
-def _mean_pool_normalised(g: _GraphWriter, x: str) -> str:
+def _masks(g: _GraphWriter) -> tuple[str, str]:
+    """From `attention_mask` (B, L): the additive attention bias (B, 1, 1, L), 0 for real tokens
+    and -1e9 for padding, and the pooling weights (B, L, 1)."""
+    padding = g.op("Sub", "one", "attention_mask")
+    bias = g.op("Mul", padding, g.constant("minus_inf", np.array(-1e9, dtype=np.float32)))
+    bias = g.op("Unsqueeze", bias, g.constant("head_axes", np.array([1, 2], dtype=np.int64)))
+    weights = g.op(
+        "Unsqueeze", "attention_mask", g.constant("last_axis", np.array([2], dtype=np.int64))
+    )
+    return bias, weights
+
+
+def _mean_pool_normalised(g: _GraphWriter, x: str, weights: str) -> str:
     axis = g.constant("token_axis", np.array([1], dtype=np.int64))
-    summed = g.op("ReduceSum", g.op("Mul", x, "pool_mask"), axis, keepdims=0)
-    count = g.op("ReduceSum", "pool_mask", axis, keepdims=0)
+    summed = g.op("ReduceSum", g.op("Mul", x, weights), axis, keepdims=0)
+    count = g.op("ReduceSum", weights, axis, keepdims=0)
     return g.op("LpNormalization", g.op("Div", summed, count), axis=-1, p=2)
 
 
@@ -123,15 +132,16 @@ def build_graph(weights: Mapping[str, np.ndarray]) -> onnx.ModelProto:
     g.constant("inv_sqrt2", np.array(1.0 / np.sqrt(2.0), dtype=np.float32))
     g.constant("half", np.array(0.5, dtype=np.float32))
     g.constant("one", np.array(1.0, dtype=np.float32))
+    mask_bias, pool_weights = _masks(g)
     x = _embeddings(g)
     for layer in range(NUM_LAYERS):
-        x = _encoder_layer(g, x, layer)
-    g.nodes.append(helper.make_node("Identity", [_mean_pool_normalised(g, x)], [OUTPUT]))
+        x = _encoder_layer(g, x, mask_bias, layer)
+    g.nodes.append(
+        helper.make_node("Identity", [_mean_pool_normalised(g, x, pool_weights)], [OUTPUT])
+    )
     inputs = [
         helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "length"]),
-        helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["length"]),
-        helper.make_tensor_value_info("mask_bias", TensorProto.FLOAT, ["batch", 1, 1, "length"]),
-        helper.make_tensor_value_info("pool_mask", TensorProto.FLOAT, ["batch", "length", 1]),
+        helper.make_tensor_value_info("attention_mask", TensorProto.FLOAT, ["batch", "length"]),
     ]
     output = helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", DIMENSION])
     graph = helper.make_graph(g.nodes, "all-MiniLM-L6-v2", inputs, [output], g.initializers)

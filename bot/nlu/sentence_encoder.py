@@ -94,12 +94,7 @@ class Batch:
 
     def feeds(self) -> dict[str, np.ndarray]:
         """The graph's inputs (see `bot.nlu.minilm_graph`)."""
-        return {
-            "input_ids": self.ids,
-            "position_ids": np.arange(self.ids.shape[1], dtype=np.int64),
-            "mask_bias": ((1.0 - self.mask) * -1e9)[:, None, None, :].astype(np.float32),
-            "pool_mask": self.mask[:, :, None],
-        }
+        return {"input_ids": self.ids, "attention_mask": self.mask}
 
 
 def _session(model: bytes, threads: int) -> ort.InferenceSession:
