@@ -78,16 +78,17 @@ def _print_demo_agent() -> None:
     print(f"  demo agent:     {DEMO_AGENT_LOGIN}")
 
 
+class StopRequested(Exception):
+    """Ctrl-C or SIGTERM: stop the stack, also while it is still starting."""
+
+
+def _request_stop(signum: int, _frame: object) -> None:
+    raise StopRequested(signal.Signals(signum).name)
+
+
 def _supervise(services: list[Service]) -> None:
-    stop = False
-
-    def _request_stop(signum: int, _frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGINT, _request_stop)
-    signal.signal(signal.SIGTERM, _request_stop)
-    while not stop:
+    """Return when a service dies; a stop request raises `StopRequested` out of the sleep."""
+    while True:
         for service in services:
             if not service.running():
                 print(f"\n{service.name} stopped unexpectedly; see {service.log_path}", flush=True)
@@ -96,26 +97,39 @@ def _supervise(services: list[Service]) -> None:
 
 
 def run(settings: Settings) -> int:
+    # handlers first: a stop request during training or start-up still stops what was started
+    signal.signal(signal.SIGINT, _request_stop)
+    signal.signal(signal.SIGTERM, _request_stop)
     with ExitStack() as stack:
-        redis_url = _start_redis(settings, stack)
-        model = ensure_model()
-        print(f"model: {model.name}", flush=True)
-        services = _services(settings, model, redis_url)
-        for service in services:
-            stack.callback(service.stop)
         try:
+            redis_url = _start_redis(settings, stack)
+            model = ensure_model()
+            print(f"model: {model.name}", flush=True)
+            services = _services(settings, model, redis_url)
+            for service in services:
+                stack.callback(service.stop)
             for service in services:
                 print(f"{service.name}: starting (log {service.log_path})", flush=True)
                 service.start()
                 service.wait_healthy()
+            _print_ready(settings, services)
+            _supervise(services)
         except ServiceError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
-        _print_ready(settings, services)
-        _supervise(services)
+        except StopRequested:
+            pass
+        finally:
+            # the stack now stops the services: a second request must not cut that short
+            _ignore_stop_requests()
         print("\nstopping ...", flush=True)
     print("stopped.")
     return 0
+
+
+def _ignore_stop_requests() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def main() -> None:

@@ -1,0 +1,64 @@
+"""README command 1's launcher: a stop request while the stack is still starting stops it all."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import PROJECT_ROOT
+from bot.services import free_port
+
+pytestmark = pytest.mark.model
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_sigterm_while_rasa_starts_stops_every_service_already_started(
+    trained_model: Path, tmp_path: Path
+) -> None:
+    ports = {
+        "SUPPORT_REDIS_PORT": free_port(),
+        "ACTION_SERVER_PORT": free_port(),
+        "RASA_PORT": free_port(),
+        "GATEWAY_PORT": free_port(),
+    }
+    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+    env |= {key: str(port) for key, port in ports.items()}
+    env |= {
+        "SUPPORT_DATA_DIR": str(tmp_path),
+        "RASA_URL": f"http://127.0.0.1:{ports['RASA_PORT']}",
+        "EVENTS_DB_URL": f"sqlite:///{tmp_path / 'events.db'}",
+    }
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "bot.launcher"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        seen = []
+        for line in launcher.stdout:  # Redis and the action server are up once Rasa starts
+            seen.append(line)
+            if line.startswith("rasa: starting"):
+                break
+        assert any(line.startswith("rasa: starting") for line in seen), "".join(seen)
+        assert _listening(ports["SUPPORT_REDIS_PORT"])
+        assert _listening(ports["ACTION_SERVER_PORT"])
+        launcher.send_signal(signal.SIGTERM)
+        rest, _ = launcher.communicate(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 0, rest
+    assert "stopped." in rest
+    assert not any(_listening(port) for port in ports.values())
