@@ -12,7 +12,7 @@ Prints, in one run:
    moment the agent's blocked read returns the ``assigned`` event;
 3. ``redis-benchmark -t set`` on the same server, for scale.
 
-Each measurement runs on a fresh server started by :class:`bot.redis_server.RedisServer` in a
+Each measurement runs on a fresh server started by :class:`bot.runtime.redis_server.RedisServer` in a
 temporary directory, once per persistence mode: by default first with the product's setting (AOF,
 ``appendfsync always``: every write is on disk before Redis answers, so each Redis event-loop turn
 waits for an fsync), then with ``appendfsync everysec``. The figures depend on the disk's fsync
@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 
 from bot.queue import HandoffQueue
-from bot.redis_server import RedisServer, find_redis_tool
+from bot.runtime.redis_server import RedisServer, find_redis_tool
 from bot.tickets import Customer, IntentScore, Summary, Turn
 
 SUMMARY = Summary(

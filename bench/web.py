@@ -40,14 +40,10 @@ import aiohttp
 from redis.asyncio import Redis
 
 from bot.config import get_settings
-from bot.redis_server import RedisServer
-from bot.services import (
-    bot_services,
-    free_port,
-    gateway_service,
-    running,
-)
-from bot.training import ensure_model
+from bot.runtime.ports import free_port
+from bot.runtime.redis_server import RedisServer
+from bot.runtime.services import bot_services, gateway_service, running
+from bot.runtime.training import ensure_model
 
 ROUTINE = [
     "How do I activate my new card?",

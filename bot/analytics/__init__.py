@@ -15,6 +15,8 @@ The pipeline, one module per step (definitions of every measure: ``docs/analytic
 - :mod:`bot.analytics.replay`       a changed escalation policy run in shadow over recorded turns;
 - :mod:`bot.analytics.learning`     NLU training candidates exported as Rasa YAML;
 - :mod:`bot.analytics.report`       ``python -m bot.analytics.report``: terminal, HTML, PNG;
-- :mod:`bot.analytics.api`          the dashboard's HTTP API in the gateway;
-- :mod:`bot.analytics.simulate`     ``python -m bot.analytics.simulate``: customers and agents.
+- :mod:`bot.analytics.api`          the dashboard's HTTP API in the gateway.
+
+``python -m bench.simulate`` (outside the product) drives simulated customers and agents through
+the running stack, so the dashboard has something to show.
 """

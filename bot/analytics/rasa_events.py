@@ -148,7 +148,7 @@ def translate(rows: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[Event]:
 
 def default_url() -> str:
     """The event database: ``EVENTS_DB_URL`` if set, else SQLite ``<data dir>/events.db``."""
-    from bot.services import events_db_url
+    from bot.runtime.services import events_db_url
 
     return events_db_url()
 

@@ -1,6 +1,6 @@
 """Fixtures of the analytics tests.
 
-* ``analytics_redis`` / ``redis``: a real redis-server of their own (bot.redis_server).
+* ``analytics_redis`` / ``redis``: a real redis-server of their own (bot.runtime.redis_server).
 * ``analytics_gateway``: the real gateway process (``python -m bot.web``) on that Redis, with
   Rasa's SQL event database at a temporary SQLite file the test fills through Rasa's own
   SQLEventBroker, and Rasa itself unreachable (the analytics API reads, it does not chat).
@@ -20,8 +20,9 @@ from redis.asyncio import Redis
 
 from bot import services
 from bot.config import PROJECT_ROOT
-from bot.redis_server import RedisServer
-from bot.services import Service, bot_services, free_port, running
+from bot.runtime.ports import free_port
+from bot.runtime.redis_server import RedisServer
+from bot.runtime.services import Service, bot_services, running
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 LOGS = ARTIFACTS / "logs"
@@ -87,7 +88,7 @@ def analytics_stack(
 ) -> Iterator[AnalyticsGateway]:
     """Action server, Rasa (trained model, SQL event broker to a fresh SQLite file) and the
     gateway, all on the session's Redis under the namespace ``ane2e``."""
-    from bot.training import ensure_model
+    from bot.runtime.training import ensure_model
 
     model = ensure_model(quiet=True)
     namespace = "ane2e"

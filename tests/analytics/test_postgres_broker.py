@@ -16,7 +16,7 @@ from rasa.utils.endpoints import EndpointConfig
 
 from bot.analytics import measures, rasa_events
 from bot.analytics.records import build_records
-from bot.services import free_port
+from bot.runtime.ports import free_port
 
 from .test_rasa_events import conversation_events
 

@@ -8,9 +8,9 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
+from bench.simulate import simulate
 from bot.analytics.collect import collect_records
 from bot.analytics.replay import trajectory
-from bot.analytics.simulate import simulate
 from bot.config import PROJECT_ROOT
 from bot.escalation import load_policy
 from bot.web.auth import DEMO_AGENT_EMAIL, DEMO_AGENT_PASSWORD

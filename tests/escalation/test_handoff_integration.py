@@ -17,7 +17,7 @@ import pytest
 from bot.config import PROJECT_ROOT
 from bot.handoff import Handoff, resume_in_rasa
 from bot.queue import HandoffQueue
-from bot.services import (
+from bot.runtime.services import (
     bot_services,
 )
 
@@ -35,7 +35,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(redis_server, tmp_path_factory) -> Iterator[Stack]:
-    from bot.training import ensure_model
+    from bot.runtime.training import ensure_model
 
     given = os.environ.get("ESCALATION_TEST_MODEL")  # a model already trained, e.g. while iterating
     model = Path(given) if given else ensure_model(quiet=True)

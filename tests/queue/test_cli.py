@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from bot.queue import HandoffQueue
-from bot.redis_server import RedisServer
+from bot.runtime.redis_server import RedisServer
 from bot.tickets import TicketState
 
 from .helpers import enqueue

@@ -10,7 +10,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.queue import HandoffQueue
-from bot.redis_server import RedisServer
+from bot.runtime.redis_server import RedisServer
 from bot.tickets import Customer, TicketState
 
 WRITERS = 8

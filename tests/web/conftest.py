@@ -1,7 +1,7 @@
 """Fixtures for the gateway's tests: a real Redis, a real gateway process and, for the end-to-end
 browser tests, a real Rasa server and action server with the trained model.
 
-* ``web_redis``: a redis-server of our own for the session (bot.redis_server, free port).
+* ``web_redis``: a redis-server of our own for the session (bot.runtime.redis_server, free port).
 * ``gateway``: ``python -m bot.web`` on a free port against it, with Rasa pointing at a port
   nobody listens on (the API tests need no bot; a message to the bot then gets a clear 503).
 * ``stack``: the whole stack (Redis, action server, Rasa with ``ensure_model()``, gateway), for
@@ -23,8 +23,9 @@ from redis.asyncio import Redis
 
 from bot import services
 from bot.config import PROJECT_ROOT
-from bot.redis_server import RedisServer
-from bot.services import Service, bot_services, free_port
+from bot.runtime.ports import free_port
+from bot.runtime.redis_server import RedisServer
+from bot.runtime.services import Service, bot_services
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 LOGS = ARTIFACTS / "logs"
@@ -94,7 +95,7 @@ async def redis(web_redis: RedisServer) -> AsyncIterator[Redis]:
 @pytest.fixture(scope="session")
 def stack(web_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """Action server, Rasa (trained model) and a gateway against the session's Redis."""
-    from bot.training import ensure_model
+    from bot.runtime.training import ensure_model
 
     model = ensure_model(quiet=True)
     namespace = "e2e"

@@ -1,4 +1,4 @@
-"""bot.redis_server: start on a free port, AOF options, kill and restart, clean stop."""
+"""bot.runtime.redis_server: start on a free port, AOF options, kill and restart, clean stop."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from bot.redis_server import RedisServer, RedisServerError, find_redis_server, free_port
+from bot.runtime.ports import free_port
+from bot.runtime.redis_server import RedisServer, RedisServerError, find_redis_server
 
 
 def test_start_stop_with_own_temp_dir() -> None:

@@ -3,7 +3,8 @@
 `ensure_model()` returns the model for the current `config.yml`, `domain/`, `data/` and NLU
 component code, training it only when no model for exactly that content exists. The launcher
 and the test fixtures both call it, so a model is trained once and reused until something it
-depends on changes. `python -m bot.training` does the same from the shell and prints the path.
+depends on changes. `python -m bot.runtime.training` does the same from the shell and prints the
+path.
 """
 
 from __future__ import annotations

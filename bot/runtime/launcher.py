@@ -9,7 +9,6 @@ cleanly on Ctrl-C (or when any service dies).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import signal
 import sys
 import time
@@ -17,15 +16,15 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from bot.config import Settings, get_settings
-from bot.services import Service, ServiceError, action_server, gateway_service, rasa_server
-from bot.training import ensure_model
+from bot.runtime.redis_server import RedisServer
+from bot.runtime.services import Service, ServiceError, action_server, gateway_service, rasa_server
+from bot.runtime.training import ensure_model
+from bot.web.auth import DEMO_AGENT_LOGIN
 
 
 def _start_redis(settings: Settings, stack: ExitStack) -> str:
     if settings.redis_url:
         return settings.redis_url
-    from bot.redis_server import RedisServer
-
     server = RedisServer(
         port=settings.redis_port,
         data_dir=settings.data_dir / "redis",
@@ -37,45 +36,27 @@ def _start_redis(settings: Settings, stack: ExitStack) -> str:
     return server.url
 
 
-def _gateway(settings: Settings, log_dir: Path, env: dict[str, str]) -> Service | None:
-    if importlib.util.find_spec("bot.web") is None:
-        return None
-    return gateway_service(settings.gateway_host, settings.gateway_port, log_dir, env)
-
-
 def _services(settings: Settings, model: Path, redis_url: str) -> list[Service]:
     log_dir = settings.data_dir / "logs"
     env = {"REDIS_URL": redis_url, "RASA_URL": settings.rasa_url}
     action_url = f"http://127.0.0.1:{settings.action_server_port}/webhook"
-    services = [
+    return [
         action_server(settings.action_server_port, log_dir, env),
         rasa_server(settings.rasa_port, model, action_url, log_dir, env),
+        gateway_service(settings.gateway_host, settings.gateway_port, log_dir, env),
     ]
-    gateway = _gateway(settings, log_dir, env)
-    if gateway is not None:
-        services.append(gateway)
-    return services
 
 
-def _print_ready(settings: Settings, services: list[Service]) -> None:
+def _print_ready(settings: Settings) -> None:
+    base = f"http://{settings.gateway_host}:{settings.gateway_port}"
     print("\nThe support stack is running (Ctrl-C stops it):", flush=True)
-    if any(s.name == "gateway" for s in services):
-        base = f"http://{settings.gateway_host}:{settings.gateway_port}"
-        print(f"  customer page:  {base}/")
-        print(f"  agent console:  {base}/agent")
-        print(f"  dashboard:      {base}/dashboard  (support-lead role)")
-        _print_demo_agent()
-    print(f"  Rasa HTTP API:  {settings.rasa_url}  (REST channel: POST /webhooks/rest/webhook)")
-    print("  chat in this terminal:  .venv/bin/python -m bot.chat")
-    print(f"  logs:           {settings.data_dir / 'logs'}", flush=True)
-
-
-def _print_demo_agent() -> None:
-    try:
-        from bot.web.auth import DEMO_AGENT_LOGIN
-    except ImportError:
-        return
+    print(f"  customer page:  {base}/")
+    print(f"  agent console:  {base}/agent")
+    print(f"  dashboard:      {base}/dashboard  (support-lead role)")
     print(f"  demo agent:     {DEMO_AGENT_LOGIN}")
+    print(f"  Rasa HTTP API:  {settings.rasa_url}  (REST channel: POST /webhooks/rest/webhook)")
+    print("  chat in this terminal:  .venv/bin/python -m bot.runtime.chat")
+    print(f"  logs:           {settings.data_dir / 'logs'}", flush=True)
 
 
 class StopRequested(Exception):
@@ -112,7 +93,7 @@ def run(settings: Settings) -> int:
                 print(f"{service.name}: starting (log {service.log_path})", flush=True)
                 service.start()
                 service.wait_healthy()
-            _print_ready(settings, services)
+            _print_ready(settings)
             _supervise(services)
         except ServiceError as error:
             print(f"error: {error}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Chat with the running bot in a terminal, through Rasa's REST channel.
 
-`python -m bot.chat [--rasa-url URL]`. Buttons are listed with numbers; type the number to
+`python -m bot.runtime.chat [--rasa-url URL]`. Buttons are listed with numbers; type the number to
 press one. Empty line or Ctrl-D quits.
 """
 

@@ -1,4 +1,4 @@
-"""The dataset conversion (`bot.datasets`): naming, counts, escaping, determinism."""
+"""The dataset conversion (`bot.runtime.datasets`): naming, counts, escaping, determinism."""
 
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ requires_shared = pytest.mark.skipif(
 def test_committed_files_match_a_fresh_conversion():
     for path, content in datasets.convert(SHARED).items():
         assert path.read_text(encoding="utf-8") == content, (
-            f"{path} is stale: run python -m bot.datasets"
+            f"{path} is stale: run python -m bot.runtime.datasets"
         )
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,17 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.config import PROJECT_ROOT, get_settings
+from bot.runtime.ports import free_port
 
 
 class ServiceError(RuntimeError):
     """A service failed to start or became unhealthy."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _healthy(url: str) -> bool:

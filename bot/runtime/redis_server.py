@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bot.runtime.ports import free_port
+
 SYSTEM_REDIS = Path("/usr/bin/redis-server")
 
 
@@ -73,13 +75,6 @@ def find_redis_tool(name: str) -> str | None:
         return None
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 def _ping(host: str, port: int, timeout: float = 0.5) -> bool:
     """True when the server answers PING with PONG (plain RESP over a socket, no client needed)."""
     try:
@@ -96,7 +91,7 @@ class RedisServer:
     ``data_dir=None`` uses a temporary directory that :meth:`stop` removes. ``appendonly`` turns
     the AOF on with the given ``appendfsync`` (``always``: every write is on disk before Redis
     answers; ``everysec``: up to about a second of acknowledged writes can be lost in a crash).
-    ``extra`` adds ``--name value`` options.
+    No RDB snapshots: the AOF is the only persistence.
     """
 
     def __init__(
@@ -107,9 +102,6 @@ class RedisServer:
         host: str = "127.0.0.1",
         appendonly: bool = False,
         appendfsync: str = "everysec",
-        save: bool = False,
-        executable: str | None = None,
-        extra: dict[str, str] | None = None,
         startup_timeout: float = 15.0,
     ) -> None:
         if appendfsync not in ("always", "everysec", "no"):
@@ -120,9 +112,7 @@ class RedisServer:
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.appendonly = appendonly
         self.appendfsync = appendfsync
-        self.save = save
-        self.executable = executable or find_redis_server()
-        self.extra = dict(extra or {})
+        self.executable = find_redis_server()
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -141,7 +131,7 @@ class RedisServer:
 
     def command(self) -> list[str]:
         assert self.data_dir is not None
-        args = [
+        return [
             self.executable,
             "--port", str(self.port),
             "--bind", self.host,
@@ -149,13 +139,10 @@ class RedisServer:
             "--daemonize", "no",
             "--protected-mode", "no",
             "--logfile", str(self.log_path),
-            "--save", "900 1" if self.save else "",
+            "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", self.appendfsync,
         ]  # fmt: skip
-        for name, value in self.extra.items():
-            args += [f"--{name}", value]
-        return args
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

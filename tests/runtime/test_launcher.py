@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import PROJECT_ROOT
-from bot.services import free_port
+from bot.runtime.ports import free_port
 
 pytestmark = pytest.mark.model
 
@@ -38,7 +38,7 @@ def test_sigterm_while_rasa_starts_stops_every_service_already_started(
         "EVENTS_DB_URL": f"sqlite:///{tmp_path / 'events.db'}",
     }
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "bot.launcher"],
+        [sys.executable, "-m", "bot.runtime.launcher"],
         cwd=PROJECT_ROOT,
         env=env,
         stdout=subprocess.PIPE,

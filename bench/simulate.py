@@ -1,6 +1,6 @@
 """Drive N simulated customers and a few simulated agents through the running stack.
 
-    python -m bot.analytics.simulate --customers 40 [--gateway http://127.0.0.1:8080] [--seed 7]
+    python -m bench.simulate --customers 40 [--gateway http://127.0.0.1:8080] [--seed 7]
 
 Everything goes through the gateway's HTTP API, exactly as the widget and the console use it:
 customers start conversations and type or press buttons; agents log in, go online, claim
