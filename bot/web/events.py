@@ -24,7 +24,6 @@ from redis.exceptions import ResponseError
 
 STREAM_MAXLEN = 2000
 CLIENT_ID_TTL = 24 * 3600
-EVENT_TYPES = ("message", "notice", "mode", "typing")
 # Typing signals are shown live but not replayed as history.
 HISTORY_TYPES = ("message", "notice", "mode")
 
