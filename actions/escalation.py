@@ -22,21 +22,24 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rasa_sdk import Tracker
 from rasa_sdk.events import EventType, SlotSet
-from rasa_sdk.executor import CollectingDispatcher
 
 from actions import csat, handoff
 from actions.connections import redis_client
 from actions.context import POLICY, Answer, Assessment, TurnContext
 from actions.escalation_messages import OFFER_TAG, say
-from actions.turn import TrackerTurn
 from bot.config import get_settings
 from bot.escalation import Decision, Policy, Verdict, evaluate
 from bot.handoff import ConversationMode
 from bot.signals import SignalState, SignalTurn, TurnSignals, observe
+
+if TYPE_CHECKING:
+    from rasa_sdk import Tracker
+    from rasa_sdk.executor import CollectingDispatcher
+
+    from actions.turn import TrackerTurn
 
 log = logging.getLogger(__name__)
 

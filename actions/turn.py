@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rasa_sdk import Tracker
+if TYPE_CHECKING:
+    from rasa_sdk import Tracker
 
 REPLY_KEY = "reply"
 ANSWER_PREFIX = "answer:"

@@ -17,10 +17,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 STREAM_MAXLEN = 2000
 CLIENT_ID_TTL = 24 * 3600
