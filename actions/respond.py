@@ -18,13 +18,13 @@ person, hands off, or stays silent while an agent holds the conversation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 
+from actions.context import Answer
 from actions.escalation import EscalationGate
 from actions.responses import Button, Message, Responses, get_responses
 from actions.topics import closest_topics
@@ -41,7 +41,7 @@ SIMPLE_REPLIES = {
     "out_of_scope": "out_of_scope",
 }
 
-Handler = Callable[[TrackerTurn, CollectingDispatcher], list[EventType]]
+Handler = Answer  # one way of answering a turn
 
 
 def say(dispatcher: CollectingDispatcher, message: Message, tag: str) -> None:
