@@ -1,4 +1,4 @@
-"""The action server's connections: one Redis client per event loop, the queue, the handoff state.
+"""The action server's connections: one Redis client per event loop, the queue, the mode store.
 
 Redis is the one given by `REDIS_URL` (the launcher sets it), else the launcher's own Redis on
 `SUPPORT_REDIS_PORT`. Clients are created lazily and kept per running event loop (the action
@@ -13,10 +13,12 @@ import weakref
 from redis.asyncio import Redis
 
 from bot.config import get_settings
-from bot.handoff import Handoff
+from bot.handoff import ModeStore, QueuePort, open_queue
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = weakref.WeakKeyDictionary()
-_stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Handoff] = weakref.WeakKeyDictionary()
+_stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ModeStore] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 _override: dict[str, str] = {}
@@ -52,14 +54,13 @@ def redis_client() -> Redis:
     return client
 
 
-def handoff_store() -> Handoff:
-    """This event loop's handoff state store over the queue."""
-    from actions.queue_port import QueuePort
-
+def mode_store() -> ModeStore:
+    """This event loop's store of conversation modes (handoff state), over the queue."""
     loop = asyncio.get_running_loop()
     store = _stores.get(loop)
     if store is None:
-        namespace = get_settings().queue_namespace
-        store = Handoff(redis_client(), QueuePort(redis_client(), namespace), namespace)
+        settings = get_settings()
+        redis = redis_client()
+        store = ModeStore(redis, QueuePort(open_queue(redis, settings)), settings.queue_namespace)
         _stores[loop] = store
     return store

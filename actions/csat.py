@@ -17,16 +17,22 @@ import logging
 import re
 import time
 import uuid
+from typing import TYPE_CHECKING
 
-from rasa_sdk import Tracker
 from rasa_sdk.events import EventType, SlotSet
-from rasa_sdk.executor import CollectingDispatcher
 
 from actions.connections import redis_client
 from actions.escalation_messages import say
-from actions.turn import Turn
 from bot.config import get_settings
-from bot.handoff import HandoffState
+
+if TYPE_CHECKING:
+    from rasa_sdk import Tracker
+    from rasa_sdk.executor import CollectingDispatcher
+
+    from actions.context import TurnContext
+    from actions.turn import TrackerTurn
+    from bot.escalation import Policy
+    from bot.handoff import HandoffState
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +56,7 @@ def path_of(state: HandoffState) -> dict[str, str]:
     return {"path": "escalated", "reasons": json.dumps(reasons), "ticket_id": ticket}
 
 
-def score_of(turn: Turn, tracker: Tracker) -> int | None:
+def score_of(turn: TrackerTurn, tracker: Tracker) -> int | None:
     """The rating in the message: the button's entity, or a leading digit 1-5."""
     for entity in (tracker.latest_message or {}).get("entities") or []:
         if entity.get("entity") == "csat_score" and str(entity.get("value")) in "12345":
@@ -59,11 +65,9 @@ def score_of(turn: Turn, tracker: Tracker) -> int | None:
     return int(match.group(1) or match.group(2)) if match else None
 
 
-def is_new_question(turn: Turn) -> bool:
+def is_new_question(turn: TrackerTurn, policy: Policy) -> bool:
     """A routine question rather than a comment: asked as a question, about a banking topic."""
-    from actions.escalation import POLICY
-
-    config = POLICY.signal_config()
+    config = policy.signal_config()
     topical = turn.intent not in config.non_topic_intents | config.unanswerable_intents
     return bool(turn.intent) and topical and bool(QUESTION.search(turn.text or ""))
 
@@ -82,15 +86,10 @@ async def ask(dispatcher: CollectingDispatcher, conversation_id: str) -> list[Ev
     return [SlotSet("csat_stage", "rating")]
 
 
-async def take_answer(
-    stage: str,
-    turn: Turn,
-    tracker: Tracker,
-    dispatcher: CollectingDispatcher,
-    state: HandoffState,
-) -> list[EventType] | None:
+async def take_answer(stage: str, ctx: TurnContext) -> list[EventType] | None:
     """Store the rating or comment; None when the message is neither (the customer moved on)."""
-    conversation_id = tracker.sender_id
+    turn, tracker, dispatcher, state = ctx.turn, ctx.tracker, ctx.dispatcher, ctx.state
+    conversation_id = ctx.conversation_id
     if stage == "rating":
         score = score_of(turn, tracker)
         if score is None:
@@ -110,7 +109,7 @@ async def take_answer(
         return [SlotSet("csat_stage", "comment"), SlotSet("csat_rating_id", rating_id)]
     if stage == "comment":
         text = (turn.text or "").strip()
-        if is_new_question(turn):
+        if is_new_question(turn, ctx.policy):
             return None  # not a comment: the customer moved on to a new question
         if turn.intent in NO_COMMENT or not text or text.startswith("/"):
             say(dispatcher, "csat_thanks")

@@ -12,8 +12,9 @@
    answers plus the queue position when asked; otherwise hand off, answer and offer a person, or
    just answer (and ask for a rating after goodbye).
 
-The policy file is loaded when this module is imported, so the action server refuses to start on
-a bad `escalation_policy.yml` and says why.
+The policy is `actions.context.POLICY`, loaded when the actions are imported, so the action server
+refuses to start on a bad `escalation_policy.yml` and says why. The turn travels through the steps
+as one `actions.context.TurnContext`.
 """
 
 from __future__ import annotations
@@ -21,49 +22,40 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rasa_sdk import Tracker
 from rasa_sdk.events import EventType, SlotSet
-from rasa_sdk.executor import CollectingDispatcher
 
 from actions import csat, handoff
 from actions.connections import redis_client
+from actions.context import POLICY, Answer, Assessment, TurnContext
 from actions.escalation_messages import OFFER_TAG, say
-from actions.turn import Turn
 from bot.config import get_settings
-from bot.escalation import Action, Decision, Policy, evaluate, load_policy
-from bot.handoff import HandoffState
-from bot.signals import SignalConfig, SignalState, TurnSignals, observe
-from bot.signals import Turn as SignalTurn
+from bot.escalation import Decision, Policy, Verdict, evaluate
+from bot.handoff import ConversationMode
+from bot.signals import SignalState, SignalTurn, TurnSignals, observe
+
+if TYPE_CHECKING:
+    from rasa_sdk import Tracker
+    from rasa_sdk.executor import CollectingDispatcher
+
+    from actions.turn import TrackerTurn
 
 log = logging.getLogger(__name__)
 
-POLICY: Policy = load_policy(get_settings().escalation_policy)
 AUDIT_SLOT_TURNS = 30
 AUDIT_RETENTION_SECONDS = 90 * 24 * 3600  # a conversation's own trail, after its last turn
-Answer = Callable[[Turn, CollectingDispatcher], list[EventType]]
 CONTROL_INTENTS = ("cancel_handoff", "continue_with_bot", "leave_contact", "csat_rating")
 QUESTION_TAGS = ("did_that_help", "rephrase", "rephrase_no_topics")
 
 
-@dataclass
-class Assessment:
-    signals: TurnSignals
-    decision: Decision
-    state: SignalState
-    entry: dict[str, Any]
-
-
-def explain(signals: TurnSignals, decision: Decision) -> str:
-    """Why the policy did or did not escalate, in one line for a reviewer."""
+def explain(signals: TurnSignals, decision: Decision, policy: Policy) -> str:
+    """Why `policy` did or did not escalate, in one line for a reviewer."""
     if decision.held_back:
         return f"{', '.join(decision.reasons)} fired but held back ({decision.held_back})"
-    if decision.action is Action.none:
+    if decision.action is Verdict.none:
         return (
-            f"no rule fired: failed turns {signals.failed_turns}/{POLICY.failed_turns.offer_after}, "
+            f"no rule fired: failed turns {signals.failed_turns}/{policy.failed_turns.offer_after}, "
             f"sentiment {signals.sentiment}, negative streak {signals.negative_streak}"
         )
     return (
@@ -73,11 +65,7 @@ def explain(signals: TurnSignals, decision: Decision) -> str:
 
 
 def assess(
-    tracker: Tracker,
-    turn: Turn,
-    mode: str,
-    policy: Policy = POLICY,
-    config: SignalConfig | None = None,
+    tracker: Tracker, turn: TrackerTurn, mode: ConversationMode, policy: Policy = POLICY
 ) -> Assessment:
     """Signals of the latest turn and the policy's decision, with the audit entry to record."""
     raw = tracker.get_slot("escalation_state")
@@ -89,15 +77,15 @@ def assess(
         ranking=list(turn.ranking),
         bot_replies=list(turn.previous_replies),
     )
-    signals, next_state = observe(state, signal_turn, config or policy.signal_config())
-    signals = signals.copy(update={"mode": mode})
+    signals, next_state = observe(state, signal_turn, policy.signal_config())
+    signals = signals.copy(update={"mode": str(mode)})
     decision = evaluate(signals, policy)
     entry = {
         "turn": signals.turn,
         "at": round(time.time(), 3),
         "signals": json.loads(signals.json()),
         "decision": json.loads(decision.json()),
-        "why": explain(signals, decision),
+        "why": explain(signals, decision, policy),
     }
     return Assessment(signals, decision, next_state, entry)
 
@@ -123,100 +111,80 @@ class EscalationGate:
 
     def __init__(self, policy: Policy = POLICY) -> None:
         self.policy = policy
-        self.config = policy.signal_config()  # patterns compiled once
 
     async def handle(
         self,
-        turn: Turn,
+        turn: TrackerTurn,
         tracker: Tracker,
         dispatcher: CollectingDispatcher,
         answer: Answer,
     ) -> list[EventType]:
         conversation_id = tracker.sender_id
         state = await handoff.current_state(conversation_id, tracker)
-        assessment = assess(tracker, turn, state.mode, self.policy, self.config)
+        assessment = assess(tracker, turn, state.mode, self.policy)
         await record(conversation_id, assessment.entry)
         events = [
             SlotSet("escalation_state", json.loads(assessment.state.json())),
             SlotSet("escalation_audit", _audit(tracker, assessment.entry)),
-            SlotSet("handoff_mode", state.mode),
+            SlotSet("handoff_mode", state.mode.value),
         ]
-        return events + await self.route(turn, tracker, dispatcher, answer, state, assessment)
+        context = TurnContext(turn, tracker, dispatcher, state, assessment, answer, self.policy)
+        return events + await self.route(context)
 
-    async def route(
-        self,
-        turn: Turn,
-        tracker: Tracker,
-        dispatcher: CollectingDispatcher,
-        answer: Answer,
-        state: HandoffState,
-        assessment: Assessment,
-    ) -> list[EventType]:
-        if state.mode == "agent":
+    async def route(self, ctx: TurnContext) -> list[EventType]:
+        mode = ctx.state.mode
+        if mode == ConversationMode.AGENT:
             return []  # a person holds the conversation: the bot never answers over them
-        pending, cleared = await self.pending_input(turn, tracker, dispatcher, state, assessment)
+        pending, cleared = await self.pending_input(ctx)
         if pending is not None:
             return pending
-        if turn.intent in CONTROL_INTENTS:
-            return cleared + await self.control(turn, tracker, dispatcher, state)
-        if state.mode == "waiting":
-            return cleared + await handoff.while_waiting(
-                turn, tracker, dispatcher, answer, state, assessment, self.policy
-            )
-        decision = assessment.decision
-        if decision.action is Action.handoff:
-            return cleared + await handoff.start(
-                turn, tracker, dispatcher, answer, assessment, self.policy
-            )
-        events = cleared + answer(turn, dispatcher)
-        if decision.action is Action.offer:
-            offer(dispatcher, assessment)
-        elif turn.intent == "goodbye":
-            events += await csat.ask(dispatcher, tracker.sender_id)
+        if ctx.turn.intent in CONTROL_INTENTS:
+            return cleared + await self.control(ctx)
+        if mode == ConversationMode.WAITING:
+            return cleared + await handoff.while_waiting(ctx)
+        decision = ctx.assessment.decision
+        if decision.action is Verdict.handoff:
+            return cleared + await handoff.start(ctx)
+        events = cleared + ctx.answer(ctx.turn, ctx.dispatcher)
+        if decision.action is Verdict.offer:
+            offer(ctx.dispatcher, ctx.assessment)
+        elif ctx.turn.intent == "goodbye":
+            events += await csat.ask(ctx.dispatcher, ctx.conversation_id)
         return events
 
     async def pending_input(
-        self,
-        turn: Turn,
-        tracker: Tracker,
-        dispatcher: CollectingDispatcher,
-        state: HandoffState,
-        assessment: Assessment,
+        self, ctx: TurnContext
     ) -> tuple[list[EventType] | None, list[EventType]]:
         """The answer to what the escalation asked last turn (rating, comment, email), if it is
         one; else None and the events that stop waiting for it. A message that calls for a
         person (explicit request, sensitive topic) is never taken as a comment."""
         cleared: list[EventType] = []
-        stage = tracker.get_slot("csat_stage")
-        if stage and assessment.decision.action is Action.handoff:
+        stage = ctx.tracker.get_slot("csat_stage")
+        if stage and ctx.assessment.decision.action is Verdict.handoff:
             return None, [SlotSet("csat_stage", None)]
         if stage:
-            taken = await csat.take_answer(stage, turn, tracker, dispatcher, state)
+            taken = await csat.take_answer(stage, ctx)
             if taken is not None:
                 return taken, cleared
             cleared.append(SlotSet("csat_stage", None))
-        if tracker.get_slot("awaiting_contact"):
-            if state.mode == "waiting":
-                taken = await handoff.take_email(turn, tracker, dispatcher, state)
+        if ctx.tracker.get_slot("awaiting_contact"):
+            if ctx.state.mode == ConversationMode.WAITING:
+                taken = await handoff.take_email(ctx)
                 if taken is not None:
                     return taken, cleared
             cleared.append(SlotSet("awaiting_contact", False))
         return None, cleared
 
-    async def control(
-        self,
-        turn: Turn,
-        tracker: Tracker,
-        dispatcher: CollectingDispatcher,
-        state: HandoffState,
-    ) -> list[EventType]:
-        if turn.intent == "cancel_handoff":
-            return await handoff.cancel(tracker, dispatcher, state)
-        if turn.intent == "leave_contact":
-            return handoff.ask_email(dispatcher, state)
-        if turn.intent == "csat_rating":
-            return await csat.take_answer("rating", turn, tracker, dispatcher, state)
-        say(dispatcher, "keep_waiting" if state.mode == "waiting" else "continue_with_bot")
+    async def control(self, ctx: TurnContext) -> list[EventType]:
+        intent = ctx.turn.intent
+        if intent == "cancel_handoff":
+            return await handoff.cancel(ctx)
+        if intent == "leave_contact":
+            return handoff.ask_email(ctx)
+        if intent == "csat_rating":
+            return await csat.take_answer("rating", ctx)
+        waiting = ctx.state.mode == ConversationMode.WAITING
+        say(ctx.dispatcher, "keep_waiting" if waiting else "continue_with_bot")
         return []
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
-from rasa_sdk.executor import CollectingDispatcher
 
 from actions.responses import Button, Message, ResponsesError
 from actions.turn import REPLY_KEY
+
+if TYPE_CHECKING:
+    from rasa_sdk.executor import CollectingDispatcher
 
 MESSAGES_FILE = Path(__file__).with_name("escalation_messages.yml")
 OFFER_TAG = "offer_human"

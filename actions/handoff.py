@@ -7,6 +7,8 @@ ticket is kept and they can leave an email). While waiting the customer keeps th
 ask routine questions; past the policy's wait limit they are offered to leave an email instead.
 `ActionHandback` (`action_handback`) runs when the gateway returns the conversation to the bot
 (`bot.handoff.resume_in_rasa`): it greets the customer back and asks for a rating.
+
+The steps of a turn take the turn's `actions.context.TurnContext`.
 """
 
 from __future__ import annotations
@@ -14,65 +16,76 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions import csat
-from actions.connections import handoff_store
+from actions.connections import mode_store
+from actions.context import POLICY, Answer, TurnContext
 from actions.escalation_messages import eta_text, say
-from actions.turn import Turn
-from bot.escalation import Policy
-from bot.handoff import HandoffState, Summary, TicketRequest, Waiting
+from bot.handoff import ConversationMode, HandoffState, TicketRequest
+from bot.queue import QueuePosition
 from bot.sentiment import sentiment
 from bot.signals import SignalState
+from bot.tickets import IntentScore, Summary, Turn
+
+if TYPE_CHECKING:
+    from actions.turn import TrackerTurn
+    from bot.escalation import Policy
 
 log = logging.getLogger(__name__)
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 INTRO = {"explicit_request": "handoff_requested", "failed_turns": "handoff_failed_turns"}
+UNKNOWN_PLACE = QueuePosition(position=None, eta_seconds=None)
 
 
 async def current_state(conversation_id: str, tracker: Tracker) -> HandoffState:
     """The handoff state from Redis (synced with the ticket); the slots' view if Redis is down."""
     try:
-        return await handoff_store().sync(conversation_id)
+        return await mode_store().sync(conversation_id)
     except Exception:
         log.exception("handoff state of %s unavailable; using the tracker's slots", conversation_id)
         return HandoffState(
             conversation_id=conversation_id,
-            mode=tracker.get_slot("handoff_mode") or "bot",
+            mode=tracker.get_slot("handoff_mode") or ConversationMode.BOT,
             ticket_id=tracker.get_slot("handoff_ticket"),
         )
 
 
 def summary(tracker: Tracker, reasons: list[str], why: str) -> Summary:
     """The bot's summary for the agent from the conversation's events."""
-    transcript: list[dict[str, Any]] = []
-    intents: list[dict[str, Any]] = []
+    transcript: list[Turn] = []
+    intents: list[IntentScore] = []
     for event in tracker.events:
         kind, text = event.get("event"), event.get("text") or ""
+        timestamp = event.get("timestamp")
+        timestamp = None if timestamp is None else float(timestamp)
         if kind == "user":
             intent = (event.get("parse_data") or {}).get("intent") or {}
-            line = {
-                "role": "customer",
-                "text": text,
-                "timestamp": event.get("timestamp"),
-                "intent": intent.get("name"),
-                "confidence": round(float(intent.get("confidence") or 0.0), 4),
-                "sentiment": None if text.startswith("/") else sentiment(text),
-            }
-            transcript.append(line)
-            if line["intent"]:
-                intents.append({"name": line["intent"], "confidence": line["confidence"]})
+            name = intent.get("name")
+            confidence = round(float(intent.get("confidence") or 0.0), 4)
+            transcript.append(
+                Turn(
+                    role="customer",
+                    text=text,
+                    timestamp=timestamp,
+                    intent=None if name is None else str(name),
+                    confidence=confidence,
+                    sentiment=None if text.startswith("/") else sentiment(text),
+                )
+            )
+            if name:
+                intents.append(IntentScore(name=str(name), confidence=confidence))
         elif kind == "bot" and text:
-            transcript.append({"role": "bot", "text": text, "timestamp": event.get("timestamp")})
-    return Summary(text=why, intents=intents, transcript=transcript)
+            transcript.append(Turn(role="bot", text=text, timestamp=timestamp))
+    return Summary(text=why, intents=tuple(intents), transcript=tuple(transcript))
 
 
-def handoff_reasons(tracker: Tracker, turn: Turn, reasons: list[str]) -> list[str]:
+def handoff_reasons(tracker: Tracker, turn: TrackerTurn, reasons: list[str]) -> list[str]:
     """The turn's reason codes; when the customer accepts an offer of a person, also
     `offer_accepted` and why the person was offered (the previous turn's audit entry)."""
     if "offer_human" not in turn.previous_replies:
@@ -85,9 +98,9 @@ def handoff_reasons(tracker: Tracker, turn: Turn, reasons: list[str]) -> list[st
     return list(dict.fromkeys(combined))
 
 
-def ticket_request(tracker: Tracker, turn: Turn, assessment: Any) -> TicketRequest:
-    decision = assessment.decision
-    reasons = handoff_reasons(tracker, turn, decision.reasons)
+def ticket_request(ctx: TurnContext) -> TicketRequest:
+    tracker, decision = ctx.tracker, ctx.assessment.decision
+    reasons = handoff_reasons(tracker, ctx.turn, decision.reasons)
     metadata = (tracker.latest_message or {}).get("metadata") or {}
     customer = metadata.get("customer") if isinstance(metadata.get("customer"), dict) else {}
     return TicketRequest(
@@ -98,48 +111,41 @@ def ticket_request(tracker: Tracker, turn: Turn, assessment: Any) -> TicketReque
         reasons=reasons,
         priority=decision.priority,
         topic=decision.topic,
-        summary=summary(tracker, reasons, assessment.entry["why"]),
+        summary=summary(tracker, reasons, ctx.assessment.entry["why"]),
     )
 
 
-def _answer_only(turn: Turn, answer: Any) -> list[dict[str, Any]]:
+def _answer_only(turn: TrackerTurn, answer: Answer) -> list[dict[str, Any]]:
     """The routine answer to the turn, if it has one, without the closing question."""
     scratch = CollectingDispatcher()
     answer(turn, scratch)
     return [m for m in scratch.messages if str(m.get("reply", "")).startswith("answer:")]
 
 
-async def start(
-    turn: Turn,
-    tracker: Tracker,
-    dispatcher: CollectingDispatcher,
-    answer: Any,
-    assessment: Any,
-    policy: Policy,
-) -> list[EventType]:
+async def start(ctx: TurnContext) -> list[EventType]:
     """Hand off now: routine answer first when there is one (e.g. how to freeze a card)."""
-    decision = assessment.decision
+    dispatcher, decision = ctx.dispatcher, ctx.assessment.decision
     if "explicit_request" not in decision.reasons:
-        dispatcher.messages.extend(_answer_only(turn, answer))
+        dispatcher.messages.extend(_answer_only(ctx.turn, ctx.answer))
     intro = next((INTRO[r] for r in decision.reasons if r in INTRO), None)
     if any(r.startswith("sensitive:") for r in decision.reasons):
         intro = "handoff_sensitive"
-    store = handoff_store()
+    store = mode_store()
     try:
-        request = ticket_request(tracker, turn, assessment)
+        request = ticket_request(ctx)
         state = await store.request(request)
     except Exception:
-        log.exception("could not open a ticket for %s", tracker.sender_id)
+        log.exception("could not open a ticket for %s", ctx.conversation_id)
         say(dispatcher, "handoff_unavailable")
         return []
     say(dispatcher, intro or "handoff_requested")
     state = await store.sync(state.conversation_id)  # a free agent may have it already
-    if state.mode == "agent":
+    if state.mode == ConversationMode.AGENT:
         say(dispatcher, "handoff_assigned")
     else:
-        await tell_where(dispatcher, state, policy)
+        await tell_where(dispatcher, state, ctx.policy)
     return [
-        SlotSet("handoff_mode", state.mode),
+        SlotSet("handoff_mode", state.mode.value),
         SlotSet("handoff_ticket", state.ticket_id),
         SlotSet("handoff_reasons", request.reasons),
     ]
@@ -151,13 +157,13 @@ async def tell_where(dispatcher: CollectingDispatcher, state: HandoffState, poli
     An agent who is online answers whatever the clock says, so opening hours only decide which
     honest message a customer gets when nobody is there.
     """
-    store = handoff_store()
+    store = mode_store()
     try:
         online = await store.queue.agents_available(state.topic or policy.default_topic)
         waiting = await store.queue.waiting(state.ticket_id or "")
     except Exception:
         log.exception("queue position of %s unavailable", state.conversation_id)
-        online, waiting = 0, Waiting()
+        online, waiting = 0, UNKNOWN_PLACE
     if online == 0:
         hours = policy.handoff.opening_hours
         if not hours.is_open(datetime.now(timezone.utc)):
@@ -179,23 +185,14 @@ def hours_text(policy: Policy) -> str:
     return f"{hours.open}-{hours.close} ({hours.timezone} time), {days}"
 
 
-async def while_waiting(
-    turn: Turn,
-    tracker: Tracker,
-    dispatcher: CollectingDispatcher,
-    answer: Any,
-    state: HandoffState,
-    assessment: Any,
-    policy: Policy,
-) -> list[EventType]:
+async def while_waiting(ctx: TurnContext) -> list[EventType]:
     """Waiting: routine answers go on; asking for a person again tells where they stand."""
-    store = handoff_store()
-    signals = assessment.signals
-    if signals.explicit_request:
+    dispatcher, state = ctx.dispatcher, ctx.state
+    if ctx.assessment.signals.explicit_request:
         try:
-            waiting = await store.queue.waiting(state.ticket_id or "")
+            waiting = await mode_store().queue.waiting(state.ticket_id or "")
         except Exception:
-            waiting = Waiting()
+            waiting = UNKNOWN_PLACE
         say(
             dispatcher,
             "already_waiting",
@@ -203,8 +200,8 @@ async def while_waiting(
             eta=eta_text(waiting.eta_seconds),
         )
         return []
-    events = answer(turn, dispatcher)
-    await offer_contact_if_waited_too_long(dispatcher, state, policy)
+    events = ctx.answer(ctx.turn, dispatcher)
+    await offer_contact_if_waited_too_long(dispatcher, state, ctx.policy)
     return events
 
 
@@ -212,47 +209,47 @@ async def offer_contact_if_waited_too_long(
     dispatcher: CollectingDispatcher, state: HandoffState, policy: Policy
 ) -> bool:
     """Past the wait limit, offer once to leave an email instead of waiting (ticket kept)."""
-    if state.mode != "waiting" or state.contact_offered or state.contact_email:
+    if state.mode != ConversationMode.WAITING or state.contact_offered or state.contact_email:
         return False
     if state.waited_seconds() <= policy.handoff.wait_limit_seconds:
         return False
     say(dispatcher, "wait_limit")
     try:
-        await handoff_store().mark_contact_offered(state.conversation_id)
+        await mode_store().mark_contact_offered(state.conversation_id)
     except Exception:
         log.exception("could not mark the contact offer of %s", state.conversation_id)
     return True
 
 
-async def cancel(
-    tracker: Tracker, dispatcher: CollectingDispatcher, state: HandoffState
-) -> list[EventType]:
+async def cancel(ctx: TurnContext) -> list[EventType]:
     """The customer withdraws the request: the ticket is abandoned, the bot carries on."""
-    if state.mode != "waiting":
+    dispatcher, state = ctx.dispatcher, ctx.state
+    if state.mode != ConversationMode.WAITING:
         say(dispatcher, "nothing_to_cancel")
         return []
     try:
-        await handoff_store().cancel(state.conversation_id)
+        await mode_store().cancel(state.conversation_id)
     except Exception:
         log.exception("could not cancel the request of %s", state.conversation_id)
         say(dispatcher, "handoff_unavailable")
         return []
     say(dispatcher, "cancelled")
-    return [SlotSet("handoff_mode", "bot"), SlotSet("handoff_ticket", None)]
+    return [SlotSet("handoff_mode", ConversationMode.BOT.value), SlotSet("handoff_ticket", None)]
 
 
-def ask_email(dispatcher: CollectingDispatcher, state: HandoffState) -> list[EventType]:
-    if state.mode != "waiting":
+def ask_email(ctx: TurnContext) -> list[EventType]:
+    """The customer offers to leave contact details: ask for the email (only while waiting)."""
+    dispatcher = ctx.dispatcher
+    if ctx.state.mode != ConversationMode.WAITING:
         say(dispatcher, "continue_with_bot")
         return []
     say(dispatcher, "ask_email")
     return [SlotSet("awaiting_contact", True)]
 
 
-async def take_email(
-    turn: Turn, tracker: Tracker, dispatcher: CollectingDispatcher, state: HandoffState
-) -> list[EventType] | None:
+async def take_email(ctx: TurnContext) -> list[EventType] | None:
     """The email asked for; None (ask no more) when the message is something else."""
+    turn, dispatcher, state = ctx.turn, ctx.dispatcher, ctx.state
     match = EMAIL.search(turn.text or "")
     if match is None:
         if "@" in (turn.text or ""):
@@ -261,7 +258,7 @@ async def take_email(
         return None
     email = match.group(0)
     try:
-        await handoff_store().set_contact(state.conversation_id, email)
+        await mode_store().set_contact(state.conversation_id, email)
     except Exception:
         log.exception("could not store the email of %s", state.conversation_id)
         say(dispatcher, "handoff_unavailable")
@@ -280,7 +277,7 @@ class ActionHandback(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[EventType]:
         state = await current_state(tracker.sender_id, tracker)
-        if state.mode == "agent":  # the gateway has not handed back yet: never talk over a person
+        if state.mode == ConversationMode.AGENT:  # not handed back yet: never talk over a person
             return []
         raw = tracker.get_slot("escalation_state")
         signal_state = SignalState.parse_obj(raw) if isinstance(raw, dict) else SignalState()
@@ -289,7 +286,7 @@ class ActionHandback(Action):
         )
         say(dispatcher, "handback")
         events: list[EventType] = [
-            SlotSet("handoff_mode", state.mode),
+            SlotSet("handoff_mode", state.mode.value),
             SlotSet("handoff_ticket", state.ticket_id),
             SlotSet("awaiting_contact", False),
             SlotSet("escalation_state", fresh.dict()),
@@ -301,7 +298,7 @@ class ActionWaitCheck(Action):
     """Run by the gateway for a customer waiting without writing (`bot.handoff.check_wait_in_rasa`):
     past the wait limit, offers to leave contact details; otherwise says nothing."""
 
-    def __init__(self, policy: Policy | None = None) -> None:
+    def __init__(self, policy: Policy = POLICY) -> None:
         self._policy = policy
 
     def name(self) -> str:
@@ -310,8 +307,6 @@ class ActionWaitCheck(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[EventType]:
-        from actions.escalation import POLICY
-
         state = await current_state(tracker.sender_id, tracker)
-        await offer_contact_if_waited_too_long(dispatcher, state, self._policy or POLICY)
+        await offer_contact_if_waited_too_long(dispatcher, state, self._policy)
         return []

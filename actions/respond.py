@@ -18,17 +18,17 @@ person, hands off, or stays silent while an agent holds the conversation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 
+from actions.context import Answer
 from actions.escalation import EscalationGate
 from actions.responses import Button, Message, Responses, get_responses
 from actions.topics import closest_topics
-from actions.turn import REPLY_KEY, Turn, answer_tag, read_turn
+from actions.turn import REPLY_KEY, TrackerTurn, answer_tag, read_turn
 
 FALLBACK_INTENT = "nlu_fallback"
 TALK_TO_A_PERSON = Button(title="Talk to a person", payload="/request_human")
@@ -41,7 +41,7 @@ SIMPLE_REPLIES = {
     "out_of_scope": "out_of_scope",
 }
 
-Handler = Callable[[Turn, CollectingDispatcher], list[EventType]]
+Handler = Answer  # one way of answering a turn
 
 
 def say(dispatcher: CollectingDispatcher, message: Message, tag: str) -> None:
@@ -72,7 +72,7 @@ class ActionRespond(Action):
     ) -> list[EventType]:
         return await self._gate.handle(read_turn(tracker), tracker, dispatcher, self.answer)
 
-    def answer(self, turn: Turn, dispatcher: CollectingDispatcher) -> list[EventType]:
+    def answer(self, turn: TrackerTurn, dispatcher: CollectingDispatcher) -> list[EventType]:
         """Reply to the turn; returns the events to apply (none yet)."""
         return self.handler_for(turn.intent)(turn, dispatcher)
 
@@ -87,29 +87,33 @@ class ActionRespond(Action):
             return self.reply_deny
         return self.ask_to_rephrase
 
-    def answer_routine(self, turn: Turn, dispatcher: CollectingDispatcher) -> list[EventType]:
+    def answer_routine(
+        self, turn: TrackerTurn, dispatcher: CollectingDispatcher
+    ) -> list[EventType]:
         answer = self.responses.answer(turn.intent)
         assert answer is not None
         say(dispatcher, answer.message, answer_tag(turn.intent))
         say(dispatcher, self.responses.reply("did_that_help"), "did_that_help")
         return []
 
-    def reply_simply(self, turn: Turn, dispatcher: CollectingDispatcher) -> list[EventType]:
+    def reply_simply(self, turn: TrackerTurn, dispatcher: CollectingDispatcher) -> list[EventType]:
         name = SIMPLE_REPLIES[turn.intent]
         say(dispatcher, self.responses.reply(name), name)
         return []
 
-    def reply_affirm(self, turn: Turn, dispatcher: CollectingDispatcher) -> list[EventType]:
+    def reply_affirm(self, turn: TrackerTurn, dispatcher: CollectingDispatcher) -> list[EventType]:
         name = "glad_it_helped" if turn.bot_asked("did_that_help") else "acknowledge"
         say(dispatcher, self.responses.reply(name), name)
         return []
 
-    def reply_deny(self, turn: Turn, dispatcher: CollectingDispatcher) -> list[EventType]:
+    def reply_deny(self, turn: TrackerTurn, dispatcher: CollectingDispatcher) -> list[EventType]:
         name = "offer_human" if turn.bot_asked("did_that_help") else "decline_noted"
         say(dispatcher, self.responses.reply(name), name)
         return []
 
-    def ask_to_rephrase(self, turn: Turn, dispatcher: CollectingDispatcher) -> list[EventType]:
+    def ask_to_rephrase(
+        self, turn: TrackerTurn, dispatcher: CollectingDispatcher
+    ) -> list[EventType]:
         """Never answer a guess: ask again, offering the closest topics and a person."""
         topics = closest_topics(turn.ranking, self.responses)
         name = "rephrase" if topics else "rephrase_no_topics"

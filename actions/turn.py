@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rasa_sdk import Tracker
+if TYPE_CHECKING:
+    from rasa_sdk import Tracker
 
 REPLY_KEY = "reply"
 ANSWER_PREFIX = "answer:"
 
 
 @dataclass(frozen=True)
-class Turn:
+class TrackerTurn:
+    """The customer's latest message as the NLU parsed it, and the reply tags the bot sent since
+    their previous one."""
+
     intent: str
     confidence: float
     ranking: tuple[tuple[str, float], ...]
@@ -29,25 +33,17 @@ class Turn:
         """Whether the bot's previous turn (since the customer last spoke) sent `reply`."""
         return reply in self.previous_replies
 
-    @property
-    def previous_answer(self) -> str | None:
-        """The intent the bot answered on its previous turn, if it answered one."""
-        for reply in self.previous_replies:
-            if reply.startswith(ANSWER_PREFIX):
-                return reply[len(ANSWER_PREFIX) :]
-        return None
-
 
 def answer_tag(intent: str) -> str:
     """The `reply` tag of the answer to a routine intent."""
     return f"{ANSWER_PREFIX}{intent}"
 
 
-def read_turn(tracker: Tracker) -> Turn:
+def read_turn(tracker: Tracker) -> TrackerTurn:
     """The latest customer message, its NLU result and what the bot said just before it."""
     message = tracker.latest_message or {}
     intent = message.get("intent") or {}
-    return Turn(
+    return TrackerTurn(
         intent=intent.get("name") or "",
         confidence=float(intent.get("confidence") or 0.0),
         ranking=tuple(

@@ -40,6 +40,7 @@ import aiohttp
 from redis.asyncio import Redis
 
 from bot.config import get_settings
+from bot.handoff import ModeStore, QueuePort, TicketRequest, open_queue
 from bot.runtime.ports import free_port
 from bot.runtime.redis_server import RedisServer
 from bot.runtime.services import bot_services, gateway_service, running
@@ -193,21 +194,18 @@ async def drain(ws: aiohttp.ClientWebSocketResponse) -> None:
 
 
 async def handed_conversation(http, redis, gateway: str, agent: dict) -> dict[str, Any]:
-    from actions.queue_port import QueuePort
-    from bot.handoff import Handoff, Summary, TicketRequest
-
     async with http.post(f"{gateway}/api/conversations") as response:
         created = await response.json()
     conversation_id = created["conversation_id"]
-    handoff = Handoff(redis, QueuePort(redis, NAMESPACE), NAMESPACE)
-    state = await handoff.request(
+    settings = get_settings().copy(update={"queue_namespace": NAMESPACE})
+    modes = ModeStore(redis, QueuePort(open_queue(redis, settings)), NAMESPACE)
+    state = await modes.request(
         TicketRequest(
             conversation_id=conversation_id,
             customer_id=conversation_id,
             reasons=["explicit_request"],
             priority=3,
             topic=BENCH_TOPIC,
-            summary=Summary(),
         )
     )
     async with http.post(

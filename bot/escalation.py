@@ -21,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, root_validator, validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, root_validator, validator
 
 from bot.signals import SignalConfig, TurnSignals
 
@@ -47,13 +47,15 @@ class PolicyError(ValueError):
     """The escalation policy file is missing, unreadable or invalid."""
 
 
-class Action(str, Enum):
+class Verdict(str, Enum):
+    """What the policy does on a turn: nothing, offer a person, or hand off now."""
+
     none = "none"
     offer = "offer"
     handoff = "handoff"
 
 
-RANK = {Action.none: 0, Action.offer: 1, Action.handoff: 2}
+RANK = {Verdict.none: 0, Verdict.offer: 1, Verdict.handoff: 2}
 
 
 class _Strict(BaseModel):
@@ -72,7 +74,7 @@ def _compile(patterns: list[str]) -> list[str]:
 
 
 class ExplicitRequest(_Strict):
-    action: Action = Action.handoff
+    action: Verdict = Verdict.handoff
     intents: list[str] = Field(default_factory=lambda: ["request_human"])
     ignore_phrases_for_intents: list[str] = Field(default_factory=lambda: ["bot_challenge"])
     unless: list[str] = Field(default_factory=list)
@@ -99,7 +101,7 @@ class FailedTurns(_Strict):
 
 
 class SentimentRule(_Strict):
-    action: Action = Action.offer
+    action: Verdict = Verdict.offer
     very_negative: float = Field(-0.6, ge=-1.0, le=0.0)
     negative: float = Field(-0.3, ge=-1.0, le=0.0)
     negative_streak: int = Field(2, ge=1)
@@ -114,7 +116,7 @@ class SentimentRule(_Strict):
 
 
 class LengthRule(_Strict):
-    action: Action = Action.offer
+    action: Verdict = Verdict.offer
     offer_at_turn: int = Field(14, ge=2)
 
 
@@ -124,7 +126,7 @@ class SensitiveRule(_Strict):
     phrases: list[str] = Field(default_factory=list)
     topic: str = Field(..., regex=r"^[a-z][a-z0-9_]*$")
     priority: str
-    action: Action = Action.handoff
+    action: Verdict = Verdict.handoff
 
     _patterns = validator("phrases", allow_reuse=True)(_compile)
 
@@ -201,6 +203,7 @@ class Policy(_Strict):
     offer_cooldown_turns: int = Field(2, ge=0)
     sensitive: list[SensitiveRule] = Field(default_factory=list)
     handoff: HandoffRule = Field(default_factory=HandoffRule)
+    _signal_config: SignalConfig | None = PrivateAttr(None)  # built on first use
 
     @validator("priorities")
     def _queue_scale(cls, value: dict[str, int]) -> dict[str, int]:
@@ -241,8 +244,19 @@ class Policy(_Strict):
     def rule_named(self, name: str) -> SensitiveRule:
         return next(r for r in self.sensitive if r.name == name)
 
+    def copy(self, **kwargs: Any) -> Policy:
+        """A copy (pydantic's), whose signal config is built afresh from its own fields."""
+        copied = super().copy(**kwargs)
+        copied._signal_config = None
+        return copied
+
     def signal_config(self) -> SignalConfig:
-        """What `bot.signals.observe` needs to recognise, compiled once."""
+        """What `bot.signals.observe` needs to recognise, compiled on first use and kept."""
+        if self._signal_config is None:
+            self._signal_config = self._build_signal_config()
+        return self._signal_config
+
+    def _build_signal_config(self) -> SignalConfig:
         flags = re.IGNORECASE
         return SignalConfig(
             human_request_intents=frozenset(self.explicit_request.intents),
@@ -264,7 +278,7 @@ class Policy(_Strict):
 class Decision(BaseModel):
     """What the policy decided for one turn, and why."""
 
-    action: Action = Action.none
+    action: Verdict = Verdict.none
     reasons: list[str] = Field(default_factory=list)
     priority: int = 0
     priority_name: str = "normal"
@@ -306,9 +320,9 @@ def parse_policy(text: str) -> Policy:
         raise PolicyError(f"invalid escalation policy: {problems}") from exc
 
 
-def _fired(signals: TurnSignals, policy: Policy) -> list[tuple[str, Action, str | None]]:
+def _fired(signals: TurnSignals, policy: Policy) -> list[tuple[str, Verdict, str | None]]:
     """(reason code, action, sensitive rule name or None) for every rule the turn triggers."""
-    fired: list[tuple[str, Action, str | None]] = []
+    fired: list[tuple[str, Verdict, str | None]] = []
     if signals.explicit_request:
         fired.append(("explicit_request", policy.explicit_request.action, None))
     rule = policy.rule_for_intent(signals.sensitive_intent)
@@ -319,11 +333,11 @@ def _fired(signals: TurnSignals, policy: Policy) -> list[tuple[str, Action, str 
         fired.append((f"sensitive:{name}", policy.rule_named(name).action, name))
     failed = policy.failed_turns
     if failed.handoff_after and signals.failed_turns >= failed.handoff_after:
-        fired.append(("failed_turns", Action.handoff, None))
+        fired.append(("failed_turns", Verdict.handoff, None))
     elif signals.failed_turns >= failed.offer_after:
-        fired.append(("failed_turns", Action.offer, None))
+        fired.append(("failed_turns", Verdict.offer, None))
     elif failed.offer_when_not_helped and signals.feedback == "not_helped":
-        fired.append(("not_helped", Action.offer, None))
+        fired.append(("not_helped", Verdict.offer, None))
     mood = policy.sentiment
     if signals.sentiment is not None and signals.sentiment <= mood.very_negative:
         fired.append(("negative_sentiment", mood.action, None))
@@ -349,7 +363,7 @@ def _fired(signals: TurnSignals, policy: Policy) -> list[tuple[str, Action, str 
 
 def evaluate(signals: TurnSignals, policy: Policy) -> Decision:
     """The policy's decision for one turn: the strongest action of every rule that fired."""
-    fired = [f for f in _fired(signals, policy) if f[1] != Action.none]
+    fired = [f for f in _fired(signals, policy) if f[1] != Verdict.none]
     if not fired:
         quiet = Decision(
             priority=policy.priorities[policy.default_priority],
@@ -374,12 +388,12 @@ def evaluate(signals: TurnSignals, policy: Policy) -> Decision:
 def _hold_back(decision: Decision, signals: TurnSignals, policy: Policy) -> Decision:
     """No new offer or handoff while a person already has it or soon after a declined offer."""
     if signals.mode != "bot":
-        return decision.copy(update={"action": Action.none, "held_back": f"mode:{signals.mode}"})
+        return decision.copy(update={"action": Verdict.none, "held_back": f"mode:{signals.mode}"})
     recent = (
         signals.turns_since_offer is not None
         and signals.turns_since_offer <= policy.offer_cooldown_turns
     )
     firm = {"failed_turns", "not_helped"}
-    if decision.action == Action.offer and recent and not firm & set(decision.reasons):
-        return decision.copy(update={"action": Action.none, "held_back": "recently_offered"})
+    if decision.action == Verdict.offer and recent and not firm & set(decision.reasons):
+        return decision.copy(update={"action": Verdict.none, "held_back": "recently_offered"})
     return decision

@@ -50,7 +50,7 @@ class SignalConfig:
 
 
 @dataclass
-class Turn:
+class SignalTurn:
     """The customer's latest message and what the bot said since their previous one."""
 
     text: str
@@ -114,7 +114,7 @@ def margin(ranking: list[tuple[str, float]], confidence: float) -> tuple[str | N
     return second, round(confidence - second_conf, 4)
 
 
-def human_request(turn: Turn, config: SignalConfig) -> str | None:
+def human_request(turn: SignalTurn, config: SignalConfig) -> str | None:
     """Why the turn is an explicit request for a person (intent, button or phrase), else None."""
     if turn.intent in config.human_request_intents:
         return f"intent:{turn.intent}"
@@ -139,7 +139,7 @@ def sensitive_phrases(text: str, config: SignalConfig) -> list[str]:
     return names
 
 
-def _feedback(turn: Turn, config: SignalConfig) -> str | None:
+def _feedback(turn: SignalTurn, config: SignalConfig) -> str | None:
     if FEEDBACK_REPLY not in turn.bot_replies:
         return None
     if turn.intent == config.affirm_intent:
@@ -157,7 +157,7 @@ def _is_topic(intent: str | None, config: SignalConfig) -> bool:
     )
 
 
-def _record_answer(state: SignalState, turn: Turn, config: SignalConfig) -> dict[str, str]:
+def _record_answer(state: SignalState, turn: SignalTurn, config: SignalConfig) -> dict[str, str]:
     """Answered intents, adding those the bot answered since the customer's previous message."""
     answered = dict(state.answered)
     for reply in turn.bot_replies:
@@ -167,7 +167,7 @@ def _record_answer(state: SignalState, turn: Turn, config: SignalConfig) -> dict
 
 
 def observe(
-    state: SignalState, turn: Turn, config: SignalConfig
+    state: SignalState, turn: SignalTurn, config: SignalConfig
 ) -> tuple[TurnSignals, SignalState]:
     """Signals of `turn` given the conversation's `state`; returns them and the next state."""
     number = state.turns + 1

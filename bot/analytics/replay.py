@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bot.analytics.records import ConversationRecord
-from bot.escalation import Action, Policy, PolicyError, evaluate, load_policy
-from bot.signals import SignalState, Turn, observe
+from bot.escalation import Policy, PolicyError, Verdict, evaluate, load_policy
+from bot.signals import SignalState, SignalTurn, observe
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def trajectory(record: ConversationRecord, policy: Policy) -> Trajectory:
     first_offer = first_handoff = None
     reasons: tuple[str, ...] = ()
     for message in record.messages:
-        turn = Turn(
+        turn = SignalTurn(
             text=message.text,
             intent=message.intent,
             confidence=message.confidence or 0.0,
@@ -74,9 +74,9 @@ def trajectory(record: ConversationRecord, policy: Policy) -> Trajectory:
         signals, state = observe(state, turn, config)
         signals = signals.copy(update={"mode": _mode_at(record, message.at)})
         decision = evaluate(signals, policy)
-        if decision.action == Action.handoff and first_handoff is None:
+        if decision.action == Verdict.handoff and first_handoff is None:
             first_handoff, reasons = signals.turn, tuple(decision.reasons)
-        elif decision.action == Action.offer and first_offer is None:
+        elif decision.action == Verdict.offer and first_offer is None:
             first_offer = signals.turn
             reasons = reasons or tuple(decision.reasons)
     return Trajectory(first_offer, first_handoff, reasons)

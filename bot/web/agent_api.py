@@ -19,7 +19,7 @@ import yaml
 from aiohttp import web
 
 from bot.masking import mask_card_numbers
-from bot.web.auth import Agent, LoginThrottled, Session
+from bot.web.auth import Agent, LoginThrottled
 from bot.web.conversations import MAX_TEXT_CHARS, bot_events
 from bot.web.customer_api import CLIENT_ID, event_offset, json_body, optional_str
 from bot.web.desk import DISPOSITIONS, TICKET_FILTERS
@@ -29,7 +29,6 @@ from bot.web.gateway import GATEWAY, Gateway
 from bot.web.security import bearer_token, require_origin
 
 CANNED = Path(__file__).with_name("canned_responses.yml")
-SESSION = web.AppKey("agent_session", Session)
 
 routes = web.RouteTableDef()
 

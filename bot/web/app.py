@@ -24,10 +24,11 @@ from bot.config import Settings
 from bot.web import agent_api, customer_api, websocket
 from bot.web.auth import AgentAccounts, ensure_demo_agent
 from bot.web.conversations import Conversations
-from bot.web.desk import Desk, DeskError, default_desk, start_desk, stop_desk
+from bot.web.desk import Desk
 from bot.web.errors import ApiError, error_response
 from bot.web.events import ConversationEvents
 from bot.web.gateway import GATEWAY, Gateway
+from bot.web.queue_desk import QueueDesk
 from bot.web.rasa_client import RasaClient, RasaUnavailable
 from bot.web.security import (
     add_cors_headers,
@@ -48,10 +49,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ApiError as error:
+    except ApiError as error:  # the desk's refusals (DeskError) too
         return error.response()
-    except DeskError as error:
-        return error_response(error.status, error.code, error.message)
     except RasaUnavailable as error:
         log.warning("rasa unavailable: %s", error)
         return error_response(
@@ -117,20 +116,31 @@ async def openapi_json(_request: web.Request) -> web.Response:
     return web.json_response(document, dumps=lambda d: json.dumps(d, indent=1))
 
 
+DeskFactory = Callable[[Redis, Settings, RasaClient, ConversationEvents], Desk]
+
+
+def queue_desk(
+    redis: Redis, settings: Settings, rasa: RasaClient, _events: ConversationEvents
+) -> Desk:
+    """The gateway's desk: the queue and the conversations' modes over `redis`."""
+    return QueueDesk(redis, settings, rasa)
+
+
 def create_app(
     settings: Settings,
     redis: Redis,
     rasa_url: str,
-    desk_factory: Callable[[Redis, Settings, RasaClient, ConversationEvents], Desk] | None = None,
+    desk_factory: DeskFactory = queue_desk,
 ) -> web.Application:
-    """The gateway for the given settings, Redis client and Rasa base URL."""
+    """The gateway for the given settings, Redis client and Rasa base URL; its desk comes from
+    `desk_factory` (default: over the queue)."""
     app = web.Application(middlewares=[headers, json_errors], client_max_size=MAX_BODY_BYTES)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession()
         rasa = RasaClient(session, rasa_url)
         events = ConversationEvents(redis, settings.queue_namespace)
-        desk = (desk_factory or default_desk)(redis, settings, rasa, events)
+        desk = desk_factory(redis, settings, rasa, events)
         accounts = AgentAccounts(redis, settings.queue_namespace)
         app[GATEWAY] = Gateway(
             settings=settings,
@@ -143,9 +153,9 @@ def create_app(
             allowed_origins=parse_origins(settings.web_allowed_origins),
         )
         await ensure_demo_agent(accounts)
-        start_desk(desk)
+        desk.start()
         yield
-        await stop_desk(desk)
+        await desk.stop()
         await session.close()
 
     app.cleanup_ctx.append(lifecycle)

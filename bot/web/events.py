@@ -17,14 +17,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 STREAM_MAXLEN = 2000
 CLIENT_ID_TTL = 24 * 3600
-EVENT_TYPES = ("message", "notice", "mode", "typing")
 # Typing signals are shown live but not replayed as history.
 HISTORY_TYPES = ("message", "notice", "mode")
 

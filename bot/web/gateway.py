@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
-from redis.asyncio import Redis
 
-from bot.config import Settings
-from bot.web.auth import AgentAccounts
-from bot.web.conversations import Conversations
-from bot.web.desk import Desk
-from bot.web.events import ConversationEvents
-from bot.web.rasa_client import RasaClient
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from bot.config import Settings
+    from bot.web.auth import AgentAccounts
+    from bot.web.conversations import Conversations
+    from bot.web.desk import Desk
+    from bot.web.events import ConversationEvents
+    from bot.web.rasa_client import RasaClient
 
 
 @dataclass

@@ -3,7 +3,7 @@
 The gateway's agents are registered with the queue when they go online, with their skills and
 capacity, as *pull* agents by default (they claim tickets from the console: the customer sees
 their place in the queue meanwhile); an account with ``auto_assign`` gets work pushed instead.
-The handoff state follows the ticket (``Handoff.sync``): a claim makes the conversation
+The conversation's mode follows the ticket (``ModeStore.sync``): a claim makes the conversation
 ``agent``; resolving or handing back ends the human stretch, and Rasa is told so
 (``resume_in_rasa``), which greets the customer back and asks for a rating.
 
@@ -15,21 +15,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from redis.asyncio import Redis
 
-from actions.queue_port import QueuePort
-from bot.config import Settings
 from bot.escalation import load_policy
-from bot.handoff import Handoff, HandoffError, check_wait_in_rasa, resume_in_rasa
+from bot.handoff import (
+    ConversationMode,
+    HandoffError,
+    ModeStore,
+    QueuePort,
+    check_wait_in_rasa,
+    open_queue,
+    resume_in_rasa,
+)
 from bot.queue import (
     AgentAtCapacity,
     AgentLacksSkill,
     AgentNotFound,
     AgentOffline,
-    HandoffQueue,
     InvalidInput,
     InvalidTransition,
     MessageTooLarge,
@@ -38,9 +42,14 @@ from bot.queue import (
     TicketNotFound,
 )
 from bot.tickets import Ticket, TicketState
-from bot.web.auth import Agent
 from bot.web.desk import DeskError, DeskState, Sent
-from bot.web.rasa_client import RasaClient
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from bot.config import Settings
+    from bot.web.auth import Agent
+    from bot.web.rasa_client import RasaClient
 
 log = logging.getLogger("bot.web.desk")
 OPEN_CACHE_SECONDS = 0.5
@@ -58,13 +67,6 @@ _ERRORS: dict[type[QueueError], tuple[int, str, str]] = {
 }
 
 
-class _StatePort(QueuePort):
-    """The handoff's queue port, reading a ticket's state with one HGET (it is polled often)."""
-
-    async def ticket_state(self, ticket_id: str) -> str | None:
-        return await self.queue.redis.hget(self.queue.key("t", ticket_id), "state")
-
-
 def desk_error(error: QueueError) -> DeskError:
     for kind, (status, code, message) in _ERRORS.items():
         if isinstance(error, kind):
@@ -77,12 +79,8 @@ class QueueDesk:
 
     def __init__(self, redis: Redis, settings: Settings, rasa: RasaClient) -> None:
         namespace = settings.queue_namespace
-        self.queue = HandoffQueue(
-            redis, namespace=namespace, lease_seconds=settings.agent_lease_seconds
-        )
-        port = _StatePort(redis, namespace)
-        port.queue = self.queue
-        self.handoff = Handoff(redis, port, namespace)
+        self.queue = open_queue(redis, settings)
+        self.modes = ModeStore(redis, QueuePort(self.queue), namespace)
         self._rasa = rasa
         self._redis = redis
         self._names_key = f"{namespace}:web:agent-names"
@@ -106,16 +104,16 @@ class QueueDesk:
     # -- customer side ------------------------------------------------------------------
 
     async def state(self, conversation_id: str) -> DeskState:
-        handoff = await self.handoff.sync(conversation_id)
-        state = DeskState(mode=handoff.mode, ticket_id=handoff.ticket_id)
-        if handoff.mode == "waiting" and handoff.ticket_id:
+        current = await self.modes.sync(conversation_id)
+        state = DeskState(mode=current.mode, ticket_id=current.ticket_id)
+        if current.mode == ConversationMode.WAITING and current.ticket_id:
             try:
-                position = await self.queue.position(handoff.ticket_id)
+                position = await self.queue.position(current.ticket_id)
             except TicketNotFound:
                 return state
             state.position, state.eta_seconds = position.position, position.eta_seconds
-        elif handoff.mode == "agent" and handoff.agent_id:
-            state.agent_name = await self._redis.hget(self._names_key, handoff.agent_id)
+        elif current.mode == ConversationMode.AGENT and current.agent_id:
+            state.agent_name = await self._redis.hget(self._names_key, current.agent_id)
         return state
 
     async def customer_message(
@@ -268,9 +266,9 @@ class QueueDesk:
     async def _joined(self, conversation_id: str, agent: Agent) -> None:
         self._open_cache = (0.0, [])
         try:
-            await self.handoff.agent_joined(conversation_id, agent.login)
+            await self.modes.agent_joined(conversation_id, agent.login)
         except HandoffError:
-            await self.handoff.sync(conversation_id)
+            await self.modes.sync(conversation_id)
 
     async def conversation_of(self, ticket_id: str) -> str:
         """A ticket's conversation id (it never changes, so it is kept once read)."""
@@ -320,9 +318,9 @@ class QueueDesk:
         """End the human stretch and let the bot greet the customer back (and ask for a rating)."""
         self._open_cache = (0.0, [])
         try:
-            await self.handoff.hand_back(conversation_id)
+            await self.modes.hand_back(conversation_id)
         except HandoffError:
-            await self.handoff.sync(conversation_id)
+            await self.modes.sync(conversation_id)
         try:
             return await resume_in_rasa(self._rasa.base_url, conversation_id, self._rasa.session)
         except (aiohttp.ClientError, asyncio.TimeoutError) as error:
@@ -352,4 +350,4 @@ class QueueDesk:
         except QueueError as error:
             raise desk_error(error) from error
         self._open_cache = (0.0, [])
-        await self.handoff.sync(ticket["conversation_id"])
+        await self.modes.sync(ticket["conversation_id"])

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from bot import services
 from bot.config import PROJECT_ROOT
+from bot.runtime import services
 from bot.runtime.ports import free_port
 from bot.runtime.redis_server import RedisServer
 from bot.runtime.services import Service, bot_services, running

@@ -5,8 +5,8 @@ from datetime import datetime, timezone
 import pytest
 
 from bot.config import PROJECT_ROOT
-from bot.escalation import Action, OpeningHours, evaluate, load_policy
-from bot.signals import SignalState, Turn, observe
+from bot.escalation import OpeningHours, Verdict, evaluate, load_policy
+from bot.signals import SignalState, SignalTurn, observe
 
 POLICY = load_policy(PROJECT_ROOT / "escalation_policy.yml")
 CONFIG = POLICY.signal_config()
@@ -21,7 +21,7 @@ class Chat:
         self.mode = mode
 
     def say(self, text, intent, confidence=0.9, second=("greet", 0.05)):
-        turn = Turn(text, intent, confidence, [(intent, confidence), second], self.replies)
+        turn = SignalTurn(text, intent, confidence, [(intent, confidence), second], self.replies)
         signals, self.state = observe(self.state, turn, CONFIG)
         signals = signals.copy(update={"mode": self.mode})
         decision = evaluate(signals, POLICY)
@@ -47,7 +47,7 @@ def test_routine_question_with_follow_up_and_thanks_never_escalates():
         ("bye", "goodbye", ["goodbye"]),
     ]:
         signals, decision = chat.say(text, intent)
-        assert decision.action is Action.none, (text, decision)
+        assert decision.action is Verdict.none, (text, decision)
         assert not signals.failed
         chat.bot(*replies)
 
@@ -62,11 +62,11 @@ def test_second_unclear_message_offers_a_person_not_the_first():
     chat = Chat()
     signals, decision = chat.say("blorp the wibble", "nlu_fallback", 0.2)
     assert signals.unclear and signals.failed_turns == 1
-    assert decision.action is Action.none
+    assert decision.action is Verdict.none
     chat.bot("rephrase")
     signals, decision = chat.say("what's the weather in Paris", "out_of_scope", 0.8)
     assert signals.fallback_streak == 2 and signals.failed_turns == 2
-    assert decision.action is Action.offer
+    assert decision.action is Verdict.offer
     assert decision.reasons == ["failed_turns"]
 
 
@@ -76,11 +76,11 @@ def test_no_to_did_that_help_then_same_question_again_is_two_failed_turns():
     chat.bot("answer:card_arrival", "did_that_help")
     signals, decision = chat.say("no", "deny")
     assert signals.feedback == "not_helped" and signals.failed_why == ["not_helped"]
-    assert decision.action is Action.offer and decision.reasons == ["not_helped"]
+    assert decision.action is Verdict.offer and decision.reasons == ["not_helped"]
     chat.bot("rephrase")
     signals, decision = chat.say("my card has still not arrived", "card_arrival")
     assert signals.loop and signals.failed_why == ["loop"]
-    assert decision.action is Action.offer
+    assert decision.action is Verdict.offer
 
 
 def test_asking_again_after_it_helped_is_not_a_loop():
@@ -98,16 +98,16 @@ def test_declined_offer_resets_the_count_and_offers_again_after_two_more_failure
     chat.say("asdf", "nlu_fallback", 0.1)
     chat.bot("rephrase")
     _, decision = chat.say("qwer", "nlu_fallback", 0.1)
-    assert decision.action is Action.offer
+    assert decision.action is Verdict.offer
     chat.bot("offer_human")
     signals, decision = chat.say("/continue_with_bot", "continue_with_bot", 1.0)
     assert signals.failed_turns == 0 and signals.turns_since_offer == 1
     chat.bot("decline_noted")
     signals, decision = chat.say("zzz", "nlu_fallback", 0.1)
-    assert signals.failed_turns == 1 and decision.action is Action.none
+    assert signals.failed_turns == 1 and decision.action is Verdict.none
     chat.bot("rephrase")
     signals, decision = chat.say("yyy", "nlu_fallback", 0.1)
-    assert decision.action is Action.offer and signals.failed_turns == 2
+    assert decision.action is Verdict.offer and signals.failed_turns == 2
 
 
 @pytest.mark.parametrize(
@@ -125,12 +125,12 @@ def test_declined_offer_resets_the_count_and_offers_again_after_two_more_failure
 def test_explicit_request_in_words_hands_off_even_when_nlu_reads_another_intent(text):
     signals, decision = Chat().say(text, "card_not_working", 0.5)
     assert signals.explicit_request
-    assert decision.action is Action.handoff and "explicit_request" in decision.reasons
+    assert decision.action is Verdict.handoff and "explicit_request" in decision.reasons
 
 
 def test_request_human_intent_and_button_hand_off():
     _, decision = Chat().say("/request_human", "request_human", 1.0)
-    assert decision.action is Action.handoff and decision.reasons == ["explicit_request"]
+    assert decision.action is Verdict.handoff and decision.reasons == ["explicit_request"]
 
 
 @pytest.mark.parametrize(
@@ -143,7 +143,7 @@ def test_request_human_intent_and_button_hand_off():
 )
 def test_questions_about_the_bot_and_transfers_are_not_requests_for_a_person(text, intent):
     signals, decision = Chat().say(text, intent)
-    assert not signals.explicit_request and decision.action is Action.none
+    assert not signals.explicit_request and decision.action is Verdict.none
 
 
 @pytest.mark.parametrize(
@@ -158,7 +158,7 @@ def test_questions_about_the_bot_and_transfers_are_not_requests_for_a_person(tex
 )
 def test_sensitive_intents_hand_off_with_their_priority_and_topic(intent, rule, priority, topic):
     _, decision = Chat().say("something happened", intent)
-    assert decision.action is Action.handoff
+    assert decision.action is Verdict.handoff
     assert decision.reasons == [f"sensitive:{rule}"]
     assert decision.priority_name == priority and decision.topic == topic
     assert decision.priority == POLICY.priorities[priority]
@@ -180,7 +180,7 @@ def test_sensitive_intents_hand_off_with_their_priority_and_topic(intent, rule, 
 def test_sensitive_phrases_hand_off_whatever_the_intent(text, rule):
     signals, decision = Chat().say(text, "nlu_fallback", 0.3)
     assert rule in signals.sensitive_phrases
-    assert decision.action is Action.handoff and f"sensitive:{rule}" in decision.reasons
+    assert decision.action is Verdict.handoff and f"sensitive:{rule}" in decision.reasons
 
 
 @pytest.mark.parametrize(
@@ -197,19 +197,19 @@ def test_rising_frustration_offers_a_person():
     _, decision = chat.say("how do I top up", "top_up_by_card")
     chat.bot("answer:top_up_by_card", "did_that_help")
     _, decision = chat.say("that's not what I asked, annoying", "top_up_failed")
-    assert decision.action is Action.none
+    assert decision.action is Verdict.none
     chat.bot("answer:top_up_failed", "did_that_help")
     signals, decision = chat.say(
         "this is ridiculous and useless, I am so frustrated", "top_up_failed"
     )
     assert signals.negative_streak == 2
-    assert decision.action is Action.offer
+    assert decision.action is Verdict.offer
     assert {"negative_sentiment", "negative_streak"} <= set(decision.reasons)
 
 
 def test_a_single_mildly_negative_message_does_not_escalate():
     _, decision = Chat().say("my card payment was declined, annoying", "declined_card_payment")
-    assert decision.action is Action.none
+    assert decision.action is Verdict.none
 
 
 def test_long_conversation_offers_once_at_the_configured_turn():
@@ -219,15 +219,15 @@ def test_long_conversation_offers_once_at_the_configured_turn():
         _, decision = chat.say(f"question {n}", "exchange_rate")
         chat.bot(f"answer:x{n}")
         actions.append(decision.action)
-    assert actions.count(Action.offer) == 1
-    assert actions.index(Action.offer) == POLICY.conversation_length.offer_at_turn - 1
+    assert actions.count(Verdict.offer) == 1
+    assert actions.index(Verdict.offer) == POLICY.conversation_length.offer_at_turn - 1
 
 
 def test_nothing_is_offered_while_waiting_for_or_talking_to_a_person():
     chat = Chat(mode="waiting")
     chat.say("asdf", "nlu_fallback", 0.1)
     _, decision = chat.say("qwer", "nlu_fallback", 0.1)
-    assert decision.action is Action.none and decision.held_back == "mode:waiting"
+    assert decision.action is Verdict.none and decision.held_back == "mode:waiting"
     assert decision.reasons == ["failed_turns"]
 
 
@@ -235,7 +235,7 @@ def test_mood_offer_is_held_back_right_after_a_declined_offer():
     chat = Chat()
     chat.bot("offer_human")
     _, decision = chat.say("this is useless and ridiculous", "card_arrival")
-    assert decision.action is Action.none and decision.held_back == "recently_offered"
+    assert decision.action is Verdict.none and decision.held_back == "recently_offered"
 
 
 def test_opening_hours_use_the_configured_timezone_and_days():
@@ -256,7 +256,7 @@ def test_an_angry_message_the_bot_did_not_understand_offers_a_person_at_once():
         "THIS IS RIDICULOUS!!! GIVE ME MY MONEY BACK!!!", "nlu_fallback", 0.2
     )
     assert signals.failed_turns == 1 and signals.sentiment > POLICY.sentiment.very_negative
-    assert decision.action is Action.offer and decision.reasons == ["negative_failed_turn"]
+    assert decision.action is Verdict.offer and decision.reasons == ["negative_failed_turn"]
 
 
 def _banking77_examples():
@@ -279,7 +279,7 @@ def test_phrases_almost_never_fire_on_routine_banking_questions():
     total = explicit = sensitive = 0
     for intent, text in _banking77_examples():
         total += 1
-        explicit += human_request(Turn(text, intent), CONFIG) is not None
+        explicit += human_request(SignalTurn(text, intent), CONFIG) is not None
         if intent not in sensitive_intents:
             sensitive += bool(sensitive_phrases(text, CONFIG))
     assert total > 9000
@@ -296,7 +296,7 @@ def test_a_confirmed_answer_starts_the_failed_count_again():
     signals, _ = chat.say("yes", "affirm")
     assert signals.failed_turns == 0
     signals, decision = chat.say("thanks, that's everything", "nlu_fallback", 0.4)
-    assert signals.failed_turns == 1 and decision.action is Action.none
+    assert signals.failed_turns == 1 and decision.action is Verdict.none
 
 
 def test_problem_words_alone_do_not_read_as_an_upset_customer():

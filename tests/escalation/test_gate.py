@@ -12,10 +12,11 @@ from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.connections import use_redis
-from actions.escalation import POLICY, EscalationGate
+from actions.context import POLICY
+from actions.escalation import EscalationGate
 from actions.handoff import ActionHandback, ActionWaitCheck
 from actions.respond import ActionRespond
-from bot.handoff import Handoff
+from bot.handoff import ModeStore
 from bot.queue import HandoffQueue
 
 ALWAYS_OPEN = POLICY.copy(
@@ -244,7 +245,7 @@ async def test_handback_greets_back_asks_a_rating_and_stores_it_with_the_path(re
     await queue.agent_online("agent-4", skills=["general"], capacity=1, auto_assign=False)
     await queue.claim_next("agent-4")
     await queue.return_to_bot(ticket.id, "agent-4")
-    store = Handoff(redis, None, "support")  # type: ignore[arg-type]
+    store = ModeStore(redis, None, "support")  # type: ignore[arg-type]
     await store.hand_back("c-handback")
     messages = await chat.handback()
     assert replies(messages) == ["handback", "csat_ask"]

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from bot.config import PROJECT_ROOT
-from bot.handoff import Handoff, resume_in_rasa
+from bot.handoff import ModeStore, resume_in_rasa
 from bot.queue import HandoffQueue
 from bot.runtime.services import (
     bot_services,
@@ -129,7 +129,7 @@ async def test_handback_through_rasa_greets_back_and_the_rating_keeps_the_path(
     await queue.claim("agent-it", ticket.id)
     assert await customer.say("hello? anyone there") == []  # the agent has it: the bot is silent
     await queue.return_to_bot(ticket.id, "agent-it")
-    store = Handoff(redis_client, None, NAMESPACE)  # type: ignore[arg-type]
+    store = ModeStore(redis_client, None, NAMESPACE)  # type: ignore[arg-type]
     await store.hand_back(customer.id)
     messages = await resume_in_rasa(stack.rasa_url, customer.id)
     texts = [m.get("text") or "" for m in messages]

@@ -100,3 +100,15 @@ def test_the_action_code_refuses_to_load_with_a_bad_policy(tmp_path):
 def test_priorities_must_fit_the_queues_scale(tmp_path):
     with pytest.raises(PolicyError, match="the queue's scale is 0-9"):
         load_policy(_write(tmp_path, {"priorities.urgent": 12}))
+
+
+def test_the_signal_config_is_compiled_once_per_policy_and_afresh_for_a_changed_copy():
+    policy = load_policy(SHIPPED)
+    config = policy.signal_config()
+    assert policy.signal_config() is config
+    stricter = policy.copy(
+        update={"explicit_request": policy.explicit_request.copy(update={"phrases": ["humano"]})}
+    )
+    assert [p.pattern for p in stricter.signal_config().human_patterns] == ["humano"]
+    assert policy.signal_config() is config and config.human_patterns != ()
+    assert "_signal_config" not in policy.dict()

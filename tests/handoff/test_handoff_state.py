@@ -2,13 +2,15 @@
 
 import pytest
 
-from actions.queue_port import QueuePort
-from bot.handoff import Handoff, HandoffError, Summary, TicketRequest
+from bot.handoff import HandoffError, ModeStore, QueuePort, TicketRequest
+from bot.queue import HandoffQueue
+from bot.tickets import IntentScore, Summary, Turn
 
 
 @pytest.fixture
 def store(redis_client):
-    return Handoff(redis_client, QueuePort(redis_client, "support"), "support")
+    queue = HandoffQueue(redis_client, namespace="support")
+    return ModeStore(redis_client, QueuePort(queue), "support")
 
 
 def request(conversation_id: str = "conv-1") -> TicketRequest:
@@ -21,16 +23,10 @@ def request(conversation_id: str = "conv-1") -> TicketRequest:
         topic="general",
         summary=Summary(
             text="asked for a person",
-            intents=[{"name": "request_human", "confidence": 0.97}],
-            transcript=[
-                {
-                    "role": "customer",
-                    "text": "agent",
-                    "intent": "request_human",
-                    "confidence": 0.97,
-                    "sentiment": 0.0,
-                }
-            ],
+            intents=(IntentScore("request_human", 0.97),),
+            transcript=(
+                Turn("customer", "agent", intent="request_human", confidence=0.97, sentiment=0.0),
+            ),
         ),
     )
 

@@ -1,7 +1,7 @@
 """Human mode through real gateways and Redis: live relay both ways, replay after a reconnect,
 a second gateway and a gateway restart lose nothing, agents reach only the tickets they hold.
 
-The handoff is opened the way the action server opens it (``Handoff.request``); everything else
+The handoff is opened the way the action server opens it (``ModeStore.request``); everything else
 goes through the gateway's HTTP API and WebSockets.
 """
 
@@ -14,8 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from actions.queue_port import QueuePort
-from bot.handoff import Handoff, Summary, TicketRequest
+from bot.handoff import ModeStore, QueuePort, TicketRequest
 from bot.queue import HandoffQueue
 from bot.web.auth import Agent, AgentAccounts
 from tests.web.conftest import Gateway, _run, gateway_service
@@ -93,16 +92,16 @@ async def new_agent(http, gateway, redis, topic: str) -> AgentClient:
 
 
 async def request_person(redis, gateway, customer: Customer, topic: str) -> str:
-    handoff = Handoff(redis, QueuePort(redis, gateway.namespace), gateway.namespace)
+    queue = HandoffQueue(redis, namespace=gateway.namespace)
+    modes = ModeStore(redis, QueuePort(queue), gateway.namespace)
     request = TicketRequest(
         conversation_id=customer.conversation_id,
         customer_id=customer.conversation_id,
         reasons=["explicit_request"],
         priority=3,
         topic=topic,
-        summary=Summary(),
     )
-    state = await handoff.request(request)
+    state = await modes.request(request)
     return state.ticket_id
 
 
