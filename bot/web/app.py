@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from bot.analytics import api as analytics_api
 from bot.config import Settings
-from bot.web import agent_api, customer_api, websocket
+from bot.web import admin_api, agent_api, customer_api, websocket
 from bot.web.auth import AgentAccounts, ensure_demo_agent
 from bot.web.conversations import Conversations
 from bot.web.desk import Desk, DeskError, default_desk, start_desk, stop_desk
@@ -131,7 +131,7 @@ def create_app(
         rasa = RasaClient(session, rasa_url)
         events = ConversationEvents(redis, settings.queue_namespace)
         desk = (desk_factory or default_desk)(redis, settings, rasa, events)
-        accounts = AgentAccounts(redis, settings.queue_namespace)
+        accounts = AgentAccounts.from_settings(redis, settings)
         app[GATEWAY] = Gateway(
             settings=settings,
             redis=redis,
@@ -142,7 +142,9 @@ def create_app(
             desk=desk,
             allowed_origins=parse_origins(settings.web_allowed_origins),
         )
-        await ensure_demo_agent(accounts)
+        if settings.demo_mode:  # the published demo password exists only in demo mode
+            login, _password = await ensure_demo_agent(accounts)
+            log.warning("DEMO MODE: the demo lead %s has a published password", login)
         start_desk(desk)
         yield
         await stop_desk(desk)
@@ -158,6 +160,7 @@ def create_app(
     app.router.add_get("/api/openapi.json", openapi_json)
     app.router.add_routes(customer_api.routes)
     app.router.add_routes(agent_api.routes)
+    app.router.add_routes(admin_api.routes)  # lead-only account management
     app.router.add_routes(websocket.routes)
     analytics_api.register(app)  # support-lead dashboard, analytics API, escalation labels
     app.router.add_static("/static/", STATIC, follow_symlinks=False)
