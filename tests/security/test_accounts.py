@@ -485,3 +485,51 @@ async def test_default_hashing_is_scrypt_at_owasp_cost_and_weaker_hashes_are_reh
     assert status == 201
     encoded = await redis.hget(f"{prod_gateway.namespace}:web:agent:{new_login}", "password")
     assert encoded.startswith("scrypt$ln=17,r=8,p=1$")
+
+
+# -- the admin page ------------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+async def test_the_console_accounts_view_is_for_leads_and_shows_a_new_password_once(
+    browser, fast_gateway, redis
+):
+    errors: list[str] = []
+    lead_login, lead_password = await _create(redis, fast_gateway.namespace, role="lead")
+
+    async def console(login: str, password: str):
+        context = await browser.new_context(viewport={"width": 1400, "height": 900})
+        page = await context.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.set_default_timeout(30_000)
+        await page.goto(f"{fast_gateway.url}/agent")
+        await page.locator("#login-name").fill(login)
+        await page.locator("#login-password").fill(password)
+        await page.get_by_role("button", name="Log in").click()
+        await page.locator("#presence").wait_for()
+        return page
+
+    lead = await console(lead_login, lead_password)
+    await lead.get_by_role("button", name="Accounts").click()
+    hostile = '<img src=x onerror="window.__xss=1">'
+    new_login = _unique("page")
+    await lead.get_by_label("New login (email)").fill(new_login)
+    await lead.get_by_label("Name").fill(hostile)
+    await lead.get_by_label("general").check()
+    await lead.get_by_role("button", name="Add account").click()
+    password = await lead.locator("[data-admin-password]").inner_text()
+    row = lead.locator(f"tr[data-account='{new_login}']")
+    await row.wait_for()
+    assert hostile in await row.inner_text()  # shown as text, never as markup
+    assert await lead.evaluate("window.__xss") is None
+    await lead.screenshot(path=str(LOGS.parent / "screenshots" / "accounts-admin.png"))
+
+    await row.get_by_role("button", name="Disable").click()
+    await row.locator("text=disabled").wait_for()
+    await row.get_by_role("button", name="Enable").click()
+    await row.locator("text=active").wait_for()
+
+    agent = await console(new_login, password)
+    await agent.locator("#me-name").wait_for()
+    assert await agent.get_by_role("button", name="Accounts").count() == 0
+    assert errors == []
