@@ -64,7 +64,7 @@ ROLES = ("agent", "lead")
 MIN_PASSWORD_CHARS = 12
 MAX_PASSWORD_CHARS = 200
 LOGIN_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._%+@-]{0,199}")
-SKILL_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,39}")
+SKILL_PATTERN = re.compile(r"\*|[a-z0-9][a-z0-9_.\-]{0,63}")  # the queue's topic rule; * = all
 MAX_SKILLS = 30
 MAX_NAME_CHARS = 80
 MAX_CAPACITY = 20
@@ -160,8 +160,10 @@ def validate_skills(skills: Any, known: Any = None) -> list[str]:
     result: list[str] = []
     for skill in skills:
         if not isinstance(skill, str) or not SKILL_PATTERN.fullmatch(skill):
-            raise InvalidAccount("a skill is a topic name: lower-case letters, digits and _")
-        if known is not None and skill not in known:
+            raise InvalidAccount(
+                "a skill is a topic: 1-64 of a-z, 0-9, '_', '-', '.' (or * for every topic)"
+            )
+        if known is not None and skill != "*" and skill not in known:
             raise InvalidAccount(f"unknown skill {skill!r}; known: {', '.join(sorted(known))}")
         if skill not in result:
             result.append(skill)
