@@ -44,6 +44,39 @@ class Settings(BaseSettings):
     models_dir: Path = Field(PROJECT_ROOT / "models", env="SUPPORT_MODELS_DIR")
     queue_namespace: str = Field("support", env="SUPPORT_QUEUE_NAMESPACE")
     agent_lease_seconds: float = Field(15.0, env="AGENT_LEASE_SECONDS")
+    demo_mode: bool = Field(
+        False,
+        env="SUPPORT_DEMO",
+        description="Demo mode: the gateway creates the demo lead with its published password.",
+    )
+    first_lead_login: str = Field(
+        "lead@pennantpay.example",
+        env="SUPPORT_FIRST_LEAD_LOGIN",
+        description="Login of the lead the launcher creates (random password) when there is none.",
+    )
+    agent_session_idle_seconds: int = Field(
+        8 * 3600, env="AGENT_SESSION_IDLE_SECONDS", ge=60, description="Sliding session expiry."
+    )
+    agent_session_max_seconds: int = Field(
+        12 * 3600,
+        env="AGENT_SESSION_MAX_SECONDS",
+        ge=60,
+        description="Absolute session lifetime, however active.",
+    )
+    password_scrypt_log2_n: int = Field(
+        17,
+        env="PASSWORD_SCRYPT_LOG2_N",
+        ge=10,
+        le=20,
+        description="log2 of scrypt's N for new password hashes (OWASP: 17; lower only in tests).",
+    )
+    password_hash_concurrency: int = Field(
+        2,
+        env="PASSWORD_HASH_CONCURRENCY",
+        ge=1,
+        le=16,
+        description="Password hashes at once per process (each takes 128 MiB at N=2^17).",
+    )
     events_db_url: str | None = Field(
         None,
         env="EVENTS_DB_URL",

@@ -15,11 +15,11 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from bot.accounts import prepare_accounts
 from bot.config import Settings, get_settings
 from bot.runtime.redis_server import RedisServer
 from bot.runtime.services import Service, ServiceError, action_server, gateway_service, rasa_server
 from bot.runtime.training import ensure_model
-from bot.web.auth import DEMO_AGENT_LOGIN
 
 
 def _start_redis(settings: Settings, stack: ExitStack) -> str:
@@ -36,9 +36,11 @@ def _start_redis(settings: Settings, stack: ExitStack) -> str:
     return server.url
 
 
-def _services(settings: Settings, model: Path, redis_url: str) -> list[Service]:
+def _services(settings: Settings, model: Path, redis_url: str, demo: bool) -> list[Service]:
     log_dir = settings.data_dir / "logs"
     env = {"REDIS_URL": redis_url, "RASA_URL": settings.rasa_url}
+    if demo:
+        env["SUPPORT_DEMO"] = "1"
     action_url = f"http://127.0.0.1:{settings.action_server_port}/webhook"
     return [
         action_server(settings.action_server_port, log_dir, env),
@@ -47,13 +49,14 @@ def _services(settings: Settings, model: Path, redis_url: str) -> list[Service]:
     ]
 
 
-def _print_ready(settings: Settings) -> None:
+def _print_ready(settings: Settings, account_lines: list[str]) -> None:
     base = f"http://{settings.gateway_host}:{settings.gateway_port}"
     print("\nThe support stack is running (Ctrl-C stops it):", flush=True)
     print(f"  customer page:  {base}/")
     print(f"  agent console:  {base}/agent")
     print(f"  dashboard:      {base}/dashboard  (support-lead role)")
-    print(f"  demo agent:     {DEMO_AGENT_LOGIN}")
+    for line in account_lines:
+        print(f"  {line}")
     print(f"  Rasa HTTP API:  {settings.rasa_url}  (REST channel: POST /webhooks/rest/webhook)")
     print("  chat in this terminal:  .venv/bin/python -m bot.runtime.chat")
     print(f"  logs:           {settings.data_dir / 'logs'}", flush=True)
@@ -77,23 +80,24 @@ def _supervise(services: list[Service]) -> None:
         time.sleep(0.5)
 
 
-def run(settings: Settings) -> int:
+def run(settings: Settings, demo: bool = False) -> int:
     # handlers first: a stop request during training or start-up still stops what was started
     signal.signal(signal.SIGINT, _request_stop)
     signal.signal(signal.SIGTERM, _request_stop)
     with ExitStack() as stack:
         try:
             redis_url = _start_redis(settings, stack)
+            account_lines = prepare_accounts(redis_url, settings, demo=demo)
             model = ensure_model()
             print(f"model: {model.name}", flush=True)
-            services = _services(settings, model, redis_url)
+            services = _services(settings, model, redis_url, demo)
             for service in services:
                 stack.callback(service.stop)
             for service in services:
                 print(f"{service.name}: starting (log {service.log_path})", flush=True)
                 service.start()
                 service.wait_healthy()
-            _print_ready(settings)
+            _print_ready(settings, account_lines)
             _supervise(services)
         except ServiceError as error:
             print(f"error: {error}", file=sys.stderr)
@@ -115,8 +119,14 @@ def _ignore_stop_requests() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Start the whole support stack.")
-    parser.parse_args()
-    sys.exit(run(get_settings()))
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="demo mode: seed the demo lead with its published password (never in production)",
+    )
+    args = parser.parse_args()
+    settings = get_settings()
+    sys.exit(run(settings, demo=args.demo or settings.demo_mode))
 
 
 if __name__ == "__main__":

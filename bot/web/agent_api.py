@@ -26,6 +26,7 @@ from bot.web.desk import DISPOSITIONS, TICKET_FILTERS
 from bot.web.errors import ApiError, bad_request, forbidden, unauthorized
 from bot.web.events import NotHolder
 from bot.web.gateway import GATEWAY, Gateway
+from bot.web.passwords import PasswordHashBusy
 from bot.web.security import bearer_token, require_origin
 
 CANNED = Path(__file__).with_name("canned_responses.yml")
@@ -69,6 +70,8 @@ async def login(request: web.Request) -> web.Response:
         session = await gateway.accounts.login(login_name, password)
     except LoginThrottled as error:
         raise ApiError(429, "too_many_attempts", str(error)) from error
+    except PasswordHashBusy as error:
+        raise ApiError(503, "busy", str(error)) from error
     if session is None:
         raise unauthorized("wrong login or password")
     return web.json_response(

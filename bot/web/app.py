@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from bot.analytics import api as analytics_api
 from bot.config import Settings
-from bot.web import agent_api, customer_api, websocket
+from bot.web import admin_api, agent_api, customer_api, websocket
 from bot.web.auth import AgentAccounts, ensure_demo_agent
 from bot.web.conversations import Conversations
 from bot.web.desk import Desk
@@ -141,7 +141,7 @@ def create_app(
         rasa = RasaClient(session, rasa_url)
         events = ConversationEvents(redis, settings.queue_namespace)
         desk = desk_factory(redis, settings, rasa, events)
-        accounts = AgentAccounts(redis, settings.queue_namespace)
+        accounts = AgentAccounts.from_settings(redis, settings)
         app[GATEWAY] = Gateway(
             settings=settings,
             redis=redis,
@@ -152,7 +152,9 @@ def create_app(
             desk=desk,
             allowed_origins=parse_origins(settings.web_allowed_origins),
         )
-        await ensure_demo_agent(accounts)
+        if settings.demo_mode:  # the published demo password exists only in demo mode
+            login, _password = await ensure_demo_agent(accounts)
+            log.warning("DEMO MODE: the demo lead %s has a published password", login)
         desk.start()
         yield
         await desk.stop()
@@ -168,6 +170,7 @@ def create_app(
     app.router.add_get("/api/openapi.json", openapi_json)
     app.router.add_routes(customer_api.routes)
     app.router.add_routes(agent_api.routes)
+    app.router.add_routes(admin_api.routes)  # lead-only account management
     app.router.add_routes(websocket.routes)
     analytics_api.register(app)  # support-lead dashboard, analytics API, escalation labels
     app.router.add_static("/static/", STATIC, follow_symlinks=False)

@@ -66,6 +66,8 @@ def gateway_process(
         "SUPPORT_QUEUE_NAMESPACE": namespace,
         "EVENTS_DB_URL": f"sqlite:///{events_db}",
         "GATEWAY_PORT": str(port),
+        "SUPPORT_DEMO": "1",  # these tests log in as the demo lead
+        "PASSWORD_SCRYPT_LOG2_N": "12",  # fast hashes here; tests/security checks the real cost
     }
     service = services.gateway_service("127.0.0.1", port, LOGS, env, name=name)
     return AnalyticsGateway(f"http://127.0.0.1:{port}", redis_url, namespace, events_db, service)

@@ -55,6 +55,8 @@ def gateway_service(name: str, redis_url: str, rasa_url: str, namespace: str) ->
         "SUPPORT_QUEUE_NAMESPACE": namespace,
         "WEB_ALLOWED_ORIGINS": ALLOWED_ORIGIN,
         "GATEWAY_PORT": str(port),
+        "SUPPORT_DEMO": "1",  # these tests log in as the demo lead
+        "PASSWORD_SCRYPT_LOG2_N": "12",  # fast hashes here; tests/security checks the real cost
     }
     service = services.gateway_service("127.0.0.1", port, LOGS, env, name=name)
     return Gateway(f"http://127.0.0.1:{port}", redis_url, rasa_url, namespace, service)
