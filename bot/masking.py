@@ -8,7 +8,8 @@ with ``*``. A run is 13 to 19 digits, however they are written:
   Unicode decimal digit counts as a digit;
 * digit groups may be separated by up to :data:`MAX_SEPARATOR_CHARS` separator characters: any
   whitespace (no-break, thin, ideographic spaces, tabs, line breaks), zero-width and other
-  format characters (ZWSP, ZWJ, BOM), combining marks, dots, slashes, backslashes, underscores
+  format characters (ZWSP, ZWJ, BOM, soft hyphen), combining marks, dots, middle dots, bullets,
+  slashes, backslashes, underscores
   and every dash (hyphen, en and em dash, minus sign), so ``4111 - 1111``, ``4111.1111`` and
   ``4111\u200b1111`` are all one run.
 
@@ -42,7 +43,9 @@ _CARD_GROUPS = (
     (4, 6, 5),
     (4, 6, 4),
 )
-_SEPARATOR_PUNCTUATION = frozenset("./\\_-")
+# Beyond whitespace, format characters and dashes (Pd): punctuation people put between groups,
+# and the dash-like symbols that are not Pd (minus sign, hyphen bullet, modifier minus ...).
+_SEPARATOR_PUNCTUATION = frozenset("./\\_-\u2212\u2043\u02d7\u2796\u00b7\u2022\u2027\u2219")
 _DIGIT, _SEPARATOR, _OTHER = "d", "s", "o"
 
 
