@@ -18,7 +18,9 @@ from redis.asyncio import Redis
 from bot.masking import luhn_valid
 from tests.web.conftest import Gateway
 
-_LONE_RUN = re.compile(r"(?<![0-9A-Za-z])[0-9]{13,19}(?![0-9A-Za-z])")
+# A digit run standing alone: not part of a word or of a hex id, not the fraction of a decimal
+# number (confidences such as 0.9814003705978394 are in every tracker).
+_LONE_RUN = re.compile(r"(?<![0-9A-Za-z])(?<![0-9]\.)[0-9]{13,19}(?![0-9A-Za-z])")
 
 
 def luhn_complete(prefix: str) -> str:
@@ -44,7 +46,8 @@ def _epoch_millis(run: str) -> bool:
 def leaks(text: str, pans: Iterable[str]) -> list[str]:
     """The card numbers found in the text: any of ``pans`` however it is written (digits of the
     text read in order, separators and scripts ignored), and any Luhn-valid 13-19 digit run
-    standing alone (other than an epoch-milliseconds timestamp such as a stream id)."""
+    standing alone (other than an epoch-milliseconds timestamp such as a stream id, or the
+    fraction of a decimal number)."""
     found = []
     projected = digits_of(text)
     found += [pan for pan in pans if pan in projected]
