@@ -9,8 +9,7 @@ with ``*``. A run is 13 to 19 digits, however they are written:
 * digit groups may be separated by up to :data:`MAX_SEPARATOR_CHARS` separator characters: any
   whitespace (no-break, thin, ideographic spaces, tabs, line breaks), zero-width and other
   format characters (ZWSP, ZWJ, BOM, soft hyphen), combining marks, dots, middle dots, bullets,
-  slashes, backslashes, underscores
-  and every dash (hyphen, en and em dash, minus sign), so ``4111 - 1111``, ``4111.1111`` and
+  slashes, backslashes, underscores and every dash (hyphen, en and em dash, minus sign), so ``4111 - 1111``, ``4111.1111`` and
   ``4111\u200b1111`` are all one run.
 
 A run is treated as a card number when it passes the Luhn check, or when it is written in the

@@ -202,6 +202,9 @@ class Conversations:
         if incoming.payload is not None:
             title = await self.offers.title_of(conversation_id, incoming.payload)
             if title is None:
+                if await self.turns.state(conversation_id, client_id) is not TurnState.absent:
+                    # a retry of a turn under way: its replies may have replaced the offer
+                    return await self._wait_for(conversation_id, client_id)
                 raise ApiError(
                     400,
                     "payload_not_offered",
@@ -216,11 +219,17 @@ class Conversations:
             return earlier
         task = asyncio.ensure_future(self._run_turn(conversation_id, incoming, client_id))
         self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        task.add_done_callback(self._settled)
         try:
             return await asyncio.wait_for(asyncio.shield(task), self._wait)
         except asyncio.TimeoutError:
             raise still_running(retry_after=2) from None
+
+    def _settled(self, task: asyncio.Task) -> None:
+        """Forget a finished turn task; its error, if nobody awaited it, is already recorded."""
+        self._running.discard(task)
+        if not task.cancelled():
+            task.exception()
 
     async def _earlier(
         self, conversation_id: str, client_id: str
