@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import aiohttp
 from aiohttp import web
 
-from bot.services import free_port
+from tests.web.conftest import free_port
 
 WEBHOOK = "/webhooks/rest/webhook"
 

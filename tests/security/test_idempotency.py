@@ -10,11 +10,9 @@ from contextlib import contextmanager
 
 import pytest
 
-from bot import services
-from bot.services import free_port
 from tests.security.helpers import Customer
 from tests.security.slow_rasa import slow_rasa
-from tests.web.conftest import LOGS, Gateway
+from tests.web.conftest import LOGS, Gateway, free_port, services
 
 pytestmark = pytest.mark.model
 
