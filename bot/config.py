@@ -77,6 +77,26 @@ class Settings(BaseSettings):
         le=16,
         description="Password hashes at once per process (each takes 128 MiB at N=2^17).",
     )
+    offered_buttons_ttl_seconds: int = Field(
+        24 * 3600,
+        env="OFFERED_BUTTONS_TTL_SECONDS",
+        description="How long the buttons the bot offered last stay accepted as a customer's payload.",
+    )
+    card_tail_ttl_seconds: int = Field(
+        600,
+        env="CARD_TAIL_TTL_SECONDS",
+        description="How long a message's trailing digits are kept to mask a card number split over two messages.",
+    )
+    turn_wait_seconds: float = Field(
+        25.0,
+        env="TURN_WAIT_SECONDS",
+        description="How long a customer's send waits for the bot before a 503 with Retry-After (the turn goes on).",
+    )
+    rasa_turn_timeout_seconds: float = Field(
+        90.0,
+        env="RASA_TURN_TIMEOUT_SECONDS",
+        description="How long the gateway waits for Rasa's answer to one customer turn before giving it up as unknown.",
+    )
     events_db_url: str | None = Field(
         None,
         env="EVENTS_DB_URL",

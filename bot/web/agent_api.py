@@ -20,7 +20,7 @@ from aiohttp import web
 
 from bot.masking import mask_card_numbers
 from bot.web.auth import Agent, LoginThrottled
-from bot.web.conversations import MAX_TEXT_CHARS, bot_events
+from bot.web.conversations import MAX_TEXT_CHARS
 from bot.web.customer_api import CLIENT_ID, event_offset, json_body, optional_str
 from bot.web.desk import DISPOSITIONS, TICKET_FILTERS
 from bot.web.errors import ApiError, bad_request, forbidden, unauthorized
@@ -171,6 +171,7 @@ async def send_message(request: web.Request) -> web.Response:
         raise bad_request("'client_id' must be 1-64 letters, digits or _.:-")
     ticket_id = request.match_info["ticket_id"]
     conversation_id = await gateway.desk.conversation_of(ticket_id)
+    text = await gateway.conversations.cards.mask(conversation_id, "agent", text)
     client_id = client_id or f"a-{uuid.uuid4().hex}"
     event = {"type": "message", "from": "agent", "text": text, "client_id": client_id}
     event["agent_name"] = agent.name
@@ -250,4 +251,4 @@ async def announce_leave(
     notice = {"type": "notice", "from": "system", "text": f"{agent.name} left the conversation."}
     await gateway.events.append(conversation_id, [{**notice, "event": "agent_left"}])
     await gateway.conversations.sync_mode(conversation_id)
-    await gateway.events.append(conversation_id, bot_events(bot_replies))
+    await gateway.conversations.relay_bot_replies(conversation_id, bot_replies)

@@ -2,8 +2,10 @@
 
 ``POST /api/conversations`` -> ``{conversation_id, token}``; the token is a bearer token for that
 conversation only. ``POST /api/conversations/{id}/messages`` takes ``{"text": ...}`` or
-``{"payload": "/intent", "title": "button title"}`` (and an optional ``client_id`` that makes a
-retry safe) and returns the new events and the mode. ``GET /api/conversations/{id}`` returns the
+``{"payload": "/intent"}`` (only the payload of a button the bot offered last, or the request for
+a person; the title shown is the offered button's, a ``title`` sent along is ignored) and an
+optional ``client_id`` that makes a retry safe (overlapping retries run the turn once), and
+returns the new events and the mode. ``GET /api/conversations/{id}`` returns the
 mode (position and ETA when waiting) and the messages so far (``?after=<event id>`` for the
 missed ones only). ``POST /api/conversations/{id}/typing`` signals typing to the agent.
 """
@@ -22,6 +24,7 @@ from bot.web.conversations import (
     ConversationNotFound,
     Incoming,
     TokenRejected,
+    has_words,
 )
 from bot.web.errors import bad_request, forbidden, not_found, too_large
 from bot.web.gateway import GATEWAY, Gateway
@@ -63,8 +66,8 @@ def parse_incoming(body: dict[str, Any]) -> Incoming:
     client_id = optional_str(body, "client_id", 64)
     if (text is None) == (payload is None):
         raise bad_request("send exactly one of 'text' and 'payload'")
-    if text is not None and not text.strip():
-        raise bad_request("'text' must not be empty")
+    if text is not None and not has_words(text):
+        raise bad_request("'text' must have more than spaces, slashes and invisible characters")
     if payload is not None and not PAYLOAD_PATTERN.fullmatch(payload):
         raise bad_request("'payload' must look like '/intent' or '/intent{...}'")
     if client_id is not None and not CLIENT_ID.fullmatch(client_id):

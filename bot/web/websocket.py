@@ -30,7 +30,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from bot.web.auth import Agent
-from bot.web.conversations import ConversationNotFound, TokenRejected, bot_events
+from bot.web.conversations import ConversationNotFound, TokenRejected
 from bot.web.customer_api import EVENT_ID
 from bot.web.errors import forbidden
 from bot.web.gateway import GATEWAY, Gateway
@@ -171,7 +171,7 @@ async def _customer_pump(
             elif loop.time() >= next_wait_check:
                 next_wait_check = loop.time() + WAIT_CHECK_SECONDS
                 replies = await gateway.desk.check_wait(conversation_id)
-                await gateway.events.append(conversation_id, bot_events(replies))
+                await gateway.conversations.relay_bot_replies(conversation_id, replies)
     except (ConnectionError, RuntimeError, asyncio.CancelledError):
         return
     except Exception:

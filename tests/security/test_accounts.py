@@ -31,11 +31,11 @@ from dataclasses import dataclass
 
 import aiohttp
 import pytest
-from bot.redis_server import RedisServer
-from bot.services import free_port, running
+from bot.runtime.redis_server import RedisServer
+from bot.runtime.services import free_port, running
 from redis.asyncio import Redis
 
-from bot import services
+from bot.runtime import services
 from bot.accounts import ensure_first_lead, prepare_accounts
 from bot.config import PROJECT_ROOT, Settings
 from bot.web.auth import (

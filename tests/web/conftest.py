@@ -42,6 +42,7 @@ class Gateway:
     rasa_url: str
     namespace: str
     service: Service
+    events_db: Path | None = None  # Rasa's SQL event store (the ``stack`` only)
 
     def ws_url(self, path: str) -> str:
         return self.url.replace("http://", "ws://") + path
@@ -108,7 +109,9 @@ def stack(web_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> I
         "EVENTS_DB_URL": f"sqlite:///{events_db}",
     }
     with bot_services(model, LOGS, env) as rasa_url:
-        yield from _run(gateway_service("gateway-e2e", web_redis.url, rasa_url, namespace))
+        gateway = gateway_service("gateway-e2e", web_redis.url, rasa_url, namespace)
+        gateway.events_db = events_db
+        yield from _run(gateway)
 
 
 def screenshot_path(name: str) -> Path:
