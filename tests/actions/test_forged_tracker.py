@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.escalation.test_gate import Conversation, queue, redis, replies  # noqa: F401
+from tests.actions.conversation import Conversation, replies
 
 
 async def _at_rating_stage(chat: Conversation) -> None:
