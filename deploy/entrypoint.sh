@@ -10,7 +10,7 @@
 # Every setting comes from the environment (bot/config.py); this script only binds all
 # interfaces, as a container must, and uses the same command lines as bot/runtime/services.py.
 set -eu
-cd /app
+cd "${APP_DIR:-/app}"  # the project tree (PROJECT_ROOT); the tests run this script from a checkout
 
 service="${1:-gateway}"
 [ "$#" -gt 0 ] && shift
