@@ -4,6 +4,7 @@ set for each service. The checks also run on synthetic manifests that must fail.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import shutil
 import subprocess
@@ -131,6 +132,50 @@ def test_the_image_trains_the_model_at_build_time_and_runs_as_a_non_root_user() 
     assert "COPY --from=builder /app/models" in runtime
     users = re.findall(r"^USER\s+(\S+)", runtime, flags=re.MULTILINE)
     assert users and not users[-1].startswith(("root", "0"))
+
+
+def _docker_ignored(path: str, patterns: list[str]) -> bool:
+    """Whether .dockerignore's patterns (no `!` exceptions used) leave `path` out of the build."""
+    parts = Path(path).parts
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    return any(
+        fnmatch.fnmatch(prefix, pattern.removeprefix("**/")) or fnmatch.fnmatch(prefix, pattern)
+        for pattern in patterns
+        for prefix in prefixes
+    )
+
+
+def test_the_build_context_keeps_what_the_image_needs_and_drops_local_state() -> None:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    assert not any(p.startswith("!") for p in patterns)  # _docker_ignored does not handle them
+    copied = re.findall(
+        r"^COPY\s+(?!--from)(?:--\S+\s+)*(.+)\s+\S+$",
+        (ROOT / "Dockerfile").read_text(),
+        flags=re.MULTILINE,
+    )
+    sources = {src for line in copied for src in line.split() if src != "."}
+    needed = sources | {
+        "endpoints.yml",
+        "credentials.yml",
+        "config.yml",
+        "escalation_policy.yml",
+        "deploy/entrypoint.sh",
+        "bot/web/static",
+        "bot/nlu/minilm_graph.py",
+    }
+    assert {s for s in needed if _docker_ignored(s, patterns)} == set()
+    for local in (
+        ".venv",
+        "models",
+        "var",
+        ".cache",
+        ".git",
+        "tests",
+        "deploy/.env",
+        "bot/__pycache__",
+    ):
+        assert _docker_ignored(local, patterns), local
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
