@@ -8,8 +8,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bot.handoff import TicketRequest, Waiting
-from bot.queue import HandoffQueue, TicketNotFound
-from bot.tickets import Customer, Summary
+from bot.queue import Customer, HandoffQueue, Summary, TicketNotFound
 
 BOT_SENDER = "bot"
 

@@ -32,9 +32,8 @@ import sys
 import time
 from dataclasses import dataclass
 
-from bot.queue import HandoffQueue
+from bot.queue import Customer, HandoffQueue, IntentScore, Summary, Turn
 from bot.redis_server import RedisServer, find_redis_tool
-from bot.tickets import Customer, IntentScore, Summary, Turn
 
 SUMMARY = Summary(
     text="card declined twice; customer frustrated",

@@ -35,9 +35,10 @@ from bot.queue import (
     MessageTooLarge,
     NotAssignee,
     QueueError,
+    Ticket,
     TicketNotFound,
+    TicketState,
 )
-from bot.tickets import Ticket, TicketState
 from bot.web.auth import Agent
 from bot.web.desk import DeskError, DeskState, Sent
 from bot.web.rasa_client import RasaClient

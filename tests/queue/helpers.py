@@ -6,8 +6,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from bot.queue import HandoffQueue
-from bot.tickets import Customer, IntentScore, Summary, Ticket, Turn
+from bot.queue import Customer, HandoffQueue, IntentScore, Summary, Ticket, Turn
 
 
 def customer(n: int | str = 1) -> Customer:
