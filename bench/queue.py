@@ -2,6 +2,7 @@
 
     python -m bench.queue [--workers 64] [--seconds 5] [--rate 100] [--notify-seconds 10]
                           [--appendfsync always,everysec] [--processes 1] [--no-uvloop]
+                          [--no-autobatch]
 
 Prints, in one run:
 
@@ -31,6 +32,9 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+
+import redis
+from redis.asyncio.connection import DefaultParser
 
 from bot.queue import Customer, HandoffQueue, IntentScore, Summary, Turn
 from bot.redis_server import RedisServer, find_redis_tool
@@ -67,8 +71,12 @@ class LifecycleResult:
     errors: int
 
 
-async def _lifecycles(url: str, ns: str, workers: int, seconds: float, tag: str) -> LifecycleResult:
-    queue = HandoffQueue.from_url(url, namespace=ns, max_connections=workers + 4)
+async def _lifecycles(
+    url: str, ns: str, workers: int, seconds: float, tag: str, autobatch: bool = True
+) -> LifecycleResult:
+    queue = HandoffQueue.from_url(
+        url, namespace=ns, max_connections=workers + 4, autobatch=autobatch
+    )
     for w in range(workers):
         await queue.agent_online(f"{tag}-agent-{w}", ["cards"], 1, auto_assign=False)
     done = 0
@@ -106,19 +114,21 @@ async def _lifecycles(url: str, ns: str, workers: int, seconds: float, tag: str)
     return LifecycleResult(done, elapsed, errors)
 
 
-def _lifecycle_process(args: tuple[str, str, int, float, str, bool]) -> LifecycleResult:
-    url, ns, workers, seconds, tag, uv = args
+def _lifecycle_process(args: tuple[str, str, int, float, str, bool, bool]) -> LifecycleResult:
+    url, ns, workers, seconds, tag, uv, autobatch = args
     _use_uvloop(uv)
-    return asyncio.run(_lifecycles(url, ns, workers, seconds, tag))
+    return asyncio.run(_lifecycles(url, ns, workers, seconds, tag, autobatch))
 
 
 # -- 2. notify latency -----------------------------------------------------------------------
 
 
 async def _notify_latency(
-    url: str, ns: str, rate: float, seconds: float, agents: int
+    url: str, ns: str, rate: float, seconds: float, agents: int, autobatch: bool = True
 ) -> list[float]:
-    queue = HandoffQueue.from_url(url, namespace=ns, max_connections=agents * 2 + 8)
+    queue = HandoffQueue.from_url(
+        url, namespace=ns, max_connections=agents * 2 + 8, autobatch=autobatch
+    )
     started: dict[str, float] = {}
     notified: dict[str, float] = {}
     stop = asyncio.Event()
@@ -247,18 +257,31 @@ def run_mode(args: argparse.Namespace, mode: str, loop_name: str) -> dict[str, f
         print(f"\n== redis-server {v} ({server.executable}), {durability}, data in "
               f"{server.data_dir}; {os.cpu_count()} cores, load average "
               f"{os.getloadavg()[0]:.2f} before; Python {platform.python_version()} with "
-              f"{loop_name}", flush=True)  # fmt: skip
+              f"{loop_name}; redis-py {redis.__version__} with {DefaultParser.__name__}; "
+              f"autobatch {'off' if args.no_autobatch else 'on'}", flush=True)  # fmt: skip
         if aof:
             print(f"disk fsync there: {_fsync_probe(str(server.data_dir))}", flush=True)
 
         # 1. lifecycles
         redis_cpu0, client_cpu0 = _cpu_seconds(server.pid), time.process_time()
         if args.processes <= 1:
-            res = asyncio.run(_lifecycles(server.url, "bench", args.workers, args.seconds, "p0"))
+            res = asyncio.run(
+                _lifecycles(
+                    server.url, "bench", args.workers, args.seconds, "p0", not args.no_autobatch
+                )
+            )
             results = [res]
         else:
             jobs = [
-                (server.url, "bench", args.workers, args.seconds, f"p{i}", not args.no_uvloop)
+                (
+                    server.url,
+                    "bench",
+                    args.workers,
+                    args.seconds,
+                    f"p{i}",
+                    not args.no_uvloop,
+                    not args.no_autobatch,
+                )  # fmt: skip
                 for i in range(args.processes)
             ]
             with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
@@ -280,7 +303,14 @@ def run_mode(args: argparse.Namespace, mode: str, loop_name: str) -> dict[str, f
 
         # 2. notify latency
         lat = asyncio.run(
-            _notify_latency(server.url, "notify", args.rate, args.notify_seconds, args.agents)
+            _notify_latency(
+                server.url,
+                "notify",
+                args.rate,
+                args.notify_seconds,
+                args.agents,
+                not args.no_autobatch,
+            )  # fmt: skip
         )
         missed = sum(1 for x in lat if x == float("inf"))
         finite = [x for x in lat if x != float("inf")] or [float("nan")]
@@ -326,6 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--set-requests", type=int, default=100_000)
     parser.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
+    parser.add_argument(
+        "--no-autobatch",
+        action="store_true",
+        help="send every queue call on its own (HandoffQueue(autobatch=False))",
+    )
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.appendfsync.split(",") if m.strip()]
     bad = [m for m in modes if m not in ("always", "everysec", "off")]

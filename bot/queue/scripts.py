@@ -27,6 +27,11 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
+try:
+    import hiredis
+except ImportError:  # redis-py then packs (and parses) in Python
+    hiredis = None
+
 from bot import keys
 from bot.queue import errors
 from bot.queue.records import TICKET_FIELDS, Ticket
@@ -181,23 +186,41 @@ class ScriptRunner:
             task.add_done_callback(self._tasks.discard)
 
     async def _execute(self, batch: list[_Call]) -> None:
-        """One pipeline for the batch; each caller gets its own reply or error. A connection
-        error fails the calls of the batch (as it fails single calls in flight); NOSCRIPT loads
-        the script and runs just that call again."""
+        """The batch as one pipeline on one pooled connection; each caller gets its own reply or
+        error. A connection error fails the calls still waiting (as it fails single calls in
+        flight); NOSCRIPT loads the script and runs just that call again.
+
+        This is redis-py's pipeline at the connection level (``send_packed_command``, then
+        ``read_response`` per reply, with the connection's socket timeout), without the
+        ``Pipeline`` object's per-command bookkeeping; the commands are packed by hiredis when it
+        is installed (redis-py's own packer is most of the client's cost at this rate) and the
+        replies parsed by hiredis through redis-py.
+        """
+        pool = self.redis.connection_pool
+        results: list[Any] = []
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for script, args, _ in batch:
-                    pipe.execute_command("EVALSHA", script.sha, 0, *args)
-                results = await pipe.execute(raise_on_error=False)
+            conn = await pool.get_connection("EVALSHA")
+            try:
+                commands = [("EVALSHA", script.sha, 0, *args) for script, args, _ in batch]
+                await conn.send_packed_command(_pack(conn, commands), check_health=False)
+                for _ in batch:
+                    try:
+                        results.append(await conn.read_response())
+                    except ResponseError as error:
+                        results.append(error)
+            except BaseException:
+                await conn.disconnect()  # replies may be left unread: never reuse it
+                raise
+            finally:
+                await pool.release(conn)
         except BaseException as error:  # handed to every caller still waiting
             failure = error if isinstance(error, Exception) else RedisConnectionError(repr(error))
-            for _, _, future in batch:
+            for _, _, future in batch[len(results) :]:
                 if not future.done():
                     future.set_exception(failure)
             if not isinstance(error, Exception):
                 raise
-            return
-        for (script, args, future), result in zip(batch, results, strict=True):
+        for (script, args, future), result in zip(batch, results, strict=False):
             if future.done():
                 continue
             if isinstance(result, NoScriptError):
@@ -210,6 +233,13 @@ class ScriptRunner:
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+
+def _pack(conn: Any, commands: list[tuple[object, ...]]) -> bytes | list[bytes]:
+    """The commands in RESP: by hiredis if installed, else by the connection (redis-py)."""
+    if hiredis is not None:
+        return b"".join(map(hiredis.pack_command, commands))
+    return conn.pack_commands(commands)
 
 
 # -- replies ------------------------------------------------------------------------------------

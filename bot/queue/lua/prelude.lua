@@ -1,7 +1,7 @@
 -- The prelude of every queue script. scripts.py fills in the __PLACEHOLDERS__ with the queue's
--- settings and inserts the key functions generated from bot/keys.py (k_ticket(id) ->
--- '<ns>:q:t:<id>', ...), then keeps only the local functions a script uses (directly or through
--- other functions), since Redis builds every local function anew on each call.
+-- settings and inserts the key functions generated from bot/keys.py (k_ticket(id): the key of
+-- the ticket's hash, ...), then keeps only the local functions a script uses (directly or
+-- through other functions), since Redis builds every local function anew on each call.
 --
 -- A script validates everything before its first write, so a refused call changes nothing.
 -- Times come from the server's clock (TIME), so clients' clocks do not matter.
