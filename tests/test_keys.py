@@ -21,7 +21,10 @@ def test_a_spec_formats_its_keys_and_parses_them_back() -> None:
     assert key == "support:q:a:ann@example:inbox"
     assert keys.QUEUE_AGENT_INBOX.parse(key) == {"ns": "support", "agent": "ann@example"}
     assert keys.QUEUE_AGENT_INBOX.parse(key, ns="other") is None
-    assert keys.QUEUE_AGENT.parse(key, ns="support") == {"ns": "support", "agent": "ann@example:inbox"}
+    assert keys.QUEUE_AGENT.parse(key, ns="support") == {
+        "ns": "support",
+        "agent": "ann@example:inbox",
+    }
     assert keys.QUEUE_TICKET.parse("support:q:q:cards") is None
     with pytest.raises(KeyError, match="needs ns, agent"):
         keys.QUEUE_AGENT_INBOX.format(ns="support")
@@ -71,8 +74,6 @@ async def test_every_key_the_queue_writes_is_registered(redis_client: Redis) -> 
     await queue.reap_expired()
     written = await redis_client.keys("*")
     registered = keys.specs(owner="bot.queue")
-    unknown = [
-        k for k in written if not any(s.parse(k, ns="keys") is not None for s in registered)
-    ]
+    unknown = [k for k in written if not any(s.parse(k, ns="keys") is not None for s in registered)]
     assert written and not unknown
     assert keys.QUEUE_HANDLE_TIMES.format(ns="keys", topic="cards") in written

@@ -286,7 +286,7 @@ class HandoffQueue(QueueStreams, QueueSweeper):
         if not skill_list:
             raise InvalidInput("an agent needs at least one skill (a topic, or '*' for all)")
         check_capacity(capacity)
-        _, tickets = await self._scripts.run(
+        await self._scripts.run(
             "agent_online", agent_id, ",".join(skill_list), capacity, "1" if auto_assign else "0"
         )
         return await self.agent(agent_id)
