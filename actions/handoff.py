@@ -27,10 +27,9 @@ from actions.connections import mode_store
 from actions.context import POLICY, Answer, TurnContext, audit_entries
 from actions.escalation_messages import eta_text, say
 from bot.handoff import ConversationMode, HandoffState, TicketRequest
-from bot.queue import QueuePosition
+from bot.queue import IntentScore, QueuePosition, Summary, TranscriptLine
 from bot.sentiment import sentiment
 from bot.signals import SignalState
-from bot.tickets import IntentScore, Summary, Turn
 
 if TYPE_CHECKING:
     from actions.turn import TrackerTurn
@@ -58,7 +57,7 @@ async def current_state(conversation_id: str, tracker: Tracker) -> HandoffState:
 
 def summary(tracker: Tracker, reasons: list[str], why: str) -> Summary:
     """The bot's summary for the agent from the conversation's events."""
-    transcript: list[Turn] = []
+    transcript: list[TranscriptLine] = []
     intents: list[IntentScore] = []
     for event in tracker.events:
         kind, text = event.get("event"), event.get("text") or ""
@@ -69,7 +68,7 @@ def summary(tracker: Tracker, reasons: list[str], why: str) -> Summary:
             name = intent.get("name")
             confidence = round(float(intent.get("confidence") or 0.0), 4)
             transcript.append(
-                Turn(
+                TranscriptLine(
                     role="customer",
                     text=text,
                     timestamp=timestamp,
@@ -81,7 +80,7 @@ def summary(tracker: Tracker, reasons: list[str], why: str) -> Summary:
             if name:
                 intents.append(IntentScore(name=str(name), confidence=confidence))
         elif kind == "bot" and text:
-            transcript.append(Turn(role="bot", text=text, timestamp=timestamp))
+            transcript.append(TranscriptLine(role="bot", text=text, timestamp=timestamp))
     return Summary(text=why, intents=tuple(intents), transcript=tuple(transcript))
 
 

@@ -40,7 +40,8 @@ import aiohttp
 from redis.asyncio import Redis
 
 from bot.config import get_settings
-from bot.handoff import ModeStore, QueuePort, TicketRequest, open_queue
+from bot.handoff import ModeStore, QueuePort, TicketRequest
+from bot.queue import open_queue
 from bot.runtime.ports import free_port
 from bot.runtime.redis_server import RedisServer
 from bot.runtime.services import bot_services, gateway_service, running
