@@ -12,7 +12,7 @@ import pytest
 import yaml
 from rasa.shared.nlu.training_data.loading import load_data
 
-from bot import datasets
+from bot.runtime import datasets
 from bot.config import PROJECT_ROOT
 
 SHARED = datasets.DEFAULT_SHARED
