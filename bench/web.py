@@ -48,6 +48,7 @@ from bot.services import (
     running,
 )
 from bot.training import ensure_model
+from bot.web.limits import GENEROUS_ENV
 
 ROUTINE = [
     "How do I activate my new card?",
@@ -90,7 +91,8 @@ def start_stack(stack: ExitStack, log_dir: Path) -> tuple[str, str, str]:
     rasa_url = stack.enter_context(bot_services(model, log_dir, env))
     gateway_port = free_port()
     gateway_url = f"http://127.0.0.1:{gateway_port}"
-    gateway = gateway_service("127.0.0.1", gateway_port, log_dir, {**env, "RASA_URL": rasa_url})
+    gateway_env = {**env, "RASA_URL": rasa_url, **GENEROUS_ENV}  # load from one address
+    gateway = gateway_service("127.0.0.1", gateway_port, log_dir, gateway_env)
     stack.enter_context(running([gateway]))
     return redis.url, rasa_url, gateway_url
 

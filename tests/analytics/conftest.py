@@ -22,6 +22,7 @@ from bot import services
 from bot.config import PROJECT_ROOT
 from bot.redis_server import RedisServer
 from bot.services import Service, bot_services, free_port, running
+from bot.web.limits import GENEROUS_ENV
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 LOGS = ARTIFACTS / "logs"
@@ -65,6 +66,7 @@ def gateway_process(
         "SUPPORT_QUEUE_NAMESPACE": namespace,
         "EVENTS_DB_URL": f"sqlite:///{events_db}",
         "GATEWAY_PORT": str(port),
+        **GENEROUS_ENV,  # the simulation drives many customers from one address
     }
     service = services.gateway_service("127.0.0.1", port, LOGS, env, name=name)
     return AnalyticsGateway(f"http://127.0.0.1:{port}", redis_url, namespace, events_db, service)

@@ -25,6 +25,7 @@ from bot import services
 from bot.config import PROJECT_ROOT
 from bot.redis_server import RedisServer
 from bot.services import Service, bot_services, free_port
+from bot.web.limits import GENEROUS_ENV
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 LOGS = ARTIFACTS / "logs"
@@ -54,6 +55,7 @@ def gateway_service(name: str, redis_url: str, rasa_url: str, namespace: str) ->
         "SUPPORT_QUEUE_NAMESPACE": namespace,
         "WEB_ALLOWED_ORIGINS": ALLOWED_ORIGIN,
         "GATEWAY_PORT": str(port),
+        **GENEROUS_ENV,  # these tests drive many customers from one address (limits: tests/security)
     }
     service = services.gateway_service("127.0.0.1", port, LOGS, env, name=name)
     return Gateway(f"http://127.0.0.1:{port}", redis_url, rasa_url, namespace, service)
