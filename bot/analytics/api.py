@@ -44,6 +44,7 @@ from bot.web.inputs import read_json
 
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 MAX_POLICY_CHARS = 60_000
+MAX_PERIOD_DAYS = 3660  # ten years: a longer period is a typo, and costly to compute
 routes = web.RouteTableDef()
 
 
@@ -61,6 +62,8 @@ def _period(request: web.Request) -> tuple[float, float, str | None]:
         raise bad_request(str(error)) from error
     except OverflowError as error:  # a day so far out that the period leaves the calendar
         raise bad_request("dates must lie between 0001-01-01 and 9999-12-31") from error
+    if end - start > MAX_PERIOD_DAYS * 86400:
+        raise bad_request(f"a period may span at most {MAX_PERIOD_DAYS} days")
     topic = (request.query.get("topic") or "").strip() or None
     return start, end, topic
 
