@@ -102,7 +102,7 @@ class Rate:
             raise ValueError(f"a rate looks like '20/m' or '10/10s' or 'off', not {text!r}")
         period = int(match.group(2) or 1) * _UNITS[match.group(3)]
         if period < 1:
-            raise ValueError(f"the period of {text!r} must be at least one second")
+            raise ValueError(f"the period of {text!r} must be at least one second (e.g. '20/m')")
         return cls(int(match.group(1)), float(period))
 
 
