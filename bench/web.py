@@ -46,6 +46,7 @@ from bot.runtime.ports import free_port
 from bot.runtime.redis_server import RedisServer
 from bot.runtime.services import bot_services, gateway_service, running
 from bot.runtime.training import ensure_model
+from bot.web.limits import GENEROUS_ENV
 
 ROUTINE = [
     "How do I activate my new card?",
@@ -88,7 +89,8 @@ def start_stack(stack: ExitStack, log_dir: Path) -> tuple[str, str, str]:
     rasa_url = stack.enter_context(bot_services(model, log_dir, env))
     gateway_port = free_port()
     gateway_url = f"http://127.0.0.1:{gateway_port}"
-    gateway = gateway_service("127.0.0.1", gateway_port, log_dir, {**env, "RASA_URL": rasa_url})
+    gateway_env = {**env, "RASA_URL": rasa_url, **GENEROUS_ENV}  # load from one address
+    gateway = gateway_service("127.0.0.1", gateway_port, log_dir, gateway_env)
     stack.enter_context(running([gateway]))
     return redis.url, rasa_url, gateway_url
 

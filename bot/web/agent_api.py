@@ -26,8 +26,10 @@ from bot.web.desk import DISPOSITIONS, TICKET_FILTERS
 from bot.web.errors import ApiError, bad_request, forbidden, unauthorized
 from bot.web.events import NotHolder
 from bot.web.gateway import GATEWAY, Gateway
+from bot.web.limits import client_ip, limits_of
 from bot.web.passwords import PasswordHashBusy
 from bot.web.security import bearer_token, require_origin
+from bot.web.typing_relay import typing_relay
 
 CANNED = Path(__file__).with_name("canned_responses.yml")
 
@@ -66,6 +68,10 @@ async def login(request: web.Request) -> web.Response:
     body = await json_body(request)
     login_name = required_str(body, "login", 200)
     password = required_str(body, "password", 200)
+    # Counted atomically before the password is checked: parallel guesses cannot slip through.
+    await limits_of(request).hit(
+        ("logins_per_ip", client_ip(request)), ("logins_per_account", login_name.lower())
+    )
     try:
         session = await gateway.accounts.login(login_name, password)
     except LoginThrottled as error:
@@ -191,8 +197,9 @@ async def typing(request: web.Request) -> web.Response:
     gateway, agent = await agent_session(request)
     ticket = await held_ticket(gateway, agent, request.match_info["ticket_id"])
     body = await json_body(request)
-    event = {"type": "typing", "from": "agent", "typing": bool(body.get("typing", True))}
-    await gateway.events.append(ticket["conversation_id"], [event])
+    conversation_id = ticket["conversation_id"]
+    await limits_of(request).hit(("typing_per_conversation", f"agent:{conversation_id}"))
+    await typing_relay(request).publish(conversation_id, "agent", bool(body.get("typing", True)))
     return web.json_response({"ok": True})
 
 

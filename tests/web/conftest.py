@@ -26,6 +26,7 @@ from bot.runtime import services
 from bot.runtime.ports import free_port
 from bot.runtime.redis_server import RedisServer
 from bot.runtime.services import Service, bot_services
+from bot.web.limits import GENEROUS_ENV
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 LOGS = ARTIFACTS / "logs"
@@ -58,6 +59,7 @@ def gateway_service(name: str, redis_url: str, rasa_url: str, namespace: str) ->
         "GATEWAY_PORT": str(port),
         "SUPPORT_DEMO": "1",  # these tests log in as the demo lead
         "PASSWORD_SCRYPT_LOG2_N": "12",  # fast hashes here; tests/security checks the real cost
+        **GENEROUS_ENV,  # these tests drive many customers from one address (limits: tests/security)
     }
     service = services.gateway_service("127.0.0.1", port, LOGS, env, name=name)
     return Gateway(f"http://127.0.0.1:{port}", redis_url, rasa_url, namespace, service)
