@@ -34,7 +34,6 @@ ROLES = (*HEALTH_PATHS, "analytics")
 PENDING_SETTINGS = {
     "REDIS_SENTINELS": "Redis Sentinel support (issue 10, item 5)",
     "REDIS_SENTINEL_MASTER": "Redis Sentinel support (issue 10, item 5)",
-    "TRUSTED_PROXIES": "wt-limits: X-Forwarded-For from these proxies only",
 }
 
 # Redis is reached through REDIS_URL or through Sentinel (both sentinel settings).
