@@ -52,7 +52,7 @@ for i = 1, #fields, 2 do
 end
 local number = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('HSET', KEYS[1], 't:' .. number, string.format('%.6f', now + lifetime))
-local ttl = math.ceil(lifetime * 1000) + 1000
+local ttl = math.max(math.ceil(lifetime * 1000), 0) + 1000
 if redis.call('PTTL', KEYS[1]) < ttl then
   redis.call('PEXPIRE', KEYS[1], ttl)
 end
