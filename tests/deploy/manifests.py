@@ -32,7 +32,6 @@ ROLES = (*HEALTH_PATHS, "analytics")
 # Settings announced by branches not merged yet. The deployment may set them; once the code
 # reads one, `test_pending_settings_are_not_in_the_code_yet` fails: delete it here.
 PENDING_SETTINGS = {
-    "TRUSTED_PROXIES": "wt-limits: X-Forwarded-For from these proxies only",
 }
 
 # Redis is reached through REDIS_URL or through Sentinel (both sentinel settings).
