@@ -24,6 +24,7 @@ from bot.config import Settings
 from bot.web import admin_api, agent_api, customer_api, typing_relay, websocket
 from bot.web.auth import AgentAccounts, ensure_demo_agent
 from bot.web.conversations import Conversations
+from bot.web.dependencies import Dependencies
 from bot.web.desk import Desk
 from bot.web.errors import ApiError, error_response
 from bot.web.events import ConversationEvents
@@ -102,12 +103,10 @@ def _page(name: str) -> Handler:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    gateway = request.app[GATEWAY]
-    try:
-        await gateway.redis.ping()
-    except redis.exceptions.RedisError:
-        return error_response(503, "redis_unavailable", "Redis is not reachable")
-    return web.json_response({"status": "ok", "rasa": await gateway.rasa.healthy()})
+    """Each dependency's status; 200 while the gateway can serve, Rasa down included (see
+    :mod:`bot.web.dependencies`)."""
+    status, body = await request.app[GATEWAY].dependencies.report()
+    return web.json_response(body, status=status)
 
 
 async def openapi_yaml(_request: web.Request) -> web.Response:
@@ -150,15 +149,25 @@ def create_app(
         events = ConversationEvents(redis, settings.queue_namespace)
         desk = desk_factory(redis, settings, rasa, events)
         accounts = AgentAccounts.from_settings(redis, settings)
+        dependencies = Dependencies(redis, rasa, desk, session, settings.action_server_url)
         app[GATEWAY] = Gateway(
             settings=settings,
             redis=redis,
             rasa=rasa,
             events=events,
-            conversations=Conversations(redis, settings.queue_namespace, events, rasa, desk),
+            conversations=Conversations(
+                redis,
+                settings.queue_namespace,
+                events,
+                rasa,
+                desk,
+                settings,
+                actions_up=dependencies.actions_up,
+            ),
             accounts=accounts,
             desk=desk,
             allowed_origins=parse_origins(settings.web_allowed_origins),
+            dependencies=dependencies,
         )
         if settings.demo_mode:  # the published demo password exists only in demo mode
             login, _password = await ensure_demo_agent(accounts)

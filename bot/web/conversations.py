@@ -15,6 +15,10 @@ it, see :mod:`bot.web.offers`; a client id runs its turn once, see :mod:`bot.web
 
 After each turn the handoff state is read again and a change of mode (e.g. the action server
 escalated) is recorded once in the stream, whichever gateway notices it first.
+
+While Rasa or its action server is unavailable, a bot-mode turn is answered by the gateway
+itself (:mod:`bot.web.fallback`): the message is stored, a request for a person opens a ticket
+straight in the queue, and the customer is told so; agents' chats never need Rasa.
 """
 
 from __future__ import annotations
@@ -28,13 +32,16 @@ import secrets
 import time
 import unicodedata
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 
 from bot.config import Settings, get_settings
+from bot.escalation import load_policy
 from bot.masking import mask_card_numbers
+from bot.web import fallback
 from bot.web.card_tail import CardMasker
 from bot.web.desk import Desk, DeskState
 from bot.web.errors import ApiError
@@ -135,8 +142,11 @@ class Conversations:
         rasa: RasaClient,
         desk: Desk,
         settings: Settings | None = None,
+        actions_up: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         settings = settings or get_settings()
+        self._policy = load_policy(settings.escalation_policy)
+        self._actions_up = actions_up
         self._redis = redis
         self._ns = namespace
         self.events = events
@@ -280,24 +290,54 @@ class Conversations:
             else:
                 customer_event["ts"] = time.time()
                 to_rasa = incoming.payload if incoming.payload else as_free_text(shown)
-                replies = await self._rasa.send(
-                    conversation_id, to_rasa, timeout=self._rasa_timeout
-                )
+                try:
+                    replies = await self._rasa.send(
+                        conversation_id, to_rasa, timeout=self._rasa_timeout
+                    )
+                except RasaUnavailable:
+                    replies = None
                 answered = True
-                events = bot_events(replies)
-                await self.offers.replace(conversation_id, events)
-                appended = await self.events.append(conversation_id, [customer_event, *events])
-                result = appended, await self.sync_mode(conversation_id)
-        except RasaUnavailable as error:
-            outcome = TurnState.unknown if error.reached else TurnState.absent
-            await self.turns.finish(conversation_id, client_id, outcome)
-            raise
+                events = bot_events(replies or [])
+                if not events and await self._bot_unavailable(replies):
+                    result = await self._without_bot(conversation_id, incoming, customer_event)
+                else:
+                    await self.offers.replace(conversation_id, events)
+                    appended = await self.events.append(conversation_id, [customer_event, *events])
+                    result = appended, await self.sync_mode(conversation_id)
         except BaseException:
             outcome = TurnState.unknown if answered else TurnState.absent
             await asyncio.shield(self.turns.finish(conversation_id, client_id, outcome))
             raise
         await self.turns.finish(conversation_id, client_id, TurnState.done)
         return result
+
+    async def _bot_unavailable(self, replies: list[dict[str, Any]] | None) -> bool:
+        """Rasa failed (None), or answered nothing while its action server is down (Rasa 3.6
+        logs the failed custom action and its webhook returns ``[]``)."""
+        if replies is None:
+            return True
+        return self._actions_up is not None and not await self._actions_up()
+
+    async def _without_bot(
+        self, conversation_id: str, incoming: Incoming, customer_event: dict[str, Any]
+    ) -> tuple[list[dict], DeskState]:
+        """Answer a turn the bot could not: store the message and tell the customer so; a
+        request for a person opens the ticket straight in the queue (see :mod:`bot.web.fallback`).
+        The message is not replayed to Rasa later: it may have reached it already."""
+        handoff = fallback.handoff_for(self._policy, incoming.text, incoming.payload)
+        if handoff is None:
+            state = await self.desk.state(conversation_id)
+            notice = fallback.reconnecting_notice(state)
+            appended = await self.events.append(conversation_id, [customer_event, notice])
+            return appended, state
+        # the customer's message first, so the ticket's transcript ends with it
+        first = await self.events.append(conversation_id, [customer_event])
+        history = await self.events.history(conversation_id)
+        request = fallback.ticket_request(conversation_id, handoff, history)
+        state, online = await self.desk.request_person(request)
+        await self.offers.replace(conversation_id, [])
+        notice = await self.events.append(conversation_id, [fallback.queued_notice(state, online)])
+        return [*first, *notice], await self.sync_mode(conversation_id, state)
 
     async def relay_bot_replies(
         self, conversation_id: str, replies: list[dict[str, Any]]

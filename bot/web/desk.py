@@ -16,6 +16,7 @@ from bot.handoff import ConversationMode
 from bot.web.errors import ApiError
 
 if TYPE_CHECKING:
+    from bot.handoff import TicketRequest
     from bot.web.auth import Agent
 
 
@@ -66,6 +67,9 @@ class Desk(Protocol):
 
     async def stop(self) -> None: ...
 
+    async def health(self) -> dict[str, Any]:
+        """The queue's health for /healthz: ``status`` (up | degraded) and counts."""
+
     async def state(self, conversation_id: str) -> DeskState: ...
 
     async def customer_message(
@@ -73,6 +77,10 @@ class Desk(Protocol):
     ) -> None: ...
 
     async def check_wait(self, conversation_id: str) -> list[dict]: ...
+
+    async def request_person(self, request: TicketRequest) -> tuple[DeskState, int]:
+        """Open the conversation's ticket without the bot (idempotent); its state and how
+        many agents who could take it are online."""
 
     async def topics(self) -> list[str]: ...
 

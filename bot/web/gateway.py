@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from bot.config import Settings
     from bot.web.auth import AgentAccounts
     from bot.web.conversations import Conversations
+    from bot.web.dependencies import Dependencies
     from bot.web.desk import Desk
     from bot.web.events import ConversationEvents
     from bot.web.rasa_client import RasaClient
@@ -28,6 +29,7 @@ class Gateway:
     accounts: AgentAccounts
     desk: Desk
     allowed_origins: frozenset[str]
+    dependencies: Dependencies
 
 
 GATEWAY = web.AppKey("gateway", Gateway)

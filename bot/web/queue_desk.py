@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from bot.config import Settings
+    from bot.handoff import TicketRequest
     from bot.web.auth import Agent
     from bot.web.rasa_client import RasaClient
 
@@ -102,6 +103,19 @@ class QueueDesk:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
 
+    async def health(self) -> dict[str, Any]:
+        """The queue as /healthz reports it: its counts, and whether this gateway's sweeper
+        (lapsed leases, SLA flags) is running."""
+        stats = await self.queue.stats()
+        sweeping = self._sweeper is not None and not self._sweeper.done()
+        return {
+            "status": "up" if sweeping else "degraded",
+            "sweeper": "running" if sweeping else "stopped",
+            "waiting": stats["waiting_total"],
+            "open": stats["open"],
+            "agents_online": stats["agents_online"],
+        }
+
     # -- customer side ------------------------------------------------------------------
 
     async def state(self, conversation_id: str) -> DeskState:
@@ -126,6 +140,19 @@ class QueueDesk:
             )
         except QueueError as error:
             raise desk_error(error) from error
+
+    async def request_person(self, request: TicketRequest) -> tuple[DeskState, int]:
+        """Open the ticket straight in the queue (the bot is unavailable): the same
+        ``ModeStore.request`` the action server uses; a free pushed agent may take it at once."""
+        try:
+            await self.modes.request(request)
+        except QueueError as error:
+            raise desk_error(error) from error
+        except HandoffError:  # an agent already holds the conversation
+            pass
+        self._open_cache = (0.0, [])
+        state = await self.state(request.conversation_id)
+        return state, await self.modes.queue.agents_available(request.topic)
 
     # -- agents -------------------------------------------------------------------------
 

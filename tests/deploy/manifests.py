@@ -38,7 +38,12 @@ REDIS = (frozenset({"REDIS_URL"}), frozenset({"REDIS_SENTINELS", "REDIS_SENTINEL
 # What each service cannot run without: each entry is a set of alternatives, one of which
 # must be fully set.
 REQUIRED: dict[str, list[tuple[frozenset[str], ...]]] = {
-    "gateway": [REDIS, (frozenset({"RASA_URL"}),), (frozenset({"EVENTS_DB_URL"}),)],
+    "gateway": [
+        REDIS,
+        (frozenset({"RASA_URL"}),),
+        (frozenset({"EVENTS_DB_URL"}),),
+        (frozenset({"ACTION_SERVER_URL"}),),  # /healthz and the bot-unavailable path probe it
+    ],
     "rasa": [REDIS, (frozenset({"EVENTS_DB_URL"}),), (frozenset({"ACTION_SERVER_URL"}),)],
     "actions": [REDIS],
     "analytics": [REDIS, (frozenset({"EVENTS_DB_URL"}),)],

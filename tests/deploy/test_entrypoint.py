@@ -104,4 +104,5 @@ def test_the_services_started_by_the_entrypoint_answer_a_customer_together(
                 {"sender": "deploy-entrypoint-test", "message": "hello"},
             )
             assert replies and all("text" in reply or "buttons" in reply for reply in replies)
-            assert _get_json(f"http://127.0.0.1:{gateway_port}/healthz")["rasa"] is True
+            health = _get_json(f"http://127.0.0.1:{gateway_port}/healthz")
+            assert health["dependencies"]["rasa"]["status"] == "up"

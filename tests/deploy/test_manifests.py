@@ -205,7 +205,7 @@ K8S_APP = """
 apiVersion: v1
 kind: ConfigMap
 metadata: {name: cfg}
-data: {RASA_URL: "http://rasa:5005", SUPPORT_QUEUE_NAMESPACE: support}
+data: {RASA_URL: "http://rasa:5005", ACTION_SERVER_URL: "http://actions:5055/webhook", SUPPORT_QUEUE_NAMESPACE: support}
 ---
 apiVersion: v1
 kind: Secret

@@ -100,11 +100,13 @@ async def test_after_rasa_times_out_the_turn_is_never_run_again(http, stack):
                 if status != 503:
                     break
                 await asyncio.sleep(0.1)
-            assert status == 409, answer
-            assert answer["error"]["code"] == "turn_outcome_unknown"
-            assert int(headers["Retry-After"]) > 0
+            # Rasa may have run the turn: the gateway stored the message and told the customer
+            # the assistant is reconnecting (bot.web.fallback); a retry returns that record
+            assert status == 200, answer
+            assert [m["from"] for m in answer["messages"]] == ["customer", "system"]
+            assert answer["messages"][1]["code"] == "bot_unavailable"
             relay.release()
-            status, answer, _ = await customer.send(body)
-            assert status == 409
+            status, again, _ = await customer.send(body)
+            assert status == 200 and again["messages"][0]["id"] == answer["messages"][0]["id"]
     assert relay.turns_forwarded == 1
     assert user_texts(await customer.tracker()) == ["I want to close my account"]

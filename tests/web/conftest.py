@@ -25,7 +25,7 @@ from bot.config import PROJECT_ROOT
 from bot.runtime import services
 from bot.runtime.ports import free_port
 from bot.runtime.redis_server import RedisServer
-from bot.runtime.services import Service, bot_services
+from bot.runtime.services import Service, action_server, rasa_server
 from bot.web.limits import GENEROUS_ENV
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
@@ -49,7 +49,9 @@ class Gateway:
         return self.url.replace("http://", "ws://") + path
 
 
-def gateway_service(name: str, redis_url: str, rasa_url: str, namespace: str) -> Gateway:
+def gateway_service(
+    name: str, redis_url: str, rasa_url: str, namespace: str, action_url: str | None = None
+) -> Gateway:
     port = free_port()
     env = {
         "REDIS_URL": redis_url,
@@ -61,6 +63,8 @@ def gateway_service(name: str, redis_url: str, rasa_url: str, namespace: str) ->
         "PASSWORD_SCRYPT_LOG2_N": "12",  # fast hashes here; tests/security checks the real cost
         **GENEROUS_ENV,  # these tests drive many customers from one address (limits: tests/security)
     }
+    if action_url:  # probed by /healthz and when Rasa answers a turn with nothing
+        env["ACTION_SERVER_URL"] = action_url
     service = services.gateway_service("127.0.0.1", port, LOGS, env, name=name)
     return Gateway(f"http://127.0.0.1:{port}", redis_url, rasa_url, namespace, service)
 
@@ -110,8 +114,15 @@ def stack(web_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> I
         "SUPPORT_QUEUE_NAMESPACE": namespace,
         "EVENTS_DB_URL": f"sqlite:///{events_db}",
     }
-    with bot_services(model, LOGS, env) as rasa_url:
-        gateway = gateway_service("gateway-e2e", web_redis.url, rasa_url, namespace)
+    actions_port, rasa_port = free_port(), free_port()
+    action_url = f"http://127.0.0.1:{actions_port}/webhook"
+    bot = [
+        action_server(actions_port, LOGS, env),
+        rasa_server(rasa_port, model, action_url, LOGS, env),
+    ]
+    with services.running(bot):
+        rasa_url = f"http://127.0.0.1:{rasa_port}"
+        gateway = gateway_service("gateway-e2e", web_redis.url, rasa_url, namespace, action_url)
         gateway.events_db = events_db
         yield from _run(gateway)
 

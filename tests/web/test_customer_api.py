@@ -111,16 +111,23 @@ async def test_a_body_that_is_not_json_is_400(http, gateway):
         assert response.content_type == "application/json"
 
 
-async def test_when_rasa_is_down_the_customer_gets_503_and_nothing_is_recorded(http, gateway):
+async def test_when_rasa_is_down_the_message_is_stored_and_the_customer_told_so(http, gateway):
     conversation, token = await start(http, gateway)
     url = f"{gateway.url}/api/conversations/{conversation}"
     async with http.post(
         f"{url}/messages", json={"text": "hello", "client_id": "m1"}, headers=bearer(token)
     ) as r:
-        assert r.status == 503
-        assert (await r.json())["error"]["code"] == "rasa_unavailable"
+        assert r.status == 200
+        sent = (await r.json())["messages"]
+    assert [(m["type"], m["from"]) for m in sent] == [("message", "customer"), ("notice", "system")]
+    assert sent[1]["code"] == "bot_unavailable"
+    async with http.post(
+        f"{url}/messages", json={"text": "hello", "client_id": "m1"}, headers=bearer(token)
+    ) as r:
+        assert [m["id"] for m in (await r.json())["messages"]] == [m["id"] for m in sent]
     async with http.get(url, headers=bearer(token)) as r:
-        assert (await r.json())["messages"] == []  # the retry with client id m1 is not swallowed
+        stored = (await r.json())["messages"]
+    assert [m["text"] for m in stored if m.get("from") == "customer"] == ["hello"]  # once
 
 
 async def test_a_foreign_origin_is_refused_for_the_api_and_the_websocket(http, gateway):

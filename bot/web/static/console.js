@@ -444,7 +444,7 @@
       if (state.socket !== socket) return;
       state.socket = null;
       if (!state.token) return;
-      banner("Connection lost; reconnecting\u2026");
+      banner("The assistant is reconnecting\u2026 Your chats continue once the connection is back.");
       setTimeout(connect, state.retryMs);
       state.retryMs = Math.min(state.retryMs * 2, 10000);
     });

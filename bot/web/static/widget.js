@@ -197,7 +197,12 @@
     var item;
     if (event.type === "notice") {
       item = el("li", { className: "pc-notice" }, event.text);
+      // the gateway answered because the assistant is unavailable (bot.web.fallback)
+      if (event.code === "bot_unavailable" && event.ts > Date.now() / 1000 - 120) {
+        showConnection("The assistant is reconnecting\u2026 Your messages are saved.");
+      }
     } else {
+      if (event.from === "bot") showConnection(null);
       if (event.from === "agent" && event.agent_name) state.agentName = event.agent_name;
       item = messageItem(event.from, event.text, event.buttons);
     }
@@ -352,6 +357,7 @@
       applyState(data);
     }).catch(function (e) {
       if (e.status === 403 || e.status === 404) { restart(); return; }
+      if (e.status === 503) showConnection("The assistant is reconnecting\u2026");
       var note = pending.querySelector(".pc-note");
       note.textContent = "Not sent (" + e.message + "). ";
       var retry = el("button", { type: "button", className: "pc-retry" }, "Retry");
@@ -409,7 +415,7 @@
       if (state.socket !== socket) return;
       state.socket = null;
       if (e.code === 4403) { restart(); return; }
-      showConnection("Reconnecting\u2026");
+      showConnection("The assistant is reconnecting\u2026");
       setTimeout(connect, state.retryMs);
       state.retryMs = Math.min(state.retryMs * 2, 10000);
     });
