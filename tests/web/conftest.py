@@ -42,16 +42,20 @@ class Gateway:
     rasa_url: str
     namespace: str
     service: Service
+    rasa_token: str | None = None  # the token of Rasa's HTTP API (the `stack` only)
 
     def ws_url(self, path: str) -> str:
         return self.url.replace("http://", "ws://") + path
 
 
-def gateway_service(name: str, redis_url: str, rasa_url: str, namespace: str) -> Gateway:
+def gateway_service(
+    name: str, redis_url: str, rasa_url: str, namespace: str, rasa_token: str | None = None
+) -> Gateway:
     port = free_port()
     env = {
         "REDIS_URL": redis_url,
         "RASA_URL": rasa_url,
+        "RASA_AUTH_TOKEN": rasa_token or "",
         "SUPPORT_QUEUE_NAMESPACE": namespace,
         "WEB_ALLOWED_ORIGINS": ALLOWED_ORIGIN,
         "GATEWAY_PORT": str(port),
@@ -59,7 +63,7 @@ def gateway_service(name: str, redis_url: str, rasa_url: str, namespace: str) ->
         "PASSWORD_SCRYPT_LOG2_N": "12",  # fast hashes here; tests/security checks the real cost
     }
     service = services.gateway_service("127.0.0.1", port, LOGS, env, name=name)
-    return Gateway(f"http://127.0.0.1:{port}", redis_url, rasa_url, namespace, service)
+    return Gateway(f"http://127.0.0.1:{port}", redis_url, rasa_url, namespace, service, rasa_token)
 
 
 @pytest.fixture(scope="session")
@@ -107,8 +111,10 @@ def stack(web_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> I
         "SUPPORT_QUEUE_NAMESPACE": namespace,
         "EVENTS_DB_URL": f"sqlite:///{events_db}",
     }
-    with bot_services(model, LOGS, env) as rasa_url:
-        yield from _run(gateway_service("gateway-e2e", web_redis.url, rasa_url, namespace))
+    with bot_services(model, LOGS, env) as bot:
+        yield from _run(
+            gateway_service("gateway-e2e", web_redis.url, bot.rasa_url, namespace, bot.rasa_token)
+        )
 
 
 def screenshot_path(name: str) -> Path:
