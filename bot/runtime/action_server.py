@@ -50,6 +50,9 @@ def require_token(app: Sanic, token: str) -> None:
             return None
         if token_matches(request.args.get(TOKEN_PARAMETER), token):
             return None
+        log.warning(
+            "refused %s %s from %s: no or a wrong token", request.method, request.path, request.ip
+        )
         return response.json({"error": "missing or wrong action server token"}, status=401)
 
 
