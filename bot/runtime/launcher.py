@@ -14,7 +14,8 @@ import argparse
 import signal
 import sys
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from bot.accounts import prepare_accounts
@@ -35,7 +36,9 @@ def _start_redis(settings: Settings, secrets: InternalSecrets, stack: ExitStack)
         appendfsync="always",
         password=secrets.redis_password,
     )
-    stack.enter_context(server)
+    stack.callback(server.stop)  # first, so a stop request while it starts still stops it
+    with _starting_a_child():
+        server.start()
     print(
         f"redis: started {server.display_url} (AOF under {settings.data_dir / 'redis'})",
         flush=True,
@@ -94,8 +97,30 @@ class StopRequested(Exception):
     """Ctrl-C or SIGTERM: stop the stack, also while it is still starting."""
 
 
+_stop_deferred = False  # True while a child process is being started
+_pending_stop: str | None = None
+
+
 def _request_stop(signum: int, _frame: object) -> None:
+    global _pending_stop
+    if _stop_deferred:
+        _pending_stop = signal.Signals(signum).name
+        return
     raise StopRequested(signal.Signals(signum).name)
+
+
+@contextmanager
+def _starting_a_child() -> Iterator[None]:
+    """Hold a stop request back while a child process starts: raised inside `Popen` (after the
+    fork) or before the child is recorded, it would leave that child running, unstopped."""
+    global _stop_deferred
+    _stop_deferred = True
+    try:
+        yield
+    finally:
+        _stop_deferred = False
+    if _pending_stop is not None:
+        raise StopRequested(_pending_stop)
 
 
 def _supervise(services: list[Service]) -> None:
@@ -124,7 +149,8 @@ def run(settings: Settings, demo: bool = False) -> int:
                 stack.callback(service.stop)
             for service in services:
                 print(f"{service.name}: starting (log {service.log_path})", flush=True)
-                service.start()
+                with _starting_a_child():
+                    service.start()
                 service.wait_healthy()
             _print_ready(settings, account_lines)
             _supervise(services)

@@ -74,3 +74,17 @@ def test_sigterm_while_rasa_starts_stops_every_service_already_started(
     assert launcher.returncode == 0, rest
     assert "stopped." in rest
     assert not any(_listening(port) for port in ports.values())
+    assert _processes_of(tmp_path) == []  # none left behind, not even one not yet listening
+
+
+def _processes_of(data_dir: Path) -> list[int]:
+    """Live processes started for this data dir (it is in their environment)."""
+    marker = f"SUPPORT_DATA_DIR={data_dir}".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:  # gone meanwhile, or not ours
+            continue
+    return found
