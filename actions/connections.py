@@ -13,7 +13,8 @@ import weakref
 from redis.asyncio import Redis
 
 from bot.config import get_settings
-from bot.handoff import ModeStore, QueuePort, open_queue
+from bot.handoff import ModeStore, QueuePort
+from bot.queue import open_queue
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = weakref.WeakKeyDictionary()
 _stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ModeStore] = (

@@ -59,3 +59,9 @@ class TurnContext:
     @property
     def conversation_id(self) -> str:
         return self.tracker.sender_id
+
+
+def audit_entries(tracker: Tracker) -> list[dict[str, Any]]:
+    """The per-turn audit entries kept in the `escalation_audit` slot (malformed ones dropped)."""
+    raw = tracker.get_slot("escalation_audit")
+    return [entry for entry in raw if isinstance(entry, dict)] if isinstance(raw, list) else []

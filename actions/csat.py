@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from rasa_sdk.events import EventType, SlotSet
 
+from actions import validation
 from actions.connections import redis_client
 from actions.escalation_messages import say
 from bot.config import get_settings
@@ -41,6 +42,7 @@ QUESTION = re.compile(
     r"\?\s*$|^\s*(how|what|why|when|where|which|who|can|could|do|does|is|are|will)\b", re.I
 )
 NO_COMMENT = ("deny", "goodbye")
+STAGES = ("rating", "comment")  # values of the csat_stage slot
 
 
 def stream_key() -> str:
@@ -58,9 +60,10 @@ def path_of(state: HandoffState) -> dict[str, str]:
 
 def score_of(turn: TrackerTurn, tracker: Tracker) -> int | None:
     """The rating in the message: the button's entity, or a leading digit 1-5."""
-    for entity in (tracker.latest_message or {}).get("entities") or []:
-        if entity.get("entity") == "csat_score" and str(entity.get("value")) in "12345":
-            return int(entity["value"])
+    entities = (tracker.latest_message or {}).get("entities")
+    for entity in entities if isinstance(entities, list) else []:
+        if isinstance(entity, dict) and entity.get("entity") == "csat_score":
+            return validation.csat_score(entity.get("value"))
     match = SCORE.search(turn.text or "")
     return int(match.group(1) or match.group(2)) if match else None
 
@@ -108,7 +111,7 @@ async def take_answer(stage: str, ctx: TurnContext) -> list[EventType] | None:
         say(dispatcher, "csat_comment")
         return [SlotSet("csat_stage", "comment"), SlotSet("csat_rating_id", rating_id)]
     if stage == "comment":
-        text = (turn.text or "").strip()
+        text = validation.free_text(turn.text)
         if is_new_question(turn, ctx.policy):
             return None  # not a comment: the customer moved on to a new question
         if turn.intent in NO_COMMENT or not text or text.startswith("/"):
@@ -118,7 +121,7 @@ async def take_answer(stage: str, ctx: TurnContext) -> list[EventType] | None:
             {
                 "kind": "comment",
                 "conversation_id": conversation_id,
-                "rating_id": tracker.get_slot("csat_rating_id") or "",
+                "rating_id": validation.rating_id(tracker.get_slot("csat_rating_id")) or "",
                 "comment": text[:2000],
                 **path_of(state),
             }

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from rasa_sdk.events import EventType, SlotSet
 
-from actions import csat, handoff
+from actions import csat, handoff, validation
 from actions.connections import redis_client
-from actions.context import POLICY, Answer, Assessment, TurnContext
+from actions.context import POLICY, Answer, Assessment, TurnContext, audit_entries
 from actions.escalation_messages import OFFER_TAG, say
 from bot.config import get_settings
 from bot.escalation import Decision, Policy, Verdict, evaluate
@@ -69,7 +69,7 @@ def assess(
 ) -> Assessment:
     """Signals of the latest turn and the policy's decision, with the audit entry to record."""
     raw = tracker.get_slot("escalation_state")
-    state = SignalState.parse_obj(raw) if isinstance(raw, dict) else SignalState()
+    state = SignalState.from_slot(raw)
     signal_turn = SignalTurn(
         text=turn.text,
         intent=turn.intent or None,
@@ -160,6 +160,7 @@ class EscalationGate:
         person (explicit request, sensitive topic) is never taken as a comment."""
         cleared: list[EventType] = []
         stage = ctx.tracker.get_slot("csat_stage")
+        stage = stage if stage in csat.STAGES else None
         if stage and ctx.assessment.decision.action is Verdict.handoff:
             return None, [SlotSet("csat_stage", None)]
         if stage:
@@ -167,7 +168,7 @@ class EscalationGate:
             if taken is not None:
                 return taken, cleared
             cleared.append(SlotSet("csat_stage", None))
-        if ctx.tracker.get_slot("awaiting_contact"):
+        if validation.flag(ctx.tracker.get_slot("awaiting_contact")):
             if ctx.state.mode == ConversationMode.WAITING:
                 taken = await handoff.take_email(ctx)
                 if taken is not None:
@@ -181,8 +182,8 @@ class EscalationGate:
             return await handoff.cancel(ctx)
         if intent == "leave_contact":
             return handoff.ask_email(ctx)
-        if intent == "csat_rating":
-            return await csat.take_answer("rating", ctx)
+        # csat_rating here is a rating nobody asked for, or a malformed one (an asked-for, valid
+        # rating is taken by pending_input): never stored, the customer just carries on
         waiting = ctx.state.mode == ConversationMode.WAITING
         say(ctx.dispatcher, "keep_waiting" if waiting else "continue_with_bot")
         return []
@@ -212,5 +213,5 @@ def offer(dispatcher: CollectingDispatcher, assessment: Assessment) -> None:
 
 
 def _audit(tracker: Tracker, entry: dict[str, Any]) -> list[dict[str, Any]]:
-    previous = tracker.get_slot("escalation_audit") or []
+    previous = audit_entries(tracker)
     return [*previous, entry][-AUDIT_SLOT_TURNS:]

@@ -22,15 +22,14 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions import csat
+from actions import csat, validation
 from actions.connections import mode_store
-from actions.context import POLICY, Answer, TurnContext
+from actions.context import POLICY, Answer, TurnContext, audit_entries
 from actions.escalation_messages import eta_text, say
 from bot.handoff import ConversationMode, HandoffState, TicketRequest
-from bot.queue import QueuePosition
+from bot.queue import IntentScore, QueuePosition, Summary, TranscriptLine
 from bot.sentiment import sentiment
 from bot.signals import SignalState
-from bot.tickets import IntentScore, Summary, Turn
 
 if TYPE_CHECKING:
     from actions.turn import TrackerTurn
@@ -51,14 +50,14 @@ async def current_state(conversation_id: str, tracker: Tracker) -> HandoffState:
         log.exception("handoff state of %s unavailable; using the tracker's slots", conversation_id)
         return HandoffState(
             conversation_id=conversation_id,
-            mode=tracker.get_slot("handoff_mode") or ConversationMode.BOT,
-            ticket_id=tracker.get_slot("handoff_ticket"),
+            mode=validation.conversation_mode(tracker.get_slot("handoff_mode")),
+            ticket_id=validation.identifier(tracker.get_slot("handoff_ticket")),
         )
 
 
 def summary(tracker: Tracker, reasons: list[str], why: str) -> Summary:
     """The bot's summary for the agent from the conversation's events."""
-    transcript: list[Turn] = []
+    transcript: list[TranscriptLine] = []
     intents: list[IntentScore] = []
     for event in tracker.events:
         kind, text = event.get("event"), event.get("text") or ""
@@ -69,7 +68,7 @@ def summary(tracker: Tracker, reasons: list[str], why: str) -> Summary:
             name = intent.get("name")
             confidence = round(float(intent.get("confidence") or 0.0), 4)
             transcript.append(
-                Turn(
+                TranscriptLine(
                     role="customer",
                     text=text,
                     timestamp=timestamp,
@@ -81,7 +80,7 @@ def summary(tracker: Tracker, reasons: list[str], why: str) -> Summary:
             if name:
                 intents.append(IntentScore(name=str(name), confidence=confidence))
         elif kind == "bot" and text:
-            transcript.append(Turn(role="bot", text=text, timestamp=timestamp))
+            transcript.append(TranscriptLine(role="bot", text=text, timestamp=timestamp))
     return Summary(text=why, intents=tuple(intents), transcript=tuple(transcript))
 
 
@@ -90,7 +89,7 @@ def handoff_reasons(tracker: Tracker, turn: TrackerTurn, reasons: list[str]) -> 
     `offer_accepted` and why the person was offered (the previous turn's audit entry)."""
     if "offer_human" not in turn.previous_replies:
         return list(reasons)
-    previous = (tracker.get_slot("escalation_audit") or [{}])[-1]
+    previous = (audit_entries(tracker) or [{}])[-1]
     offered_for = list((previous.get("decision") or {}).get("reasons") or [])
     if not offered_for and (previous.get("signals") or {}).get("feedback") == "not_helped":
         offered_for = ["not_helped"]
@@ -101,13 +100,12 @@ def handoff_reasons(tracker: Tracker, turn: TrackerTurn, reasons: list[str]) -> 
 def ticket_request(ctx: TurnContext) -> TicketRequest:
     tracker, decision = ctx.tracker, ctx.assessment.decision
     reasons = handoff_reasons(tracker, ctx.turn, decision.reasons)
-    metadata = (tracker.latest_message or {}).get("metadata") or {}
-    customer = metadata.get("customer") if isinstance(metadata.get("customer"), dict) else {}
+    customer = validation.customer_info((tracker.latest_message or {}).get("metadata"))
     return TicketRequest(
         conversation_id=tracker.sender_id,
-        customer_id=str(customer.get("id") or metadata.get("customer_id") or tracker.sender_id),
-        customer_name=str(customer.get("display_name") or metadata.get("customer_name") or ""),
-        verified=bool(customer.get("verified") or metadata.get("verified") or False),
+        customer_id=customer.customer_id or tracker.sender_id,
+        customer_name=customer.display_name,
+        verified=customer.verified,
         reasons=reasons,
         priority=decision.priority,
         topic=decision.topic,
@@ -256,7 +254,10 @@ async def take_email(ctx: TurnContext) -> list[EventType] | None:
             say(dispatcher, "email_invalid")
             return []
         return None
-    email = match.group(0)
+    email = validation.email(match.group(0))
+    if email is None:
+        say(dispatcher, "email_invalid")
+        return []
     try:
         await mode_store().set_contact(state.conversation_id, email)
     except Exception:
@@ -280,7 +281,7 @@ class ActionHandback(Action):
         if state.mode == ConversationMode.AGENT:  # not handed back yet: never talk over a person
             return []
         raw = tracker.get_slot("escalation_state")
-        signal_state = SignalState.parse_obj(raw) if isinstance(raw, dict) else SignalState()
+        signal_state = SignalState.from_slot(raw)
         fresh = signal_state.copy(
             update={"failed_turns": 0, "fallback_streak": 0, "negative_streak": 0}
         )

@@ -7,14 +7,18 @@ your question?", without extra slots.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from actions import validation
 
 if TYPE_CHECKING:
     from rasa_sdk import Tracker
 
 REPLY_KEY = "reply"
+_INTENT_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
 ANSWER_PREFIX = "answer:"
 
 
@@ -41,19 +45,25 @@ def answer_tag(intent: str) -> str:
 
 def read_turn(tracker: Tracker) -> TrackerTurn:
     """The latest customer message, its NLU result and what the bot said just before it."""
-    message = tracker.latest_message or {}
-    intent = message.get("intent") or {}
+    message = tracker.latest_message if isinstance(tracker.latest_message, dict) else {}
+    intent = message.get("intent") if isinstance(message.get("intent"), dict) else {}
+    ranking = message.get("intent_ranking")
     return TrackerTurn(
-        intent=intent.get("name") or "",
-        confidence=float(intent.get("confidence") or 0.0),
+        intent=_name(intent.get("name")),
+        confidence=validation.confidence(intent.get("confidence")),
         ranking=tuple(
-            (entry["name"], float(entry.get("confidence") or 0.0))
-            for entry in message.get("intent_ranking") or []
-            if entry.get("name")
+            (_name(entry.get("name")), validation.confidence(entry.get("confidence")))
+            for entry in (ranking if isinstance(ranking, list) else [])
+            if isinstance(entry, dict) and _name(entry.get("name"))
         ),
-        text=message.get("text") or "",
-        previous_replies=previous_bot_replies(tracker.events),
+        text=validation.free_text(message.get("text")),
+        previous_replies=previous_bot_replies(tracker.events or []),
     )
+
+
+def _name(value: Any) -> str:
+    """An intent name as Rasa writes them (letters, digits, ``_``), else ''."""
+    return value if isinstance(value, str) and _INTENT_NAME.fullmatch(value) else ""
 
 
 def previous_bot_replies(events: Sequence[dict[str, Any]]) -> tuple[str, ...]:

@@ -2,6 +2,7 @@
 
     python -m bench.queue [--workers 64] [--seconds 5] [--rate 100] [--notify-seconds 10]
                           [--appendfsync always,everysec] [--processes 1] [--no-uvloop]
+                          [--no-autobatch]
 
 Prints, in one run:
 
@@ -32,17 +33,23 @@ import sys
 import time
 from dataclasses import dataclass
 
-from bot.queue import HandoffQueue
+import redis
+from redis.asyncio.connection import DefaultParser
+
+from bot.queue import Customer, HandoffQueue, IntentScore, Summary, TranscriptLine
 from bot.runtime.redis_server import RedisServer, find_redis_tool
-from bot.tickets import Customer, IntentScore, Summary, Turn
 
 SUMMARY = Summary(
     text="card declined twice; customer frustrated",
     intents=(IntentScore("card_declined", 0.41), IntentScore("card_blocked", 0.33)),
     transcript=(
-        Turn("customer", "my card was declined at the shop", 1.0, "card_declined", 0.41, -0.45),
-        Turn("bot", "I'm sorry. Was it a contactless payment?", 2.0),
-        Turn("customer", "yes and it happened twice, get me a person", 3.0, "handoff", 0.88, -0.7),
+        TranscriptLine(
+            "customer", "my card was declined at the shop", 1.0, "card_declined", 0.41, -0.45
+        ),
+        TranscriptLine("bot", "I'm sorry. Was it a contactless payment?", 2.0),
+        TranscriptLine(
+            "customer", "yes and it happened twice, get me a person", 3.0, "handoff", 0.88, -0.7
+        ),
     ),
 )
 
@@ -68,8 +75,12 @@ class LifecycleResult:
     errors: int
 
 
-async def _lifecycles(url: str, ns: str, workers: int, seconds: float, tag: str) -> LifecycleResult:
-    queue = HandoffQueue.from_url(url, namespace=ns, max_connections=workers + 4)
+async def _lifecycles(
+    url: str, ns: str, workers: int, seconds: float, tag: str, autobatch: bool = True
+) -> LifecycleResult:
+    queue = HandoffQueue.from_url(
+        url, namespace=ns, max_connections=workers + 4, autobatch=autobatch
+    )
     for w in range(workers):
         await queue.agent_online(f"{tag}-agent-{w}", ["cards"], 1, auto_assign=False)
     done = 0
@@ -107,19 +118,21 @@ async def _lifecycles(url: str, ns: str, workers: int, seconds: float, tag: str)
     return LifecycleResult(done, elapsed, errors)
 
 
-def _lifecycle_process(args: tuple[str, str, int, float, str, bool]) -> LifecycleResult:
-    url, ns, workers, seconds, tag, uv = args
+def _lifecycle_process(args: tuple[str, str, int, float, str, bool, bool]) -> LifecycleResult:
+    url, ns, workers, seconds, tag, uv, autobatch = args
     _use_uvloop(uv)
-    return asyncio.run(_lifecycles(url, ns, workers, seconds, tag))
+    return asyncio.run(_lifecycles(url, ns, workers, seconds, tag, autobatch))
 
 
 # -- 2. notify latency -----------------------------------------------------------------------
 
 
 async def _notify_latency(
-    url: str, ns: str, rate: float, seconds: float, agents: int
+    url: str, ns: str, rate: float, seconds: float, agents: int, autobatch: bool = True
 ) -> list[float]:
-    queue = HandoffQueue.from_url(url, namespace=ns, max_connections=agents * 2 + 8)
+    queue = HandoffQueue.from_url(
+        url, namespace=ns, max_connections=agents * 2 + 8, autobatch=autobatch
+    )
     started: dict[str, float] = {}
     notified: dict[str, float] = {}
     stop = asyncio.Event()
@@ -248,18 +261,31 @@ def run_mode(args: argparse.Namespace, mode: str, loop_name: str) -> dict[str, f
         print(f"\n== redis-server {v} ({server.executable}), {durability}, data in "
               f"{server.data_dir}; {os.cpu_count()} cores, load average "
               f"{os.getloadavg()[0]:.2f} before; Python {platform.python_version()} with "
-              f"{loop_name}", flush=True)  # fmt: skip
+              f"{loop_name}; redis-py {redis.__version__} with {DefaultParser.__name__}; "
+              f"autobatch {'off' if args.no_autobatch else 'on'}", flush=True)  # fmt: skip
         if aof:
             print(f"disk fsync there: {_fsync_probe(str(server.data_dir))}", flush=True)
 
         # 1. lifecycles
         redis_cpu0, client_cpu0 = _cpu_seconds(server.pid), time.process_time()
         if args.processes <= 1:
-            res = asyncio.run(_lifecycles(server.url, "bench", args.workers, args.seconds, "p0"))
+            res = asyncio.run(
+                _lifecycles(
+                    server.url, "bench", args.workers, args.seconds, "p0", not args.no_autobatch
+                )
+            )
             results = [res]
         else:
             jobs = [
-                (server.url, "bench", args.workers, args.seconds, f"p{i}", not args.no_uvloop)
+                (
+                    server.url,
+                    "bench",
+                    args.workers,
+                    args.seconds,
+                    f"p{i}",
+                    not args.no_uvloop,
+                    not args.no_autobatch,
+                )  # fmt: skip
                 for i in range(args.processes)
             ]
             with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
@@ -281,7 +307,14 @@ def run_mode(args: argparse.Namespace, mode: str, loop_name: str) -> dict[str, f
 
         # 2. notify latency
         lat = asyncio.run(
-            _notify_latency(server.url, "notify", args.rate, args.notify_seconds, args.agents)
+            _notify_latency(
+                server.url,
+                "notify",
+                args.rate,
+                args.notify_seconds,
+                args.agents,
+                not args.no_autobatch,
+            )  # fmt: skip
         )
         missed = sum(1 for x in lat if x == float("inf"))
         finite = [x for x in lat if x != float("inf")] or [float("nan")]
@@ -327,6 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--set-requests", type=int, default=100_000)
     parser.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
+    parser.add_argument(
+        "--no-autobatch",
+        action="store_true",
+        help="send every queue call on its own (HandoffQueue(autobatch=False))",
+    )
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.appendfsync.split(",") if m.strip()]
     bad = [m for m in modes if m not in ("always", "everysec", "off")]

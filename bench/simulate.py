@@ -140,14 +140,20 @@ class Api:
 
     async def call(self, method: str, path: str, body: dict | None = None) -> dict:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        for attempt in range(5):
+        attempt = limited = 0
+        while attempt < 5:
             async with self.session.request(
                 method, self.base + path, json=body, headers=headers
             ) as response:
                 data = await response.json(content_type=None)
+                if response.status == 429 and limited < 60:  # a rate limit: wait as told
+                    limited += 1
+                    await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+                    continue
+                attempt += 1
                 retry = response.status == 503 or (method == "GET" and response.status >= 500)
-                if retry and attempt < 4:  # busy, or a read that raced a change: retry
-                    await asyncio.sleep(0.5 * (attempt + 1))
+                if retry and attempt < 5:  # busy, or a read that raced a change: retry
+                    await asyncio.sleep(0.5 * attempt)
                     continue
                 if response.status >= 400:
                     raise RuntimeError(f"{method} {path}: {response.status} {data}")

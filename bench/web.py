@@ -40,11 +40,13 @@ import aiohttp
 from redis.asyncio import Redis
 
 from bot.config import get_settings
-from bot.handoff import ModeStore, QueuePort, TicketRequest, open_queue
+from bot.handoff import ModeStore, QueuePort, TicketRequest
+from bot.queue import open_queue
 from bot.runtime.ports import free_port
 from bot.runtime.redis_server import RedisServer
 from bot.runtime.services import bot_services, gateway_service, running
 from bot.runtime.training import ensure_model
+from bot.web.limits import GENEROUS_ENV
 
 ROUTINE = [
     "How do I activate my new card?",
@@ -87,7 +89,8 @@ def start_stack(stack: ExitStack, log_dir: Path) -> tuple[str, str, str]:
     bot = stack.enter_context(bot_services(model, log_dir, env))
     gateway_port = free_port()
     gateway_url = f"http://127.0.0.1:{gateway_port}"
-    gateway = gateway_service("127.0.0.1", gateway_port, log_dir, {**env, **bot.client_env()})
+    gateway_env = {**env, **bot.client_env(), **GENEROUS_ENV}  # load from one address
+    gateway = gateway_service("127.0.0.1", gateway_port, log_dir, gateway_env)
     stack.enter_context(running([gateway]))
     return redis.url, bot.rasa_url, gateway_url
 

@@ -102,10 +102,68 @@ class Settings(BaseSettings):
         le=16,
         description="Password hashes at once per process (each takes 128 MiB at N=2^17).",
     )
+    offered_buttons_ttl_seconds: int = Field(
+        24 * 3600,
+        env="OFFERED_BUTTONS_TTL_SECONDS",
+        description="How long the buttons the bot offered last stay accepted as a customer's payload.",
+    )
+    card_tail_ttl_seconds: int = Field(
+        600,
+        env="CARD_TAIL_TTL_SECONDS",
+        description="How long a message's trailing digits are kept to mask a card number split over two messages.",
+    )
+    turn_wait_seconds: float = Field(
+        25.0,
+        env="TURN_WAIT_SECONDS",
+        description="How long a customer's send waits for the bot before a 503 with Retry-After (the turn goes on).",
+    )
+    rasa_turn_timeout_seconds: float = Field(
+        90.0,
+        env="RASA_TURN_TIMEOUT_SECONDS",
+        description="How long the gateway waits for Rasa's answer to one customer turn before giving it up as unknown.",
+    )
     events_db_url: str | None = Field(
         None,
         env="EVENTS_DB_URL",
         description="SQLAlchemy URL of Rasa's SQL event broker (e.g. postgresql://...); unset: SQLite <data dir>/events.db.",
+    )
+
+    # Rate limits ("N/period": up to N at once, refilled evenly over the period; period s, m, h or
+    # e.g. 10s, 5m; "off" disables one). Kept in Redis, so they hold across several gateways.
+    rate_limit_conversations_per_ip: str = Field(
+        "20/m",
+        env="RATE_LIMIT_CONVERSATIONS_PER_IP",
+        description="New conversations per client IP.",
+    )
+    rate_limit_messages_per_conversation: str = Field(
+        "20/m",
+        env="RATE_LIMIT_MESSAGES_PER_CONVERSATION",
+        description="Customer messages per conversation.",
+    )
+    rate_limit_messages_per_ip: str = Field(
+        "120/m", env="RATE_LIMIT_MESSAGES_PER_IP", description="Customer messages per client IP."
+    )
+    rate_limit_typing_per_conversation: str = Field(
+        "10/10s",
+        env="RATE_LIMIT_TYPING_PER_CONVERSATION",
+        description="Typing signals per conversation and side (excess frames are dropped).",
+    )
+    rate_limit_logins_per_account: str = Field(
+        "10/5m", env="RATE_LIMIT_LOGINS_PER_ACCOUNT", description="Login attempts per account."
+    )
+    rate_limit_logins_per_ip: str = Field(
+        "40/5m", env="RATE_LIMIT_LOGINS_PER_IP", description="Login attempts per client IP."
+    )
+    max_sockets_per_conversation: int = Field(
+        5, env="MAX_SOCKETS_PER_CONVERSATION", description="Open WebSockets per conversation."
+    )
+    max_sockets_per_ip: int = Field(
+        50, env="MAX_SOCKETS_PER_IP", description="Open WebSockets per client IP."
+    )
+    trusted_proxies: str = Field(
+        "",
+        env="TRUSTED_PROXIES",
+        description="Addresses/CIDRs of reverse proxies whose X-Forwarded-For/-Proto/-Host are believed; empty: none.",
     )
 
     class Config:

@@ -76,6 +76,17 @@ class SignalState(BaseModel):
     offers: int = 0
     last_offer_turn: int | None = None
 
+    @classmethod
+    def from_slot(cls, raw: object) -> SignalState:
+        """The state kept in the slot; a fresh one when the slot is empty or malformed (a
+        tracker can be forged: never trust its shape)."""
+        if not isinstance(raw, dict):
+            return cls()
+        try:
+            return cls.parse_obj(raw)
+        except ValueError:  # pydantic's ValidationError is a ValueError
+            return cls()
+
 
 class TurnSignals(BaseModel):
     """Everything measured on one customer turn; recorded in the audit trail with the decision."""

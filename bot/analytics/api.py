@@ -40,9 +40,11 @@ from bot.web.agent_api import agent_session
 from bot.web.auth import Agent
 from bot.web.errors import ApiError, bad_request, forbidden
 from bot.web.gateway import Gateway
+from bot.web.inputs import read_json
 
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 MAX_POLICY_CHARS = 60_000
+MAX_PERIOD_DAYS = 3660  # ten years: a longer period is a typo, and costly to compute
 routes = web.RouteTableDef()
 
 
@@ -58,6 +60,10 @@ def _period(request: web.Request) -> tuple[float, float, str | None]:
         start, end = parse_period(request.query.get("from"), request.query.get("to"))
     except ValueError as error:
         raise bad_request(str(error)) from error
+    except OverflowError as error:  # a day so far out that the period leaves the calendar
+        raise bad_request("dates must lie between 0001-01-01 and 9999-12-31") from error
+    if end - start > MAX_PERIOD_DAYS * 86400:
+        raise bad_request(f"a period may span at most {MAX_PERIOD_DAYS} days")
     topic = (request.query.get("topic") or "").strip() or None
     return start, end, topic
 
@@ -133,8 +139,8 @@ def _candidate_policy(text: str) -> Policy:
 async def replay_policy(request: web.Request) -> web.Response:
     gateway, _ = await lead_session(request)
     start, end, topic = _period(request)
-    body = await request.json() if request.can_read_body else {}
-    text = body.get("policy") if isinstance(body, dict) else None
+    body = await read_json(request)
+    text = body.get("policy")
     if not isinstance(text, str) or not text.strip():
         raise bad_request("'policy' (the candidate policy as YAML text) is required")
     if len(text) > MAX_POLICY_CHARS:
@@ -190,8 +196,8 @@ async def label_choices(request: web.Request) -> web.Response:
 async def label_ticket(request: web.Request) -> web.Response:
     gateway, agent = await agent_session(request)
     ticket_id = request.match_info["ticket_id"]
-    body = await request.json() if request.can_read_body else {}
-    label = body.get("label") if isinstance(body, dict) else None
+    body = await read_json(request)
+    label = body.get("label")
     if label not in LABELS:
         raise bad_request(f"'label' must be one of {', '.join(LABELS)}")
     ticket = await gateway.desk.ticket(ticket_id)

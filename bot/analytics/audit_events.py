@@ -67,8 +67,8 @@ async def read_decisions(redis: Redis, namespace: str) -> list[TurnDecision]:
 
 
 def ticket_events(ticket: Any, history: Iterable[Any]) -> Iterator[Event]:
-    """Events of one ticket (:class:`bot.tickets.Ticket`) from its audit history
-    (:class:`bot.tickets.AuditEvent`, oldest first)."""
+    """Events of one ticket (:class:`bot.queue.Ticket`) from its audit history
+    (:class:`bot.queue.AuditEvent`, oldest first)."""
     common = {
         "conversation_id": ticket.conversation_id,
         "ticket_id": ticket.id,

@@ -12,6 +12,7 @@ import time
 
 from redis.asyncio import Redis
 
+from bot import keys
 from bot.analytics.events import LABELS, EscalationLabel
 
 
@@ -86,10 +87,10 @@ async def pending_for(redis: Redis, namespace: str, agent_id: str) -> list[dict]
     """The agent's recently closed tickets (of the last :data:`RECENT_CLOSED` closed in the
     queue) that it handled and nobody has labelled yet, newest first. Reads only the queue's
     closed set and the label stream, so the console can poll it cheaply."""
-    from bot.queue import HandoffQueue
+    from bot.queue import open_queue
 
-    queue = HandoffQueue(redis, namespace=namespace)
-    ids = await redis.zrevrange(queue.key("closed"), 0, RECENT_CLOSED - 1)
+    queue = open_queue(redis, namespace=namespace)
+    ids = await redis.zrevrange(keys.QUEUE_CLOSED.format(ns=namespace), 0, RECENT_CLOSED - 1)
     labelled = await latest_labels(redis, namespace)
     tickets = await queue.get_many([i for i in ids if i not in labelled])
     return [

@@ -10,22 +10,22 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from bot import keys
 from bot.analytics.audit_events import ticket_events
 from bot.analytics.events import Event
-from bot.queue import HandoffQueue
-from bot.tickets import AuditEvent
+from bot.queue import AuditEvent, open_queue
 
 BATCH = 500
 
 
 async def read_ticket_events(redis: Redis, namespace: str) -> list[Event]:
     """Events of every open and closed ticket in ``namespace``."""
-    queue = HandoffQueue(redis, namespace=namespace)
+    queue = open_queue(redis, namespace=namespace)
     ids = list(
         dict.fromkeys(
             [
-                *await redis.zrange(queue.key("open"), 0, -1),
-                *await redis.zrange(queue.key("closed"), 0, -1),
+                *await redis.zrange(keys.QUEUE_OPEN.format(ns=namespace), 0, -1),
+                *await redis.zrange(keys.QUEUE_CLOSED.format(ns=namespace), 0, -1),
             ]
         )
     )
@@ -35,7 +35,7 @@ async def read_ticket_events(redis: Redis, namespace: str) -> list[Event]:
         tickets = {t.id: t for t in await queue.get_many(batch)}
         async with redis.pipeline(transaction=False) as pipe:
             for tid in tickets:
-                pipe.xrange(queue.key("t", tid, "audit"), "-", "+")
+                pipe.xrange(keys.QUEUE_TICKET_AUDIT.format(ns=namespace, ticket=tid), "-", "+")
             histories = await pipe.execute()
         for ticket, entries in zip(tickets.values(), histories, strict=True):
             history = [AuditEvent.from_stream(eid, fields) for eid, fields in entries]

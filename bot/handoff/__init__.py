@@ -13,7 +13,7 @@ Modules, one concept each:
 - `records`: `ConversationMode`, `HandoffState` (the stored hash), `TicketRequest`;
 - `modes`: `ModeStore`, the atomic mode changes and `sync()` with the ticket;
 - `port`: `TicketQueue` (what the handoff needs from the queue), `QueuePort` (it, over
-  `bot.queue.HandoffQueue`) and `open_queue()` (the queue client from the settings);
+  `bot.queue.HandoffQueue`, built by `bot.queue.open_queue()`);
 - `rasa`: `resume_in_rasa()` / `check_wait_in_rasa()`, run by the gateway through Rasa's API.
 
 Who calls what:
@@ -26,7 +26,7 @@ Who calls what:
 """
 
 from bot.handoff.modes import HandoffError, ModeStore
-from bot.handoff.port import QueuePort, TicketQueue, open_queue
+from bot.handoff.port import QueuePort, TicketQueue
 from bot.handoff.rasa import (
     HANDBACK_ACTION,
     WAIT_CHECK_ACTION,
@@ -47,7 +47,6 @@ __all__ = [
     "TicketQueue",
     "TicketRequest",
     "check_wait_in_rasa",
-    "open_queue",
     "resume_in_rasa",
     "run_in_rasa",
 ]

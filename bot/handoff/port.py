@@ -1,29 +1,17 @@
 """The handoff's port to the queue: what it needs (`TicketQueue`) and the adapter over
-`bot.queue.HandoffQueue` (`QueuePort`), plus `open_queue`, the one place the product builds its
-queue client from the settings."""
+`bot.queue.HandoffQueue` (`QueuePort`). The queue client itself comes from `bot.queue.open_queue`."""
 
 from __future__ import annotations
 
 import uuid
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bot.queue import HandoffQueue, QueuePosition
-from bot.tickets import Customer
+from bot.queue import Customer, HandoffQueue, QueuePosition
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
-    from bot.config import Settings
     from bot.handoff.records import TicketRequest
 
 BOT_SENDER = "bot"
-
-
-def open_queue(redis: Redis, settings: Settings) -> HandoffQueue:
-    """The queue client for these settings (namespace, agent lease) over `redis`."""
-    return HandoffQueue(
-        redis, namespace=settings.queue_namespace, lease_seconds=settings.agent_lease_seconds
-    )
 
 
 class TicketQueue(Protocol):

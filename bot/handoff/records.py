@@ -3,7 +3,7 @@
 `ConversationMode` is who answers the customer; it follows the ticket's state in the queue.
 `HandoffState` is one conversation's hash in Redis (`<ns>:handoff:<conversation id>`), read by
 `ModeStore`. `TicketRequest` is what the bot asks the queue to open, with the queue's own
-`bot.tickets.Summary` for the agent.
+`bot.queue.Summary` for the agent.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from bot.tickets import Summary
+from bot.queue import Summary
 
 
 class ConversationMode(str, Enum):

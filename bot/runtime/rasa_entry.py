@@ -24,7 +24,7 @@ def rasa_argv(argv: list[str], token: str) -> list[str]:
         raise SystemExit("error: give Rasa's token through RASA_AUTH_TOKEN, not the command line")
     if not token:
         raise SystemExit("error: RASA_AUTH_TOKEN is not set; Rasa's HTTP API will not run open")
-    return [*argv, "--auth-token", token]
+    return [*argv, f"--auth-token={token}"]  # one word: a token may start with "-"
 
 
 def main() -> None:

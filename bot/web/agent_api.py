@@ -20,14 +20,16 @@ from aiohttp import web
 
 from bot.masking import mask_card_numbers
 from bot.web.auth import Agent, LoginThrottled
-from bot.web.conversations import MAX_TEXT_CHARS, bot_events
+from bot.web.conversations import MAX_TEXT_CHARS
 from bot.web.customer_api import CLIENT_ID, event_offset, json_body, optional_str
 from bot.web.desk import DISPOSITIONS, TICKET_FILTERS
 from bot.web.errors import ApiError, bad_request, forbidden, unauthorized
 from bot.web.events import NotHolder
 from bot.web.gateway import GATEWAY, Gateway
+from bot.web.limits import client_ip, limits_of
 from bot.web.passwords import PasswordHashBusy
 from bot.web.security import bearer_token, require_origin
+from bot.web.typing_relay import typing_relay
 
 CANNED = Path(__file__).with_name("canned_responses.yml")
 
@@ -66,6 +68,10 @@ async def login(request: web.Request) -> web.Response:
     body = await json_body(request)
     login_name = required_str(body, "login", 200)
     password = required_str(body, "password", 200)
+    # Counted atomically before the password is checked: parallel guesses cannot slip through.
+    await limits_of(request).hit(
+        ("logins_per_ip", client_ip(request)), ("logins_per_account", login_name.lower())
+    )
     try:
         session = await gateway.accounts.login(login_name, password)
     except LoginThrottled as error:
@@ -171,6 +177,7 @@ async def send_message(request: web.Request) -> web.Response:
         raise bad_request("'client_id' must be 1-64 letters, digits or _.:-")
     ticket_id = request.match_info["ticket_id"]
     conversation_id = await gateway.desk.conversation_of(ticket_id)
+    text = await gateway.conversations.cards.mask(conversation_id, "agent", text)
     client_id = client_id or f"a-{uuid.uuid4().hex}"
     event = {"type": "message", "from": "agent", "text": text, "client_id": client_id}
     event["agent_name"] = agent.name
@@ -190,8 +197,9 @@ async def typing(request: web.Request) -> web.Response:
     gateway, agent = await agent_session(request)
     ticket = await held_ticket(gateway, agent, request.match_info["ticket_id"])
     body = await json_body(request)
-    event = {"type": "typing", "from": "agent", "typing": bool(body.get("typing", True))}
-    await gateway.events.append(ticket["conversation_id"], [event])
+    conversation_id = ticket["conversation_id"]
+    await limits_of(request).hit(("typing_per_conversation", f"agent:{conversation_id}"))
+    await typing_relay(request).publish(conversation_id, "agent", bool(body.get("typing", True)))
     return web.json_response({"ok": True})
 
 
@@ -250,4 +258,4 @@ async def announce_leave(
     notice = {"type": "notice", "from": "system", "text": f"{agent.name} left the conversation."}
     await gateway.events.append(conversation_id, [{**notice, "event": "agent_left"}])
     await gateway.conversations.sync_mode(conversation_id)
-    await gateway.events.append(conversation_id, bot_events(bot_replies))
+    await gateway.conversations.relay_bot_replies(conversation_id, bot_replies)

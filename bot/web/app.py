@@ -21,13 +21,16 @@ from redis.asyncio import Redis
 
 from bot.analytics import api as analytics_api
 from bot.config import Settings
-from bot.web import admin_api, agent_api, customer_api, websocket
+from bot.web import admin_api, agent_api, customer_api, typing_relay, websocket
 from bot.web.auth import AgentAccounts, ensure_demo_agent
 from bot.web.conversations import Conversations
 from bot.web.desk import Desk
 from bot.web.errors import ApiError, error_response
 from bot.web.events import ConversationEvents
 from bot.web.gateway import GATEWAY, Gateway
+from bot.web.inputs import path_ids
+from bot.web.limits import LIMITS, Limits
+from bot.web.proxy import forwarded_headers, parse_networks
 from bot.web.queue_desk import QueueDesk
 from bot.web.rasa_client import RasaClient, RasaUnavailable
 from bot.web.security import (
@@ -134,7 +137,12 @@ def create_app(
 ) -> web.Application:
     """The gateway for the given settings, Redis client and Rasa base URL; its desk comes from
     `desk_factory` (default: over the queue)."""
-    app = web.Application(middlewares=[headers, json_errors], client_max_size=MAX_BODY_BYTES)
+    proxies = forwarded_headers(parse_networks(settings.trusted_proxies))
+    app = web.Application(
+        middlewares=[proxies, headers, json_errors, path_ids], client_max_size=MAX_BODY_BYTES
+    )
+    app[LIMITS] = Limits(redis, settings)  # rate limits and socket caps (bot/web/limits.py)
+    typing_relay.setup(app, redis, settings.queue_namespace)  # typing on Pub/Sub, never stored
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession()

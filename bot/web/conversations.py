@@ -3,7 +3,9 @@
 A conversation id is also the Rasa sender id and the queue's conversation id. Its token (32
 random bytes, issued once) is stored only as a SHA-256 hash and reaches only that conversation.
 
-Routing of a customer message (text is masked first, see :mod:`bot.masking`):
+Routing of a customer message (text is masked first, see :mod:`bot.masking`, also across
+consecutive messages, see :mod:`bot.web.card_tail`; a payload is accepted only when the bot offered
+it, see :mod:`bot.web.offers`; a client id runs its turn once, see :mod:`bot.web.turns`):
 
 * mode ``bot`` or ``waiting``: to Rasa's REST webhook; the bot's replies are appended to the
   conversation's event stream (while waiting, the customer keeps their place and may go on
@@ -17,22 +19,35 @@ escalated) is recorded once in the stream, whichever gateway notices it first.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import re
 import secrets
 import time
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 
+from bot.config import Settings, get_settings
 from bot.masking import mask_card_numbers
+from bot.web.card_tail import CardMasker
 from bot.web.desk import Desk, DeskState
-from bot.web.events import ConversationEvents
-from bot.web.rasa_client import RasaClient
+from bot.web.errors import ApiError
+from bot.web.events import CLIENT_ID_TTL, ConversationEvents
+from bot.web.offers import OfferedButtons
+from bot.web.rasa_client import RasaClient, RasaUnavailable
+from bot.web.turns import (
+    TurnReservations,
+    TurnState,
+    not_sent,
+    outcome_unknown,
+    still_running,
+)
 
 CONVERSATION_TTL = 30 * 24 * 3600
 MAX_TEXT_CHARS = 2000
@@ -73,14 +88,29 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _masked(value: Any) -> Any:
+    """Every string in a JSON-like value with its card numbers masked."""
+    if isinstance(value, str):
+        return mask_card_numbers(value)
+    if isinstance(value, dict):
+        return {key: _masked(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(item) for item in value]
+    return value
+
+
 def bot_events(replies: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rasa REST replies as message events (text masked, buttons kept, images as links)."""
+    """Rasa REST replies as message events (text, buttons and custom data masked, images as
+    links)."""
     events = []
     for reply in replies:
         event: dict[str, Any] = {"type": "message", "from": "bot"}
         event["text"] = mask_card_numbers(str(reply.get("text") or ""))
         buttons = [
-            {"title": str(b.get("title", "")), "payload": str(b.get("payload", ""))}
+            {
+                "title": mask_card_numbers(str(b.get("title", ""))),
+                "payload": mask_card_numbers(str(b.get("payload", ""))),
+            }
             for b in reply.get("buttons") or []
         ]
         if buttons:
@@ -88,7 +118,7 @@ def bot_events(replies: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if reply.get("image"):
             event["image"] = str(reply["image"])
         if isinstance(reply.get("custom"), dict):
-            event["custom"] = reply["custom"]
+            event["custom"] = _masked(reply["custom"])
         if event["text"] or buttons or "image" in event or "custom" in event:
             events.append(event)
     return events
@@ -98,14 +128,27 @@ class Conversations:
     """Creates conversations, checks tokens and routes customer messages."""
 
     def __init__(
-        self, redis: Redis, namespace: str, events: ConversationEvents, rasa: RasaClient, desk: Desk
+        self,
+        redis: Redis,
+        namespace: str,
+        events: ConversationEvents,
+        rasa: RasaClient,
+        desk: Desk,
+        settings: Settings | None = None,
     ) -> None:
+        settings = settings or get_settings()
         self._redis = redis
         self._ns = namespace
         self.events = events
         self._rasa = rasa
         self.desk = desk
         self._sync_mode = redis.register_script(_SYNC_MODE)
+        self.cards = CardMasker(redis, namespace, settings.card_tail_ttl_seconds)
+        self.offers = OfferedButtons(redis, namespace, settings.offered_buttons_ttl_seconds)
+        self._rasa_timeout = settings.rasa_turn_timeout_seconds
+        self._wait = settings.turn_wait_seconds
+        self.turns = TurnReservations(redis, namespace, int(self._rasa_timeout) + 30, CLIENT_ID_TTL)
+        self._running: set[asyncio.Task] = set()
 
     def _key(self, conversation_id: str) -> str:
         return f"{self._ns}:web:conv:{conversation_id}"
@@ -147,27 +190,124 @@ class Conversations:
     async def send(self, conversation_id: str, incoming: Incoming) -> tuple[list[dict], DeskState]:
         """Route one customer message; returns the new events for the customer and the state.
 
-        A retry with the client id of a message already taken returns what followed it and
-        sends nothing again. In bot mode the message and the bot's replies are appended together
-        once Rasa has answered: if Rasa fails, nothing is recorded and the client retries.
+        A payload must be one the bot offered (else a 400); its title is the offered button's.
+        The client id is reserved before anything is sent, so overlapping retries run the turn
+        once: the others wait for its result and return it (see :mod:`bot.web.turns`). In bot
+        mode the message and the bot's replies are appended together once Rasa has answered.
         """
         client_id = incoming.client_id or uuid.uuid4().hex
-        earlier = await self.events.find(conversation_id, client_id)
+        earlier = await self._earlier(conversation_id, client_id)
         if earlier is not None:
-            later = await self.events.history(conversation_id, earlier["id"])
-            return [earlier, *later], await self.desk.state(conversation_id)
-        state = await self.desk.state(conversation_id)
-        shown = mask_card_numbers(incoming.shown())
-        customer_event = {"type": "message", "from": "customer", "text": shown}
-        customer_event["client_id"] = client_id
-        if state.mode == "agent" and state.ticket_id:
-            await self.desk.customer_message(state, conversation_id, shown, client_id)
-            return await self.events.append(conversation_id, [customer_event]), state
-        customer_event["ts"] = time.time()
-        to_rasa = incoming.payload if incoming.payload else _as_text(shown)
-        replies = await self._rasa.send(conversation_id, to_rasa)
-        appended = await self.events.append(conversation_id, [customer_event, *bot_events(replies)])
-        return appended, await self.sync_mode(conversation_id)
+            return earlier
+        if incoming.payload is not None:
+            title = await self.offers.title_of(conversation_id, incoming.payload)
+            if title is None:
+                if await self.turns.state(conversation_id, client_id) is not TurnState.absent:
+                    # a retry of a turn under way: its replies may have replaced the offer
+                    return await self._wait_for(conversation_id, client_id)
+                raise ApiError(
+                    400,
+                    "payload_not_offered",
+                    "this payload is not one of the buttons the assistant offered last; "
+                    "send text instead",
+                )
+            incoming = Incoming(payload=incoming.payload, title=title, client_id=client_id)
+        if not await self.turns.reserve(conversation_id, client_id):
+            return await self._wait_for(conversation_id, client_id)
+        earlier = await self._earlier(conversation_id, client_id)
+        if earlier is not None:  # recorded between the first look and the reservation
+            return earlier
+        task = asyncio.ensure_future(self._run_turn(conversation_id, incoming, client_id))
+        self._running.add(task)
+        task.add_done_callback(self._settled)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self._wait)
+        except asyncio.TimeoutError:
+            raise still_running(retry_after=2) from None
+
+    def _settled(self, task: asyncio.Task) -> None:
+        """Forget a finished turn task; its error, if nobody awaited it, is already recorded."""
+        self._running.discard(task)
+        if not task.cancelled():
+            task.exception()
+
+    async def _earlier(
+        self, conversation_id: str, client_id: str
+    ) -> tuple[list[dict], DeskState] | None:
+        """What followed the message with this client id, if it was recorded."""
+        earlier = await self.events.find(conversation_id, client_id)
+        if earlier is None:
+            return None
+        later = await self.events.history(conversation_id, earlier["id"])
+        return [earlier, *later], await self.desk.state(conversation_id)
+
+    async def _wait_for(self, conversation_id: str, client_id: str) -> tuple[list[dict], DeskState]:
+        """The result of the turn another request reserved, once it is recorded."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait
+        pause = 0.05
+        while True:
+            earlier = await self._earlier(conversation_id, client_id)
+            if earlier is not None:
+                return earlier
+            state = await self.turns.state(conversation_id, client_id)
+            if state is TurnState.unknown:
+                raise outcome_unknown(retry_after=60)
+            if state is TurnState.absent:
+                raise not_sent(retry_after=1)
+            if loop.time() >= deadline:
+                raise still_running(retry_after=2)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+    async def _run_turn(
+        self, conversation_id: str, incoming: Incoming, client_id: str
+    ) -> tuple[list[dict], DeskState]:
+        """Route the reserved message and record the outcome of its reservation."""
+        answered = False
+        try:
+            state = await self.desk.state(conversation_id)
+            if incoming.payload is not None:
+                shown = incoming.title or ""
+            else:
+                shown = await self.cards.mask(conversation_id, "customer", incoming.text or "")
+            customer_event = {"type": "message", "from": "customer", "text": shown}
+            customer_event["client_id"] = client_id
+            if state.mode == "agent" and state.ticket_id:
+                await self.desk.customer_message(state, conversation_id, shown, client_id)
+                answered = True
+                result = await self.events.append(conversation_id, [customer_event]), state
+            else:
+                customer_event["ts"] = time.time()
+                to_rasa = incoming.payload if incoming.payload else as_free_text(shown)
+                replies = await self._rasa.send(
+                    conversation_id, to_rasa, timeout=self._rasa_timeout
+                )
+                answered = True
+                events = bot_events(replies)
+                await self.offers.replace(conversation_id, events)
+                appended = await self.events.append(conversation_id, [customer_event, *events])
+                result = appended, await self.sync_mode(conversation_id)
+        except RasaUnavailable as error:
+            outcome = TurnState.unknown if error.reached else TurnState.absent
+            await self.turns.finish(conversation_id, client_id, outcome)
+            raise
+        except BaseException:
+            outcome = TurnState.unknown if answered else TurnState.absent
+            await asyncio.shield(self.turns.finish(conversation_id, client_id, outcome))
+            raise
+        await self.turns.finish(conversation_id, client_id, TurnState.done)
+        return result
+
+    async def relay_bot_replies(
+        self, conversation_id: str, replies: list[dict[str, Any]]
+    ) -> list[dict]:
+        """Append bot replies that came outside a customer turn; their buttons become the offer."""
+        events = bot_events(replies)
+        if not events:
+            return []
+        await self.offers.replace(conversation_id, events)
+        return await self.events.append(conversation_id, events)
 
     async def view(self, conversation_id: str, after: str = "0-0") -> dict[str, Any]:
         state = await self.sync_mode(conversation_id)
@@ -175,6 +315,27 @@ class Conversations:
         return {"conversation_id": conversation_id, **state.public(), "messages": history}
 
 
-def _as_text(text: str) -> str:
-    """Free text never reaches Rasa as an intent payload ("/restart" typed by a customer)."""
-    return text.lstrip("/ ") or text.replace("/", "")
+def _leading_noise(char: str) -> bool:
+    """Characters Rasa may skip before a ``/``: whitespace, invisible ones, slashes."""
+    if char.isspace() or unicodedata.category(char) in ("Cf", "Cc", "Zs", "Zl", "Zp", "Mn"):
+        return True
+    return unicodedata.normalize("NFKC", char).strip() in ("", "/")
+
+
+def as_free_text(text: str) -> str:
+    """The text as Rasa must see it: never as an intent (``/restart`` typed by a customer).
+
+    Rasa's RegexMessageHandler takes a message as an intent when ``text.strip()`` starts with
+    ``/``. Leading whitespace (tabs, no-break spaces ...), invisible characters (zero-width
+    spaces, BOM) and anything that is a slash after NFKC (fullwidth solidus) are dropped, so
+    what Rasa gets starts with a visible character other than ``/``.
+    """
+    start = 0
+    while start < len(text) and _leading_noise(text[start]):
+        start += 1
+    return text[start:]
+
+
+def has_words(text: str) -> bool:
+    """True when the text is more than whitespace, invisible characters and slashes."""
+    return bool(as_free_text(text).strip())

@@ -2,8 +2,10 @@
 
 ``POST /api/conversations`` -> ``{conversation_id, token}``; the token is a bearer token for that
 conversation only. ``POST /api/conversations/{id}/messages`` takes ``{"text": ...}`` or
-``{"payload": "/intent", "title": "button title"}`` (and an optional ``client_id`` that makes a
-retry safe) and returns the new events and the mode. ``GET /api/conversations/{id}`` returns the
+``{"payload": "/intent"}`` (only the payload of a button the bot offered last, or the request for
+a person; the title shown is the offered button's, a ``title`` sent along is ignored) and an
+optional ``client_id`` that makes a retry safe (overlapping retries run the turn once), and
+returns the new events and the mode. ``GET /api/conversations/{id}`` returns the
 mode (position and ETA when waiting) and the messages so far (``?after=<event id>`` for the
 missed ones only). ``POST /api/conversations/{id}/typing`` signals typing to the agent.
 """
@@ -22,10 +24,14 @@ from bot.web.conversations import (
     ConversationNotFound,
     Incoming,
     TokenRejected,
+    has_words,
 )
 from bot.web.errors import bad_request, forbidden, not_found, too_large
 from bot.web.gateway import GATEWAY, Gateway
+from bot.web.inputs import read_json, valid_event_id
+from bot.web.limits import client_ip, limits_of
 from bot.web.security import bearer_token, require_origin
+from bot.web.typing_relay import typing_relay
 
 EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
 CLIENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -34,14 +40,8 @@ routes = web.RouteTableDef()
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object, or a clear 400."""
-    try:
-        body = await request.json()
-    except ValueError as error:
-        raise bad_request("the body must be a JSON object") from error
-    if not isinstance(body, dict):
-        raise bad_request("the body must be a JSON object")
-    return body
+    """The request's JSON object, or a clear 4xx (see :func:`bot.web.inputs.read_json`)."""
+    return await read_json(request)
 
 
 def optional_str(body: dict[str, Any], name: str, limit: int) -> str | None:
@@ -63,8 +63,8 @@ def parse_incoming(body: dict[str, Any]) -> Incoming:
     client_id = optional_str(body, "client_id", 64)
     if (text is None) == (payload is None):
         raise bad_request("send exactly one of 'text' and 'payload'")
-    if text is not None and not text.strip():
-        raise bad_request("'text' must not be empty")
+    if text is not None and not has_words(text):
+        raise bad_request("'text' must have more than spaces, slashes and invisible characters")
     if payload is not None and not PAYLOAD_PATTERN.fullmatch(payload):
         raise bad_request("'payload' must look like '/intent' or '/intent{...}'")
     if client_id is not None and not CLIENT_ID.fullmatch(client_id):
@@ -77,7 +77,7 @@ def parse_incoming(body: dict[str, Any]) -> Incoming:
 def event_offset(value: str | None) -> str:
     if value is None or value == "":
         return "0-0"
-    if not EVENT_ID.fullmatch(value):
+    if not valid_event_id(value):
         raise bad_request("'after' must be an event id like '1700000000000-0'")
     return value
 
@@ -99,6 +99,7 @@ async def authorized_conversation(request: web.Request, gateway: Gateway) -> str
 async def create_conversation(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     require_origin(request, gateway.allowed_origins)
+    await limits_of(request).hit(("conversations_per_ip", client_ip(request)))
     conversation_id, token = await gateway.conversations.create(request.headers.get("Origin"))
     return web.json_response({"conversation_id": conversation_id, "token": token}, status=201)
 
@@ -109,6 +110,9 @@ async def post_message(request: web.Request) -> web.Response:
     require_origin(request, gateway.allowed_origins)
     conversation_id = await authorized_conversation(request, gateway)
     incoming = parse_incoming(await json_body(request))
+    await limits_of(request).hit(
+        ("messages_per_conversation", conversation_id), ("messages_per_ip", client_ip(request))
+    )
     messages, state = await gateway.conversations.send(conversation_id, incoming)
     return web.json_response({"messages": messages, **state.public()})
 
@@ -129,7 +133,6 @@ async def post_typing(request: web.Request) -> web.Response:
     conversation_id = await authorized_conversation(request, gateway)
     body = await json_body(request)
     typing = bool(body.get("typing", True))
-    await gateway.events.append(
-        conversation_id, [{"type": "typing", "from": "customer", "typing": typing}]
-    )
+    await limits_of(request).hit(("typing_per_conversation", f"customer:{conversation_id}"))
+    await typing_relay(request).publish(conversation_id, "customer", typing)
     return web.json_response({"ok": True})

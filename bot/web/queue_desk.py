@@ -26,7 +26,6 @@ from bot.handoff import (
     ModeStore,
     QueuePort,
     check_wait_in_rasa,
-    open_queue,
     resume_in_rasa,
 )
 from bot.queue import (
@@ -39,9 +38,11 @@ from bot.queue import (
     MessageTooLarge,
     NotAssignee,
     QueueError,
+    Ticket,
     TicketNotFound,
+    TicketState,
+    open_queue,
 )
-from bot.tickets import Ticket, TicketState
 from bot.web.desk import DeskError, DeskState, Sent
 
 if TYPE_CHECKING:

@@ -19,7 +19,15 @@ import aiohttp
 
 
 class RasaUnavailable(RuntimeError):
-    """Rasa could not be reached or did not answer in time."""
+    """Rasa could not be reached or did not answer in time.
+
+    ``reached`` is False only when the request never got to Rasa (no connection), so it is
+    certain that nothing ran; True when Rasa got it and may have acted on it.
+    """
+
+    def __init__(self, message: str, *, reached: bool = True) -> None:
+        super().__init__(message)
+        self.reached = reached
 
 
 class RasaClient:
@@ -56,10 +64,12 @@ class RasaClient:
     def _params(self) -> dict[str, str]:
         return {"token": self._token} if self._token else {}
 
-    async def send(self, sender: str, message: str) -> list[dict[str, Any]]:
+    async def send(
+        self, sender: str, message: str, *, timeout: float | None = None
+    ) -> list[dict[str, Any]]:
         """One customer turn: the bot's replies (``text``, ``buttons``, ``custom`` ...)."""
         body = {"sender": sender, "message": message}
-        replies = await self._post("/webhooks/rest/webhook", body)
+        replies = await self._request("POST", "/webhooks/rest/webhook", body, timeout)
         if not isinstance(replies, list):
             raise RasaUnavailable("Rasa answered the webhook with something other than a list")
         return replies
@@ -93,12 +103,15 @@ class RasaClient:
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
         return await self._request("POST", path, body)
 
-    async def _request(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+    async def _request(
+        self, method: str, path: str, body: dict[str, Any] | None, timeout: float | None = None
+    ) -> Any:
         url = self._base + path
+        limit = self._timeout if timeout is None else aiohttp.ClientTimeout(total=timeout)
         for attempt in range(self._connect_retries + 1):
             try:
                 async with self._session.request(
-                    method, url, json=body, params=self._params(), timeout=self._timeout
+                    method, url, json=body, params=self._params(), timeout=limit
                 ) as response:
                     if response.status >= 500:
                         raise RasaUnavailable(f"Rasa answered {response.status} for {path}")
@@ -110,7 +123,9 @@ class RasaClient:
                     return await response.json(content_type=None)
             except aiohttp.ClientConnectorError as error:  # never reached Rasa: safe to retry
                 if attempt == self._connect_retries:
-                    raise RasaUnavailable(f"Rasa is not reachable at {self._base}") from error
+                    raise RasaUnavailable(
+                        f"Rasa is not reachable at {self._base}", reached=False
+                    ) from error
                 await asyncio.sleep(0.2 * 2**attempt)
             except (asyncio.TimeoutError, aiohttp.ClientError) as error:
                 # a ClientResponseError's repr holds the request URL, token included
@@ -120,4 +135,4 @@ class RasaClient:
                     else repr(error)
                 )
                 raise RasaUnavailable(f"Rasa did not answer {path}: {detail}") from None
-        raise RasaUnavailable(f"Rasa is not reachable at {self._base}")
+        raise RasaUnavailable(f"Rasa is not reachable at {self._base}", reached=False)

@@ -5,11 +5,16 @@
   allowed foreign origin gets CORS headers so the widget works when embedded on its pages.
 * **Tokens** travel as ``Authorization: Bearer``, never in cookies, so other sites cannot ride on
   a session (no CSRF), and never in URLs, so they stay out of logs.
-* **Headers**: a Content-Security-Policy without inline scripts on our pages, ``nosniff``, no
-  framing of the console, no referrer.
+* **Headers**: a Content-Security-Policy without inline scripts on our pages, whose
+  ``connect-src`` is the gateway's own origin only (``'self'`` plus its exact ``ws://``/``wss://``
+  origin, which ``'self'`` does not cover in every browser), ``nosniff``, no framing of the
+  console, no referrer. The origin is the request's scheme and Host, or a trusted proxy's
+  forwarded ones (:mod:`bot.web.proxy`).
 """
 
 from __future__ import annotations
+
+import re
 
 from aiohttp import web
 
@@ -17,8 +22,18 @@ from bot.web.errors import forbidden, unauthorized
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    "connect-src {connect}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:\d{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:\d{1,5})?")
+
+
+def content_security_policy(request: web.Request) -> str:
+    """The CSP for a page of this gateway: connections to its own origin (HTTP and WebSocket)."""
+    connect = "'self'"
+    if HOST.fullmatch(request.host or ""):
+        ws_scheme = "wss" if request.scheme == "https" else "ws"
+        connect += f" {ws_scheme}://{request.host}"
+    return CSP.format(connect=connect)
 
 
 def parse_origins(value: str) -> frozenset[str]:
@@ -55,7 +70,7 @@ def add_security_headers(request: web.Request, response: web.StreamResponse) -> 
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     if response.content_type == "text/html":
-        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("Content-Security-Policy", content_security_policy(request))
         response.headers.setdefault("X-Frame-Options", "DENY")
     if request.path.startswith("/api/"):
         response.headers.setdefault("Cache-Control", "no-store")

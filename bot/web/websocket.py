@@ -6,6 +6,11 @@ refused (403) for an origin that is not allowed. The first frame from the client
 conversation's token), ``{"type": "hello", "token": "<session token>"}`` for an agent. Tokens are
 never put in URLs.
 
+Limits (:mod:`bot.web.limits`): open sockets are counted per client IP (over the cap the upgrade
+gets 429 with ``Retry-After``) and per conversation (over the cap the socket is closed with code
+4429 after the hello). Typing frames go to the typing relay (:mod:`bot.web.typing_relay`), never
+to the event stream; frames over the typing rate are dropped.
+
 The server then sends ``{"type": "ready", ...state}`` followed by every event after ``after``
 (the replay of what a reload or a dropped connection missed) and then live events as they are
 appended, each ``{"type": "event", "conversation_id": ..., "event": {...}}``. A customer in the
@@ -25,16 +30,19 @@ import contextlib
 import json
 import logging
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from bot.web.auth import Agent
-from bot.web.conversations import ConversationNotFound, TokenRejected, bot_events
-from bot.web.customer_api import EVENT_ID
-from bot.web.errors import forbidden
+from bot.web.conversations import ConversationNotFound, TokenRejected
+from bot.web.errors import ApiError, forbidden
 from bot.web.gateway import GATEWAY, Gateway
+from bot.web.inputs import loads, valid_event_id, valid_id
+from bot.web.limits import RateLimited, client_ip, limits_of
 from bot.web.security import origin_allowed
+from bot.web.typing_relay import Send, typing_relay
 
 BLOCK_MS = 1000
 STATE_POLL_SECONDS = {"waiting": 2.0, "agent": 5.0, "bot": 5.0}
@@ -90,8 +98,8 @@ def _frame(msg: Any) -> dict[str, Any] | None:
     if msg.type != WSMsgType.TEXT:
         return None
     try:
-        frame = json.loads(msg.data)
-    except ValueError:
+        frame = loads(msg.data)
+    except ApiError:
         return None
     return frame if isinstance(frame, dict) else None
 
@@ -103,11 +111,40 @@ async def _fail(ws: web.WebSocketResponse, message: str, code: int = 4401) -> No
 
 
 def _offset(value: Any) -> str:
-    return value if isinstance(value, str) and EVENT_ID.fullmatch(value) else "0-0"
+    return value if valid_event_id(value) else "0-0"
+
+
+async def _limited(
+    request: web.Request, serve: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Count the socket against the per-IP cap (429 before the upgrade when full)."""
+    slot = await limits_of(request).open_socket(ip=client_ip(request))
+    if slot is None:
+        raise RateLimited("too many open connections from your address", 30)
+    try:
+        return await serve(request)
+    finally:
+        await slot.release()
+
+
+def _typing_sender(ws: web.WebSocketResponse) -> Send:
+    async def send(conversation_id: str, event: dict[str, Any]) -> None:
+        await ws.send_json({"type": "event", "conversation_id": conversation_id, "event": event})
+
+    return send
 
 
 @routes.get("/api/conversations/{conversation_id}/ws")
-async def customer_socket(request: web.Request) -> web.WebSocketResponse:
+async def customer_socket(request: web.Request) -> web.StreamResponse:
+    return await _limited(request, _customer_socket)
+
+
+@routes.get("/api/agent/ws")
+async def agent_socket(request: web.Request) -> web.StreamResponse:
+    return await _limited(request, _agent_socket)
+
+
+async def _customer_socket(request: web.Request) -> web.WebSocketResponse:
     ws = await _open(request)
     gateway = request.app[GATEWAY]
     conversation_id = request.match_info["conversation_id"]
@@ -119,22 +156,42 @@ async def customer_socket(request: web.Request) -> web.WebSocketResponse:
     except (ConversationNotFound, TokenRejected):
         await _fail(ws, "this token does not belong to this conversation", 4403)
         return ws
+    slot = await limits_of(request).open_socket(conversation=conversation_id)
+    if slot is None:
+        await _fail(ws, "too many open connections to this conversation", 4429)
+        return ws
+    try:
+        await _customer_session(request, ws, conversation_id, _offset(hello.get("after")))
+    finally:
+        await slot.release()
+    return ws
+
+
+async def _customer_session(
+    request: web.Request, ws: web.WebSocketResponse, conversation_id: str, offset: str
+) -> None:
+    """An authenticated customer socket: ready, then live events, typing both ways."""
+    gateway = request.app[GATEWAY]
     state = await gateway.conversations.sync_mode(conversation_id)
     await ws.send_json({"type": "ready", "conversation_id": conversation_id, **state.public()})
-    pump = asyncio.create_task(
-        _customer_pump(ws, gateway, conversation_id, _offset(hello.get("after")))
-    )
+    typing = typing_relay(request).listen({conversation_id}, _typing_sender(ws))
+    pump = asyncio.create_task(_customer_pump(ws, gateway, conversation_id, offset))
     try:
         async for msg in ws:
             frame = _frame(msg)
-            if frame and frame.get("type") == "typing":
-                event = {"type": "typing", "from": "customer", "typing": bool(frame.get("typing"))}
-                await gateway.events.append(conversation_id, [event])
+            if frame and frame.get("type") == "typing":  # excess frames are dropped
+                limits = limits_of(request)
+                if not await limits.check(
+                    ("typing_per_conversation", f"customer:{conversation_id}")
+                ):
+                    await typing_relay(request).publish(
+                        conversation_id, "customer", bool(frame.get("typing"))
+                    )
     finally:
         pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pump
-    return ws
+        await typing_relay(request).unlisten(typing)
 
 
 async def _customer_pump(
@@ -171,7 +228,7 @@ async def _customer_pump(
             elif loop.time() >= next_wait_check:
                 next_wait_check = loop.time() + WAIT_CHECK_SECONDS
                 replies = await gateway.desk.check_wait(conversation_id)
-                await gateway.events.append(conversation_id, bot_events(replies))
+                await gateway.conversations.relay_bot_replies(conversation_id, replies)
     except (ConnectionError, RuntimeError, asyncio.CancelledError):
         return
     except Exception:
@@ -179,8 +236,7 @@ async def _customer_pump(
         await _fail(ws, "temporary problem; reconnect", 1011)
 
 
-@routes.get("/api/agent/ws")
-async def agent_socket(request: web.Request) -> web.WebSocketResponse:
+async def _agent_socket(request: web.Request) -> web.WebSocketResponse:
     ws = await _open(request)
     gateway = request.app[GATEWAY]
     hello = await _hello(ws)
@@ -194,6 +250,7 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
     watched: dict[str, str] = {}
     changed = asyncio.Event()
     await ws.send_json({"type": "ready", "agent": agent.public()})
+    typing = typing_relay(request).listen(watched, _typing_sender(ws))
     pumps = [
         asyncio.create_task(_agent_events_pump(ws, gateway, watched, changed)),
         asyncio.create_task(_agent_queue_pump(ws, gateway, agent, hello["token"])),
@@ -208,6 +265,7 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
         for pump in pumps:
             pump.cancel()
         await asyncio.gather(*pumps, return_exceptions=True)
+        await typing_relay(request).unlisten(typing)
     return ws
 
 
@@ -218,9 +276,7 @@ async def _watch(gateway: Gateway, agent: Agent, watched: dict[str, str], wanted
     allowed = {t["conversation_id"] for t in await gateway.desk.agent_tickets(agent)}
     watched.clear()
     for conversation_id, offset in list(wanted.items())[:MAX_WATCHED]:
-        if conversation_id in allowed or (
-            agent.role == "lead" and isinstance(conversation_id, str)
-        ):
+        if conversation_id in allowed or (agent.role == "lead" and valid_id(conversation_id)):
             watched[conversation_id] = _offset(offset)
 
 

@@ -23,6 +23,7 @@ from bot.runtime import services
 from bot.runtime.ports import free_port
 from bot.runtime.redis_server import RedisServer
 from bot.runtime.services import Service, bot_services, running
+from bot.web.limits import GENEROUS_ENV
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 LOGS = ARTIFACTS / "logs"
@@ -74,6 +75,7 @@ def gateway_process(
         "GATEWAY_PORT": str(port),
         "SUPPORT_DEMO": "1",  # these tests log in as the demo lead
         "PASSWORD_SCRYPT_LOG2_N": "12",  # fast hashes here; tests/security checks the real cost
+        **GENEROUS_ENV,  # the simulation drives many customers from one address
     }
     service = services.gateway_service("127.0.0.1", port, LOGS, env, name=name)
     return AnalyticsGateway(f"http://127.0.0.1:{port}", redis_url, namespace, events_db, service)

@@ -10,8 +10,7 @@ from rasa.core.brokers.sql import SQLEventBroker
 from rasa.shared.core.events import BotUttered, UserUttered
 from redis.asyncio import Redis
 
-from bot.queue import HandoffQueue
-from bot.tickets import Customer
+from bot.queue import Customer, HandoffQueue
 from bot.web.auth import Agent, AgentAccounts
 
 ANN = ("ann@pennantpay.example", "ann-password-1")

@@ -12,8 +12,7 @@ from rasa.shared.core.events import BotUttered, UserUttered
 from bot.analytics import labels as label_store
 from bot.analytics import measures
 from bot.analytics.collect import collect_records
-from bot.queue import HandoffQueue
-from bot.tickets import Customer
+from bot.queue import Customer, HandoffQueue
 
 
 def rasa_conversation(db, cid, t0):

@@ -3,8 +3,7 @@
 import pytest
 
 from bot.handoff import HandoffError, ModeStore, QueuePort, TicketRequest
-from bot.queue import HandoffQueue
-from bot.tickets import IntentScore, Summary, Turn
+from bot.queue import HandoffQueue, IntentScore, Summary, TranscriptLine
 
 
 @pytest.fixture
@@ -25,7 +24,9 @@ def request(conversation_id: str = "conv-1") -> TicketRequest:
             text="asked for a person",
             intents=(IntentScore("request_human", 0.97),),
             transcript=(
-                Turn("customer", "agent", intent="request_human", confidence=0.97, sentiment=0.0),
+                TranscriptLine(
+                    "customer", "agent", intent="request_human", confidence=0.97, sentiment=0.0
+                ),
             ),
         ),
     )

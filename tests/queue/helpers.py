@@ -6,8 +6,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from bot.queue import HandoffQueue
-from bot.tickets import Customer, IntentScore, Summary, Ticket, Turn
+from bot.queue import Customer, HandoffQueue, IntentScore, Summary, Ticket, TranscriptLine
 
 
 def customer(n: int | str = 1) -> Customer:
@@ -19,9 +18,11 @@ def summary(text: str = "card declined twice") -> Summary:
         text=text,
         intents=(IntentScore("card_declined", 0.42), IntentScore("card_blocked", 0.31)),
         transcript=(
-            Turn("customer", "my card was declined", 1.0, "card_declined", 0.42, -0.4),
-            Turn("bot", "Sorry to hear that. Was it online?", 2.0),
-            Turn("customer", "this is useless, get me a person", 3.0, "human_handoff", 0.9, -0.8),
+            TranscriptLine("customer", "my card was declined", 1.0, "card_declined", 0.42, -0.4),
+            TranscriptLine("bot", "Sorry to hear that. Was it online?", 2.0),
+            TranscriptLine(
+                "customer", "this is useless, get me a person", 3.0, "human_handoff", 0.9, -0.8
+            ),
         ),
     )
 

@@ -6,15 +6,14 @@ import asyncio
 import subprocess
 import sys
 
-from bot.queue import HandoffQueue
+from bot.queue import HandoffQueue, TicketState
 from bot.runtime.redis_server import RedisServer
-from bot.tickets import TicketState
 
 from .helpers import enqueue
 
 
 async def run(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "bot.queue_cli", *args]
+    command = [sys.executable, "-m", "bot.queue.cli", *args]
     return await asyncio.to_thread(
         subprocess.run, command, capture_output=True, text=True, timeout=60
     )

@@ -6,8 +6,7 @@ import asyncio
 import random
 from collections import Counter
 
-from bot.queue import HandoffQueue
-from bot.tickets import Customer, TicketState
+from bot.queue import Customer, HandoffQueue, TicketState
 
 N_TICKETS = 1000
 N_AGENTS = 20

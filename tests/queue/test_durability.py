@@ -9,9 +9,8 @@ from pathlib import Path
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bot.queue import HandoffQueue
+from bot.queue import Customer, HandoffQueue, TicketState
 from bot.runtime.redis_server import RedisServer
-from bot.tickets import Customer, TicketState
 
 WRITERS = 8
 KILL_AFTER = 300  # acknowledged tickets

@@ -13,15 +13,17 @@ from bot.queue import (
     AgentLacksSkill,
     AgentNotFound,
     AgentOffline,
+    Customer,
     HandoffQueue,
     InvalidInput,
     InvalidTransition,
     MessageTooLarge,
     NotAssignee,
     QueueError,
+    Summary,
     TicketNotFound,
+    TicketState,
 )
-from bot.tickets import Customer, Summary, TicketState
 
 from .helpers import customer, enqueue, snapshot, summary
 

@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from bot.queue import AgentOffline, HandoffQueue
-from bot.tickets import TicketState
+from bot.queue import AgentOffline, HandoffQueue, TicketState
 
 from .helpers import enqueue
 

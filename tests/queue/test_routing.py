@@ -6,8 +6,7 @@ import asyncio
 
 import pytest
 
-from bot.queue import AgentAtCapacity, HandoffQueue
-from bot.tickets import TicketState
+from bot.queue import AgentAtCapacity, HandoffQueue, TicketState
 
 from .helpers import enqueue
 

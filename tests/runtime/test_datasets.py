@@ -12,8 +12,8 @@ import pytest
 import yaml
 from rasa.shared.nlu.training_data.loading import load_data
 
-from bot import datasets
 from bot.config import PROJECT_ROOT
+from bot.runtime import datasets
 
 SHARED = datasets.DEFAULT_SHARED
 TRICKY_TEXTS = {

@@ -15,11 +15,11 @@ from bot.runtime.rasa_entry import rasa_argv
 
 
 def test_rasa_run_gets_the_token_of_its_http_api_added():
-    assert rasa_argv(["run", "--enable-api"], "t0k") == [
+    assert rasa_argv(["run", "--enable-api"], "t0k") == ["run", "--enable-api", "--auth-token=t0k"]
+    # one word, so a token that starts with "-" is not taken for an option
+    assert rasa_argv(["run"], "-looks-like-an-option") == [
         "run",
-        "--enable-api",
-        "--auth-token",
-        "t0k",
+        "--auth-token=-looks-like-an-option",
     ]
 
 

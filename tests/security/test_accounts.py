@@ -31,13 +31,13 @@ from dataclasses import dataclass
 
 import aiohttp
 import pytest
-from bot.redis_server import RedisServer
-from bot.services import free_port, running
 from redis.asyncio import Redis
 
-from bot import services
 from bot.accounts import ensure_first_lead, prepare_accounts
 from bot.config import PROJECT_ROOT, Settings
+from bot.runtime import services
+from bot.runtime.redis_server import RedisServer
+from bot.runtime.services import free_port, running
 from bot.web.auth import (
     DEMO_AGENT_EMAIL,
     DEMO_AGENT_PASSWORD,

@@ -26,6 +26,7 @@ from bot.runtime import services
 from bot.runtime.ports import free_port
 from bot.runtime.redis_server import RedisServer
 from bot.runtime.services import Service, bot_services
+from bot.web.limits import GENEROUS_ENV
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 LOGS = ARTIFACTS / "logs"
@@ -42,7 +43,8 @@ class Gateway:
     rasa_url: str
     namespace: str
     service: Service
-    rasa_token: str | None = None  # the token of Rasa's HTTP API (the `stack` only)
+    events_db: Path | None = None  # Rasa's SQL event store (the ``stack`` only)
+    rasa_token: str | None = None  # the token of Rasa's HTTP API (the ``stack`` only)
 
     def ws_url(self, path: str) -> str:
         return self.url.replace("http://", "ws://") + path
@@ -61,9 +63,12 @@ def gateway_service(
         "GATEWAY_PORT": str(port),
         "SUPPORT_DEMO": "1",  # these tests log in as the demo lead
         "PASSWORD_SCRYPT_LOG2_N": "12",  # fast hashes here; tests/security checks the real cost
+        **GENEROUS_ENV,  # these tests drive many customers from one address (limits: tests/security)
     }
     service = services.gateway_service("127.0.0.1", port, LOGS, env, name=name)
-    return Gateway(f"http://127.0.0.1:{port}", redis_url, rasa_url, namespace, service, rasa_token)
+    return Gateway(
+        f"http://127.0.0.1:{port}", redis_url, rasa_url, namespace, service, rasa_token=rasa_token
+    )
 
 
 @pytest.fixture(scope="session")
@@ -112,9 +117,11 @@ def stack(web_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> I
         "EVENTS_DB_URL": f"sqlite:///{events_db}",
     }
     with bot_services(model, LOGS, env) as bot:
-        yield from _run(
-            gateway_service("gateway-e2e", web_redis.url, bot.rasa_url, namespace, bot.rasa_token)
+        gateway = gateway_service(
+            "gateway-e2e", web_redis.url, bot.rasa_url, namespace, bot.rasa_token
         )
+        gateway.events_db = events_db
+        yield from _run(gateway)
 
 
 def screenshot_path(name: str) -> Path:

@@ -105,7 +105,8 @@ async def test_a_body_over_64_kib_is_refused_with_413_json(http, gateway):
 async def test_a_body_that_is_not_json_is_400(http, gateway):
     conversation, token = await start(http, gateway)
     url = f"{gateway.url}/api/conversations/{conversation}/messages"
-    async with http.post(url, data=b"{not json", headers=bearer(token)) as response:
+    headers = {**bearer(token), "Content-Type": "application/json"}
+    async with http.post(url, data=b"{not json", headers=headers) as response:
         assert response.status == 400
         assert response.content_type == "application/json"
 

@@ -5,116 +5,16 @@ contact details and satisfaction."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
-import pytest
-from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.connections import use_redis
 from actions.context import POLICY
 from actions.escalation import EscalationGate
-from actions.handoff import ActionHandback, ActionWaitCheck
+from actions.handoff import ActionWaitCheck
 from actions.respond import ActionRespond
 from bot.handoff import ModeStore
-from bot.queue import HandoffQueue
-
-ALWAYS_OPEN = POLICY.copy(
-    update={
-        "handoff": POLICY.handoff.copy(
-            update={
-                "opening_hours": POLICY.handoff.opening_hours.copy(
-                    update={"open": "00:00", "close": "24:00"}
-                )
-            }
-        )
-    },
-    deep=True,
-)
-NEVER_OPEN = POLICY.copy(
-    update={
-        "handoff": POLICY.handoff.copy(
-            update={"opening_hours": POLICY.handoff.opening_hours.copy(update={"days": []})}
-        )
-    },
-    deep=True,
-)
-
-
-@pytest.fixture
-async def redis(redis_server, redis_client):
-    use_redis(redis_server.url)  # the action code's connections go to the test's Redis
-    yield redis_client
-    use_redis(None)
-
-
-@pytest.fixture
-def queue(redis):
-    return HandoffQueue(redis, namespace="support")
-
-
-class Conversation:
-    """A customer talking to action_respond; events accumulate like Rasa's tracker does."""
-
-    def __init__(self, sender: str, policy=ALWAYS_OPEN) -> None:
-        self.sender = sender
-        self.events: list[dict[str, Any]] = []
-        self.slots: dict[str, Any] = {"handoff_mode": "bot"}
-        self.action = ActionRespond(gate=EscalationGate(policy))
-
-    def _tracker(self, latest: dict[str, Any]) -> Tracker:
-        return Tracker(
-            self.sender,
-            dict(self.slots),
-            latest,
-            list(self.events),
-            False,
-            None,
-            {},
-            "action_listen",
-        )
-
-    def _apply(self, dispatcher: CollectingDispatcher, events: list[dict[str, Any]]) -> None:
-        for event in events:
-            if event["event"] == "slot":
-                self.slots[event["name"]] = event["value"]
-        for message in dispatcher.messages:
-            self.events.append(
-                {
-                    "event": "bot",
-                    "text": message.get("text"),
-                    "data": {},
-                    "metadata": {"reply": message.get("reply")},
-                }
-            )
-
-    async def say(
-        self, text: str, intent: str, confidence: float = 0.95, entities: list | None = None
-    ) -> list[dict[str, Any]]:
-        latest = {
-            "text": text,
-            "intent": {"name": intent, "confidence": confidence},
-            "intent_ranking": [
-                {"name": intent, "confidence": confidence},
-                {"name": "greet", "confidence": 0.01},
-            ],
-            "entities": entities or [],
-        }
-        self.events.append({"event": "user", "text": text, "parse_data": latest, "timestamp": 1.0})
-        dispatcher = CollectingDispatcher()
-        events = await self.action.run(dispatcher, self._tracker(latest), {})
-        self._apply(dispatcher, events)
-        return dispatcher.messages
-
-    async def handback(self) -> list[dict[str, Any]]:
-        dispatcher = CollectingDispatcher()
-        events = await ActionHandback().run(dispatcher, self._tracker({}), {})
-        self._apply(dispatcher, events)
-        return dispatcher.messages
-
-
-def replies(messages: list[dict[str, Any]]) -> list[str]:
-    return [m.get("reply") for m in messages]
+from tests.actions.conversation import ALWAYS_OPEN, NEVER_OPEN, Conversation, replies
 
 
 async def test_every_turn_is_audited_in_the_slot_and_in_redis(redis):

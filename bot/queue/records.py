@@ -1,24 +1,29 @@
-"""The handoff ticket and its parts, with their Redis (hash + JSON) and JSON forms.
+"""The queue's records: the ticket and its parts, messages, events, agents, positions, sweeps.
 
-A :class:`Ticket` is what :mod:`bot.queue` keeps for one conversation handed to a person: who the
+A :class:`Ticket` is what the queue keeps for one conversation handed to a person: who the
 customer is, why the bot handed over (reason codes), how urgent it is (priority 0-9, 9 highest),
 which skill it needs (topic), the bot's summary for the agent (intents with confidences, sentiment
 per customer message, the transcript up to the handoff), its state and a timestamp for every state
 change.
 
-In Redis a ticket is one hash (``<ns>:q:t:<id>``): scalar fields as strings (times as epoch
-milliseconds), and the nested parts (customer, reasons, summary) as JSON strings, so the queue's Lua
-scripts can change the state without decoding JSON. :meth:`Ticket.from_redis` reads that hash;
-:meth:`Ticket.to_dict` / :meth:`Ticket.from_dict` give a JSON-ready form for the gateway and CLI.
+In Redis a ticket is one hash (:data:`bot.keys.QUEUE_TICKET`): the fields of
+:data:`TICKET_FIELDS` as strings (times as epoch milliseconds; customer, reasons and summary as
+JSON, so the Lua scripts can change the state without decoding JSON), plus ``ts_<event>`` for
+every lifecycle event. :data:`TICKET_FIELDS` is the one list of those fields: the scripts write a
+new ticket's hash from it (``new_ticket`` in ``lua/prelude.lua``) and :meth:`Ticket.from_redis`
+reads the hash with it. :meth:`Ticket.to_dict` / :meth:`Ticket.from_dict` give the JSON form for
+the gateway and the CLI.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class TicketState(str, Enum):
@@ -39,8 +44,6 @@ class TicketState(str, Enum):
 
 
 _STATES = {state.value: state for state in TicketState}
-OPEN_STATES = frozenset({TicketState.QUEUED, TicketState.ASSIGNED})
-CLOSED_STATES = frozenset(set(TicketState) - OPEN_STATES)
 
 SENDER_ROLES = ("customer", "agent", "bot", "system")
 
@@ -81,7 +84,7 @@ class IntentScore:
 
 
 @dataclass(frozen=True)
-class Turn:
+class TranscriptLine:
     """One line of the transcript up to the handoff.
 
     ``role`` is ``customer`` or ``bot``. Customer turns carry what the bot measured on them: the
@@ -104,7 +107,7 @@ class Turn:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Turn:
+    def from_dict(cls, data: dict[str, Any]) -> TranscriptLine:
         def opt_float(name: str) -> float | None:
             value = data.get(name)
             return None if value is None else float(value)
@@ -125,7 +128,7 @@ class Summary:
 
     text: str = ""
     intents: tuple[IntentScore, ...] = ()
-    transcript: tuple[Turn, ...] = ()
+    transcript: tuple[TranscriptLine, ...] = ()
 
     @property
     def sentiments(self) -> list[float]:
@@ -147,7 +150,7 @@ class Summary:
         return cls(
             text=str(data.get("text") or ""),
             intents=tuple(IntentScore.from_dict(i) for i in data.get("intents") or ()),
-            transcript=tuple(Turn.from_dict(t) for t in data.get("transcript") or ()),
+            transcript=tuple(TranscriptLine.from_dict(t) for t in data.get("transcript") or ()),
         )
 
 
@@ -220,8 +223,10 @@ class AuditEvent:
         return cls(id=entry_id, event=event, timestamp=timestamp, fields=fields)
 
 
+# -- the ticket hash --------------------------------------------------------------------------
+
 # Hash fields holding times (epoch ms). Every state change sets ``ts_<event>``.
-_TS_PREFIX = "ts_"
+TS_PREFIX = "ts_"
 
 
 # A ticket's customer, reasons and summary never change, and the queue returns the same ticket
@@ -232,17 +237,91 @@ def _customer_from_json(text: str) -> Customer:
 
 
 @lru_cache(maxsize=4096)
-def _reasons_from_json(text: str) -> tuple[str, ...]:
-    return tuple(json.loads(text))
+def _reasons_from_json(text: str | None) -> tuple[str, ...]:
+    return tuple(json.loads(text or "[]"))
 
 
 @lru_cache(maxsize=4096)
-def _summary_from_json(text: str) -> Summary:
-    return Summary.from_dict(json.loads(text))
+def _summary_from_json(text: str | None) -> Summary:
+    return Summary.from_dict(json.loads(text or "{}"))
 
 
-def _ms(value: str | None) -> float | None:
+def _required(value: str | None) -> str:
+    if value is None:
+        raise KeyError("a required ticket field is missing")
+    return value
+
+
+def _optional(value: str | None) -> str | None:
+    return value or None
+
+
+def _int(value: str | None) -> int:
+    return int(_required(value))
+
+
+def _count(value: str | None) -> int:
+    return int(value or 0)
+
+
+def _ms(value: str | None) -> float:
+    return int(_required(value)) / 1000.0
+
+
+def _optional_ms(value: str | None) -> float | None:
     return None if value in (None, "") else int(value) / 1000.0
+
+
+def _flag(value: str | None) -> bool:
+    return value == "1"
+
+
+def _customer(value: str | None) -> Customer:
+    return _customer_from_json(_required(value))
+
+
+def _state(value: str | None) -> TicketState:
+    return _STATES[_required(value)]
+
+
+class TicketField(NamedTuple):
+    """One field of the ticket hash: its name, the :class:`Ticket` attribute it fills (None:
+    used only by the scripts) and how its string becomes that attribute's value."""
+
+    name: str
+    attr: str | None
+    decode: Callable[[str | None], Any] | None
+
+
+def _fields(
+    *rows: tuple[str, str | None, Callable[[str | None], Any] | None],
+) -> tuple[TicketField, ...]:
+    return tuple(TicketField(*row) for row in rows)
+
+
+TICKET_FIELDS: tuple[TicketField, ...] = _fields(
+    ("id", "id", _required),
+    ("conv", "conversation_id", _required),
+    ("customer", "customer", _customer),  # JSON
+    ("reasons", "reasons", _reasons_from_json),  # JSON list of reason codes
+    ("priority", "priority", _int),
+    ("topic", "topic", _required),
+    ("summary", "summary", _summary_from_json),  # JSON
+    ("state", "state", _state),
+    ("created", "created_at", _ms),
+    ("agent", "agent_id", _optional),  # while assigned
+    ("last_agent", "last_agent_id", _optional),
+    ("disposition", "disposition", _optional),
+    ("closed_by", None, None),  # the agent, "customer" or "operator"
+    ("prev", "previous_ticket_id", _optional),  # the conversation's previous ticket
+    ("qseq", None, None),  # arrival order within the topic queues
+    ("sla_deadline", "sla_deadline", _optional_ms),
+    ("sla_breached", "sla_breached", _flag),  # "0" / "1"
+    ("assignments", "assignments", _count),
+    ("requeues", "requeues", _count),
+    ("transfers", "transfers", _count),
+)
+_DECODED = tuple((f.name, f.attr, f.decode) for f in TICKET_FIELDS if f.attr and f.decode)
 
 
 @dataclass(frozen=True)
@@ -296,70 +375,23 @@ class Ticket:
 
     # -- Redis form -------------------------------------------------------------------------
 
-    def to_redis(self) -> dict[str, str]:
-        """The hash the queue stores (all values strings)."""
-        data = {
-            "id": self.id,
-            "conv": self.conversation_id,
-            "customer": json.dumps(self.customer.to_dict(), separators=(",", ":")),
-            "reasons": json.dumps(list(self.reasons), separators=(",", ":")),
-            "priority": str(self.priority),
-            "topic": self.topic,
-            "summary": json.dumps(self.summary.to_dict(), separators=(",", ":")),
-            "state": self.state.value,
-            "created": str(round(self.created_at * 1000)),
-            "assignments": str(self.assignments),
-            "requeues": str(self.requeues),
-            "transfers": str(self.transfers),
-            "sla_breached": "1" if self.sla_breached else "0",
-        }
-        optional = {
-            "agent": self.agent_id,
-            "last_agent": self.last_agent_id,
-            "disposition": self.disposition,
-            "prev": self.previous_ticket_id,
-        }
-        data.update({k: v for k, v in optional.items() if v is not None})
-        if self.sla_deadline is not None:
-            data["sla_deadline"] = str(round(self.sla_deadline * 1000))
-        for name, when in self.timestamps.items():
-            data[_TS_PREFIX + name] = str(round(when * 1000))
-        return data
-
     @classmethod
     def from_redis(cls, data: dict[str, str], duplicate: bool = False) -> Ticket:
-        """Build a ticket from its hash (as returned by HGETALL with decoded responses).
+        """Build a ticket from its hash (as returned by HGETALL with decoded responses), field by
+        field as :data:`TICKET_FIELDS` says.
 
         On the queue's hot path, so it fills the (frozen) instance directly instead of going
         through the generated ``__init__``; the values are the same.
         """
         get = data.get
-        timestamps = {
-            key[3:]: int(value) / 1000.0
-            for key, value in data.items()
-            if key[:3] == _TS_PREFIX and value
-        }
         ticket = object.__new__(cls)
         ticket.__dict__.update(
-            id=data["id"],
-            conversation_id=data["conv"],
-            customer=_customer_from_json(data["customer"]),
-            reasons=_reasons_from_json(get("reasons") or "[]"),
-            priority=int(data["priority"]),
-            topic=data["topic"],
-            summary=_summary_from_json(get("summary") or "{}"),
-            state=_STATES[data["state"]],
-            created_at=int(data["created"]) / 1000.0,
-            timestamps=timestamps,
-            agent_id=get("agent") or None,
-            last_agent_id=get("last_agent") or None,
-            disposition=get("disposition") or None,
-            sla_deadline=_ms(get("sla_deadline")),
-            sla_breached=get("sla_breached") == "1",
-            previous_ticket_id=get("prev") or None,
-            assignments=int(get("assignments") or 0),
-            requeues=int(get("requeues") or 0),
-            transfers=int(get("transfers") or 0),
+            {attr: decode(get(name)) for name, attr, decode in _DECODED},
+            timestamps={
+                key[3:]: int(value) / 1000.0
+                for key, value in data.items()
+                if key[:3] == TS_PREFIX and value
+            },
             duplicate=duplicate,
         )
         return ticket
@@ -420,3 +452,73 @@ class Ticket:
     @classmethod
     def from_json(cls, text: str) -> Ticket:
         return cls.from_dict(json.loads(text))
+
+
+_ticket_attrs = {f.attr for f in TICKET_FIELDS if f.attr} | {"timestamps", "duplicate"}
+if _ticket_attrs != {f.name for f in dataclasses.fields(Ticket)}:  # one layout, checked at import
+    raise RuntimeError("TICKET_FIELDS and the Ticket dataclass disagree")
+
+
+# -- the queue's answers ----------------------------------------------------------------------
+
+
+class QueuePosition(NamedTuple):
+    """Place of a ticket in its topic's queue (1 = next) and the estimated wait in seconds.
+
+    ``position`` is 0 once an agent has the ticket, None when it is closed. ``eta_seconds`` is
+    None when it cannot be estimated (no agent for the topic is online) or the ticket is closed.
+    """
+
+    position: int | None
+    eta_seconds: float | None
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    """An agent as the queue sees it."""
+
+    id: str
+    skills: tuple[str, ...]
+    capacity: int
+    auto_assign: bool
+    online: bool
+    load: int
+    tickets: tuple[str, ...] = ()
+    lease_expires_at: float | None = None
+    last_assigned_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "skills": list(self.skills),
+            "capacity": self.capacity,
+            "auto_assign": self.auto_assign,
+            "online": self.online,
+            "load": self.load,
+            "tickets": list(self.tickets),
+            "lease_expires_at": self.lease_expires_at,
+            "last_assigned_at": self.last_assigned_at,
+        }
+
+
+@dataclass(frozen=True)
+class AgentEvent:
+    """One entry of an agent's inbox stream (``type``: assigned, unassigned, resolved ...)."""
+
+    id: str
+    type: str
+    ticket_id: str | None
+    fields: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def timestamp(self) -> float:
+        return int(self.id.split("-", 1)[0]) / 1000.0
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What one sweep did: agents taken offline, tickets requeued, tickets flagged for SLA."""
+
+    lapsed_agents: tuple[str, ...] = ()
+    requeued: tuple[str, ...] = ()
+    sla_breached: tuple[str, ...] = ()

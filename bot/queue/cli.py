@@ -1,11 +1,11 @@
 """Operator CLI for the handoff queue.
 
-    python -m bot.queue_cli [--redis-url URL] [--namespace NS] list [--state STATE] [--limit N]
-    python -m bot.queue_cli show TICKET_ID [--messages N]
-    python -m bot.queue_cli requeue TICKET_ID [--reason TEXT]
-    python -m bot.queue_cli close TICKET_ID [--disposition TEXT]
-    python -m bot.queue_cli agents
-    python -m bot.queue_cli stats
+    python -m bot.queue.cli [--redis-url URL] [--namespace NS] list [--state STATE] [--limit N]
+    python -m bot.queue.cli show TICKET_ID [--messages N]
+    python -m bot.queue.cli requeue TICKET_ID [--reason TEXT]
+    python -m bot.queue.cli close TICKET_ID [--disposition TEXT]
+    python -m bot.queue.cli agents
+    python -m bot.queue.cli stats
 
 ``--redis-url`` defaults to ``REDIS_URL`` or the launcher's own Redis
 (``redis://127.0.0.1:$SUPPORT_REDIS_PORT/0``); ``--namespace`` to ``SUPPORT_QUEUE_NAMESPACE``
@@ -25,19 +25,24 @@ from typing import TextIO
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bot.queue import HandoffQueue, QueueError
-from bot.tickets import Ticket, TicketState
+from bot.config import Settings, get_settings
+from bot.queue.client import HandoffQueue
+from bot.queue.errors import QueueError
+from bot.queue.factory import open_queue_url
+from bot.queue.records import Ticket, TicketState
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except Exception:  # noqa: BLE001  (settings unreadable: fall back to the documented defaults)
+        return Settings.construct()
 
 
 def _defaults() -> tuple[str, str]:
-    try:
-        from bot.config import get_settings  # noqa: PLC0415
-
-        settings = get_settings()
-        url = settings.redis_url or f"redis://127.0.0.1:{settings.redis_port}/0"
-        return url, settings.queue_namespace
-    except Exception:  # noqa: BLE001  (settings unreadable: fall back to the documented defaults)
-        return "redis://127.0.0.1:6390/0", "support"
+    settings = _settings()
+    url = settings.redis_url or f"redis://127.0.0.1:{settings.redis_port}/0"
+    return url, settings.queue_namespace
 
 
 def _ago(ts: float | None, now: float) -> str:
@@ -227,7 +232,7 @@ COMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     url, namespace = _defaults()
     parser = argparse.ArgumentParser(
-        prog="python -m bot.queue_cli", description="Inspect and operate the handoff queue."
+        prog="python -m bot.queue.cli", description="Inspect and operate the handoff queue."
     )
     parser.add_argument("--redis-url", default=url, help=f"Redis to use (default {url})")
     parser.add_argument(
@@ -254,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
 async def run(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
-    q = HandoffQueue.from_url(args.redis_url, namespace=args.namespace, max_connections=4)
+    q = open_queue_url(args.redis_url, _settings(), namespace=args.namespace, max_connections=4)
     try:
         return await COMMANDS[args.command](q, args, out)
     except QueueError as error:

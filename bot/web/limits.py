@@ -1,0 +1,259 @@
+"""Rate limits and caps of the gateway, kept in Redis so they hold across several gateways.
+
+* **Rates** use GCRA (the generic cell rate algorithm, as in redis-cell and Stripe's limiter): per
+  subject one key holds the "theoretical arrival time"; a request is allowed when it would not
+  push that time more than one period ahead. ``"20/m"`` allows 20 at once, then one every 3 s.
+  Several checks (e.g. per conversation and per IP) run in ONE Lua script: all are charged or
+  none, so parallel requests cannot slip past a limit, and the clock is Redis's (``TIME``), the
+  same for every gateway.
+* **Open WebSockets** are counted in a sorted set per subject (member: socket id, score: expiry).
+  A socket renews its entry while open and removes it on close; entries of a gateway that died
+  expire after :data:`SOCKET_TTL_SECONDS`, so a dead gateway never leaks the count.
+
+Over a limit a request gets 429 with ``Retry-After`` (:class:`RateLimited`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import re
+import uuid
+from dataclasses import dataclass
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from bot.config import Settings
+from bot.web.errors import ApiError, error_response
+
+SOCKET_TTL_SECONDS = 60
+SOCKET_RENEW_SECONDS = 20
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_RATE = re.compile(r"\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*")
+
+# KEYS: one GCRA key per check. ARGV: pairs (emission interval ms, period ms) per key.
+# Returns {1, 0} when every check allows (all are charged), else {0, ms until allowed}.
+_GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local wait = 0
+local tats = {}
+for i = 1, #KEYS do
+  local interval, period = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  if new_tat - now > period then
+    wait = math.max(wait, new_tat - now - period)
+  end
+  tats[i] = new_tat
+end
+if wait > 0 then return {0, wait} end
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], tats[i], 'PX', math.max(1, tats[i] - now))
+end
+return {1, 0}
+"""
+
+# KEYS: one sorted set per cap. ARGV[1] socket id, ARGV[2] ttl ms, then one cap per key.
+# Drops expired entries; adds the socket to every set if none is full, else returns the index
+# (1-based) of the full one.
+_SOCKET_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 1, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+  if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[2 + i]) then return i end
+end
+for i = 1, #KEYS do
+  redis.call('ZADD', KEYS[i], now + tonumber(ARGV[2]), ARGV[1])
+  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[2]))
+end
+return 0
+"""
+
+_SOCKET_RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 1, #KEYS do
+  redis.call('ZADD', KEYS[i], 'XX', now + tonumber(ARGV[2]), ARGV[1])
+  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[2]))
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Rate:
+    """Up to ``count`` at once, refilled evenly over ``period`` seconds (``None``: no limit)."""
+
+    count: int
+    period: float
+
+    @classmethod
+    def parse(cls, text: str) -> Rate | None:
+        """``"20/m"``, ``"10/10s"``, ``"40/5m"``; ``"off"`` (or empty) means no limit."""
+        if text.strip().lower() in ("", "off", "none", "unlimited"):
+            return None
+        match = _RATE.fullmatch(text)
+        if not match or int(match.group(1)) < 1:
+            raise ValueError(f"a rate looks like '20/m' or '10/10s' or 'off', not {text!r}")
+        period = int(match.group(2) or 1) * _UNITS[match.group(3)]
+        if period < 1:
+            raise ValueError(f"the period of {text!r} must be at least one second (e.g. '20/m')")
+        return cls(int(match.group(1)), float(period))
+
+
+class RateLimited(ApiError):
+    """429 with ``Retry-After`` (whole seconds, at least 1)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(429, "too_many_requests", message, retry_after=self.retry_after)
+
+    def response(self) -> web.Response:
+        response = error_response(
+            self.status, self.code, self.message, retry_after=self.retry_after
+        )
+        response.headers["Retry-After"] = str(self.retry_after)
+        return response
+
+
+# The limits by name: (setting attribute, what the client is told).
+RATES = {
+    "conversations_per_ip": ("rate_limit_conversations_per_ip", "too many new conversations"),
+    "messages_per_conversation": (
+        "rate_limit_messages_per_conversation",
+        "too many messages in this conversation",
+    ),
+    "messages_per_ip": ("rate_limit_messages_per_ip", "too many messages from your address"),
+    "typing_per_conversation": ("rate_limit_typing_per_conversation", "too many typing signals"),
+    "logins_per_account": ("rate_limit_logins_per_account", "too many login attempts"),
+    "logins_per_ip": ("rate_limit_logins_per_ip", "too many login attempts from your address"),
+}
+
+# Generous limits for load tools and tests that drive many customers from one address.
+GENEROUS_ENV = {
+    "RATE_LIMIT_CONVERSATIONS_PER_IP": "100000/m",
+    "RATE_LIMIT_MESSAGES_PER_CONVERSATION": "100000/m",
+    "RATE_LIMIT_MESSAGES_PER_IP": "100000/m",
+    "RATE_LIMIT_TYPING_PER_CONVERSATION": "100000/m",
+    "RATE_LIMIT_LOGINS_PER_ACCOUNT": "100000/m",
+    "RATE_LIMIT_LOGINS_PER_IP": "100000/m",
+    "MAX_SOCKETS_PER_IP": "100000",
+}
+
+
+def rate_key(namespace: str, name: str, subject: str) -> str:
+    """``<ns>:limit:<name>:<subject>``: a GCRA time (expires when the subject is idle)."""
+    return f"{namespace}:limit:{name}:{subject}"
+
+
+def sockets_key(namespace: str, scope: str, subject: str) -> str:
+    """``<ns>:limit:sockets:<scope>:<subject>``: open sockets, scored by expiry (ms)."""
+    return f"{namespace}:limit:sockets:{scope}:{subject}"
+
+
+class Limits:
+    """The gateway's limits on one Redis (one per application, :data:`LIMITS`)."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self._redis = redis
+        self._ns = settings.queue_namespace
+        self.rates = {
+            name: Rate.parse(getattr(settings, attr)) for name, (attr, _) in RATES.items()
+        }
+        self.socket_caps = {
+            "conversation": settings.max_sockets_per_conversation,
+            "ip": settings.max_sockets_per_ip,
+        }
+        self._gcra = redis.register_script(_GCRA)
+        self._acquire = redis.register_script(_SOCKET_ACQUIRE)
+        self._renew = redis.register_script(_SOCKET_RENEW)
+
+    async def check(self, *checks: tuple[str, str]) -> float:
+        """Charge every ``(limit name, subject)`` or none; 0.0 when allowed, else seconds to wait."""
+        keys: list[str] = []
+        args: list[int] = []
+        for name, subject in checks:
+            rate = self.rates[name]
+            if rate is None:
+                continue
+            keys.append(rate_key(self._ns, name, subject))
+            period_ms = int(rate.period * 1000)
+            args += [max(1, period_ms // rate.count), period_ms]
+        if not keys:
+            return 0.0
+        allowed, wait_ms = await self._gcra(keys=keys, args=args)
+        return 0.0 if int(allowed) else int(wait_ms) / 1000
+
+    async def hit(self, *checks: tuple[str, str]) -> None:
+        """Like :meth:`check`, raising :class:`RateLimited` (429) when over a limit."""
+        wait = await self.check(*checks)
+        if wait:
+            name = next(n for n, _ in checks if self.rates[n] is not None)
+            raise RateLimited(f"{RATES[name][1]}; retry in a moment", wait)
+
+    async def open_socket(self, **subjects: str) -> SocketSlot | None:
+        """Count an open socket for each ``scope=subject`` (e.g. ``ip="1.2.3.4"``).
+
+        Returns the slot (renew it while open, release it on close), or None when one cap is
+        full (nothing is counted then).
+        """
+        caps = [(scope, subject) for scope, subject in subjects.items()]
+        keys = [sockets_key(self._ns, scope, subject) for scope, subject in caps]
+        slot_id = uuid.uuid4().hex
+        ttl_ms = SOCKET_TTL_SECONDS * 1000
+        full = await self._acquire(
+            keys=keys, args=[slot_id, ttl_ms, *(self.socket_caps[s] for s, _ in caps)]
+        )
+        if int(full):
+            return None
+        return SocketSlot(self, keys, slot_id)
+
+    async def _renew_slot(self, slot: SocketSlot) -> None:
+        await self._renew(keys=slot.keys, args=[slot.slot_id, SOCKET_TTL_SECONDS * 1000])
+
+    async def _release_slot(self, slot: SocketSlot) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for key in slot.keys:
+                pipe.zrem(key, slot.slot_id)
+            await pipe.execute()
+
+
+class SocketSlot:
+    """One open socket's place in the counts; renewed in the background until released."""
+
+    def __init__(self, limits: Limits, keys: list[str], slot_id: str) -> None:
+        self._limits = limits
+        self.keys = keys
+        self.slot_id = slot_id
+        self._task = asyncio.create_task(self._keep_alive())
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(SOCKET_RENEW_SECONDS)
+            with contextlib.suppress(Exception):  # Redis briefly away: the next renewal retries
+                await self._limits._renew_slot(self)
+
+    async def release(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        with contextlib.suppress(Exception):  # unreachable Redis: the entry expires by itself
+            await self._limits._release_slot(self)
+
+
+LIMITS = web.AppKey("limits", Limits)
+
+
+def limits_of(request: web.Request) -> Limits:
+    return request.app[LIMITS]
+
+
+def client_ip(request: web.Request) -> str:
+    """The client's address: the socket peer, or the forwarded client when the peer is a trusted
+    proxy (:mod:`bot.web.proxy` rewrites ``request.remote`` then)."""
+    return request.remote or "unknown"
