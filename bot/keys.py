@@ -197,3 +197,18 @@ QUEUE_EVENTS = register(
     retention="capped at ~events_maxlen entries (100,000)",
     comment="queue-wide events: every ticket and agent change (event ticket plus details)",
 )  # fmt: skip
+
+
+# -- Rasa's conversation state (bot.runtime.tracker_store, bot.runtime.lock_store) --------------
+# Written by the Rasa server through the project's tracker and lock stores (endpoints.yml).
+
+RASA_TRACKER = register(
+    "rasa.tracker", "{ns}:rasa:tracker:{conversation}", owner="bot.runtime.tracker_store",
+    type="string", retention="TRACKER_RETENTION_SECONDS (30 days) after the conversation's last turn",
+    comment="the conversation's Rasa tracker (events, slots) as JSON",
+)  # fmt: skip
+RASA_LOCK = register(
+    "rasa.lock", "{ns}:rasa:lock:{conversation}", owner="bot.runtime.lock_store", type="hash",
+    retention="the longest ticket lifetime after the last ticket (Rasa's 60 s by default)",
+    comment="the conversation's ticket lock: seq (last ticket number) and t:<number> -> expiry",
+)  # fmt: skip
