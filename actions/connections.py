@@ -38,9 +38,7 @@ def use_redis(url: str | None) -> None:
 
 def redis_url() -> str:
     settings = get_settings()
-    return (
-        _override.get("url") or settings.redis_url or f"redis://127.0.0.1:{settings.redis_port}/0"
-    )
+    return _override.get("url") or settings.redis_address()
 
 
 def redis_client() -> Redis:

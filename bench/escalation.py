@@ -36,7 +36,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from bot.config import PROJECT_ROOT
+from bot.config import PROJECT_ROOT, get_settings
 
 CONVERSATIONS_DIR = PROJECT_ROOT / "tests" / "conversations"
 ACCEPT, DECLINE = "/request_human", "/continue_with_bot"
@@ -104,9 +104,12 @@ def load_conversations(directory: Path = CONVERSATIONS_DIR) -> list[Conversation
 class Bot:
     """The running bot through its REST channel and HTTP API."""
 
-    def __init__(self, session: aiohttp.ClientSession, rasa_url: str) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, rasa_url: str, token: str | None = None
+    ) -> None:
         self.session = session
         self.url = rasa_url.rstrip("/")
+        self.params = {"token": token} if token else {}  # Rasa's HTTP API token
 
     async def send(self, sender: str, text: str) -> list[dict[str, Any]]:
         async with self.session.post(
@@ -116,7 +119,8 @@ class Bot:
             return await resp.json()
 
     async def tracker(self, sender: str) -> dict[str, Any]:
-        async with self.session.get(f"{self.url}/conversations/{sender}/tracker") as resp:
+        url = f"{self.url}/conversations/{sender}/tracker"
+        async with self.session.get(url, params=self.params) as resp:
             resp.raise_for_status()
             return await resp.json()
 
@@ -280,13 +284,15 @@ def _meets(value: float | None, target: float) -> bool:
     return value is not None and value >= target
 
 
-async def run(rasa_url: str, concurrency: int, only: str | None) -> list[Outcome]:
+async def run(
+    rasa_url: str, concurrency: int, only: str | None, token: str | None = None
+) -> list[Outcome]:
     conversations = [c for c in load_conversations() if not only or only in c.id]
     run_id = uuid.uuid4().hex[:8]
     limit = asyncio.Semaphore(concurrency)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        bot = Bot(session, rasa_url)
+        bot = Bot(session, rasa_url, token)
 
         async def one(conv: Conversation) -> Outcome:
             async with limit:
@@ -303,7 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write figures and outcomes here")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    outcomes = asyncio.run(run(args.rasa_url, args.concurrency, args.only))
+    token = get_settings().rasa_auth_token  # RASA_AUTH_TOKEN, or the launcher's var/secrets
+    outcomes = asyncio.run(
+        run(args.rasa_url, args.concurrency, args.only, token.get_secret_value() if token else None)
+    )
     figures = score(outcomes)
     print(report(figures, outcomes))
     print(f"\n({time.monotonic() - started:.0f} s)")

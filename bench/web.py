@@ -86,13 +86,13 @@ def start_stack(stack: ExitStack, log_dir: Path) -> tuple[str, str, str]:
         "SUPPORT_QUEUE_NAMESPACE": NAMESPACE,
         "EVENTS_DB_URL": f"sqlite:///{log_dir / 'events.db'}",
     }
-    rasa_url = stack.enter_context(bot_services(model, log_dir, env))
+    bot = stack.enter_context(bot_services(model, log_dir, env))
     gateway_port = free_port()
     gateway_url = f"http://127.0.0.1:{gateway_port}"
-    gateway_env = {**env, "RASA_URL": rasa_url, **GENEROUS_ENV}  # load from one address
+    gateway_env = {**env, **bot.client_env(), **GENEROUS_ENV}  # load from one address
     gateway = gateway_service("127.0.0.1", gateway_port, log_dir, gateway_env)
     stack.enter_context(running([gateway]))
-    return redis.url, rasa_url, gateway_url
+    return redis.url, bot.rasa_url, gateway_url
 
 
 # -- phase 1: bot-mode round trip ------------------------------------------------------------

@@ -35,7 +35,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bot.config import Settings, get_settings
+from bot.config import Settings, get_settings, redact_url
 from bot.escalation import PolicyError, load_policy
 from bot.web.auth import (
     ROLES,
@@ -60,7 +60,7 @@ def known_skills(settings: Settings) -> list[str]:
 
 
 def redis_url(settings: Settings) -> str:
-    return settings.redis_url or f"redis://127.0.0.1:{settings.redis_port}/0"
+    return settings.redis_address()
 
 
 async def ensure_first_lead(redis: Redis, settings: Settings) -> str | None:
@@ -295,7 +295,7 @@ async def run(
         print(f"error: cannot read the topics of the escalation policy: {error}", file=io.err)
         return 2
     except (RedisConnectionError, RedisTimeoutError, OSError) as error:
-        print(f"error: cannot reach Redis at {args.redis_url}: {error}", file=io.err)
+        print(f"error: cannot reach Redis at {redact_url(args.redis_url)}: {error}", file=io.err)
         return 3
     finally:
         await client.close()

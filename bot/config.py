@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import BaseSettings, Field
+from pydantic import BaseSettings, Field, SecretStr
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SECRETS_DIR_NAME = "secrets"  # <data dir>/secrets/: one file per secret, written by the launcher
 
 
 class Settings(BaseSettings):
@@ -29,10 +31,33 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         PROJECT_ROOT / "var", env="SUPPORT_DATA_DIR", description="Redis AOF, logs, SQLite."
     )
+    redis_password: SecretStr | None = Field(
+        None,
+        env="SUPPORT_REDIS_PASSWORD",
+        description="requirepass of the launcher's own Redis; unset: generated once per data dir.",
+    )
     rasa_url: str = Field("http://127.0.0.1:5005", env="RASA_URL")
     rasa_port: int = Field(5005, env="RASA_PORT")
+    rasa_host: str = Field(
+        "127.0.0.1",
+        env="RASA_HOST",
+        description="Interface Rasa listens on (loopback: gateway only).",
+    )
+    rasa_auth_token: SecretStr | None = Field(
+        None,
+        env="RASA_AUTH_TOKEN",
+        description="Token of Rasa's HTTP API (`--auth-token`); unset: generated once per data dir.",
+    )
     action_server_url: str = Field("http://127.0.0.1:5055/webhook", env="ACTION_SERVER_URL")
     action_server_port: int = Field(5055, env="ACTION_SERVER_PORT")
+    action_server_host: str = Field(
+        "127.0.0.1", env="ACTION_SERVER_HOST", description="Interface the action server listens on."
+    )
+    action_server_token: SecretStr | None = Field(
+        None,
+        env="ACTION_SERVER_TOKEN",
+        description="Secret Rasa sends the action server on every call; unset: generated once per data dir.",
+    )
     gateway_host: str = Field("127.0.0.1", env="GATEWAY_HOST")
     gateway_port: int = Field(8080, env="GATEWAY_PORT")
     web_allowed_origins: str = Field(
@@ -169,8 +194,41 @@ class Settings(BaseSettings):
         env_file = PROJECT_ROOT / ".env"
         env_file_encoding = "utf-8"
 
+    @property
+    def secrets_dir(self) -> Path:
+        """Where the launcher keeps the secrets it generated (mode 0700, one 0600 file each)."""
+        return self.data_dir / SECRETS_DIR_NAME
+
+    def redis_address(self) -> str:
+        """`REDIS_URL`, else the launcher's own Redis on loopback, with its password if it has one."""
+        if self.redis_url:
+            return self.redis_url
+        password = self.redis_password.get_secret_value() if self.redis_password else ""
+        auth = f":{quote(password, safe='')}@" if password else ""
+        return f"redis://{auth}127.0.0.1:{self.redis_port}/0"
+
+
+def redact_url(url: str) -> str:
+    """`url` fit for a message or a log: a password in it replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+def load_settings() -> Settings:
+    """Read the settings now: environment and `.env` first, then the secret files the launcher
+    wrote under `<data dir>/secrets/` (file name = the variable's name, e.g. `rasa_auth_token`)."""
+    settings = Settings()
+    if settings.secrets_dir.is_dir():
+        settings = Settings(_secrets_dir=settings.secrets_dir)
+    return settings
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The settings of this process, read once."""
-    return Settings()
+    return load_settings()

@@ -56,7 +56,7 @@ def redis_url() -> str:
     from bot.config import get_settings
 
     settings = get_settings()
-    return settings.redis_url or f"redis://127.0.0.1:{settings.redis_port}/0"
+    return settings.redis_address()
 
 
 class SourceUnavailable(RuntimeError):

@@ -7,6 +7,8 @@ Uses ``/usr/bin/redis-server`` (or one on the PATH) when present, else the binar
                      appendfsync="always") as server:
         print(server.url)            # redis://127.0.0.1:6390/0
 
+``password=...`` sets ``requirepass`` (given on stdin, never on the command line) and puts it in
+:attr:`url` (``redis://:password@host:port/0``); :attr:`display_url` hides it for logs.
 ``port=None`` picks a free port. The server runs in the foreground as our child (no daemonize),
 writes its log to ``<data_dir>/redis.log``, and :meth:`start` returns once ``PING`` answers.
 :meth:`stop` asks it to shut down (``SHUTDOWN NOSAVE`` after the AOF is flushed) and waits;
@@ -24,6 +26,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from bot.runtime.ports import free_port
 
@@ -75,12 +78,32 @@ def find_redis_tool(name: str) -> str | None:
         return None
 
 
-def _ping(host: str, port: int, timeout: float = 0.5) -> bool:
-    """True when the server answers PING with PONG (plain RESP over a socket, no client needed)."""
+def _resp(*parts: bytes) -> bytes:
+    """One command in RESP, the Redis protocol."""
+    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+
+
+def _ping(host: str, port: int, timeout: float = 0.5, password: str | None = None) -> bool:
+    """True when the server answers PING with PONG (plain RESP over a socket, no client needed);
+    with `password`, after AUTH."""
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            if password:
+                sock.sendall(_resp(b"AUTH", password.encode()))
+                if not sock.recv(64).startswith(b"+OK"):
+                    return False
+            sock.sendall(_resp(b"PING"))
             return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _answers(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True when anything answers there like a Redis (PONG, or an authentication error)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(_resp(b"PING"))
+            return sock.recv(64)[:1] in (b"+", b"-")
     except OSError:
         return False
 
@@ -103,6 +126,7 @@ class RedisServer:
         appendonly: bool = False,
         appendfsync: str = "everysec",
         startup_timeout: float = 15.0,
+        password: str | None = None,
     ) -> None:
         if appendfsync not in ("always", "everysec", "no"):
             raise ValueError(f"appendfsync must be always, everysec or no, not {appendfsync!r}")
@@ -114,11 +138,26 @@ class RedisServer:
         self.appendfsync = appendfsync
         self.executable = find_redis_server()
         self.startup_timeout = startup_timeout
+        if password is not None and (not password or any(c.isspace() for c in password)):
+            raise ValueError("the Redis password must be non-empty, without spaces or line breaks")
+        self._password = password
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        """The URL clients connect with (the password included when there is one)."""
+        auth = f":{quote(self._password, safe='')}@" if self._password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
+
+    @property
+    def display_url(self) -> str:
+        """:attr:`url` for logs and messages: the password replaced by ``***``."""
+        auth = ":***@" if self._password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
+
+    @property
+    def requires_password(self) -> bool:
+        return self._password is not None
 
     @property
     def log_path(self) -> Path:
@@ -131,8 +170,10 @@ class RedisServer:
 
     def command(self) -> list[str]:
         assert self.data_dir is not None
+        config_from_stdin = ["-"] if self._password else []  # requirepass, off the command line
         return [
             self.executable,
+            *config_from_stdin,
             "--port", str(self.port),
             "--bind", self.host,
             "--dir", str(self.data_dir),
@@ -154,15 +195,18 @@ class RedisServer:
         if self.data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="redis-"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if _ping(self.host, self.port):
+        if _answers(self.host, self.port):
             raise RedisServerError(f"something already answers on {self.host}:{self.port}")
         self.process = subprocess.Popen(
             self.command(),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if self._password else subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,  # Ctrl-C in a terminal reaches the launcher, not Redis
         )
+        if self._password and self.process.stdin is not None:
+            self.process.stdin.write(f"requirepass {self._password}\n".encode())
+            self.process.stdin.close()  # redis-server reads its stdin config up to EOF
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -171,7 +215,7 @@ class RedisServer:
                     f"redis-server exited with {self.process.returncode}: {err.strip()}"
                     f"{self._log_tail()}"
                 )
-            if _ping(self.host, self.port):
+            if _ping(self.host, self.port, password=self._password):
                 return self
             time.sleep(0.02)
         self.kill()
@@ -235,4 +279,4 @@ class RedisServer:
 
     def __repr__(self) -> str:
         state = "running" if self.running() else "stopped"
-        return f"RedisServer({self.url}, {state}, data_dir={self.data_dir})"
+        return f"RedisServer({self.display_url}, {state}, data_dir={self.data_dir})"

@@ -17,8 +17,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode
 
 from bot.config import PROJECT_ROOT, get_settings
+from bot.runtime.internal_secrets import InternalSecrets
 from bot.runtime.ports import free_port
 
 
@@ -40,9 +42,9 @@ class Service:
 
     name: str
     command: list[str]
-    health_url: str
+    health_url: str = field(repr=False)  # may carry a token
     log_path: Path
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict, repr=False)  # carries the secrets
     process: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -91,25 +93,54 @@ class Service:
             self.process.wait()
 
 
-def action_server(port: int, log_dir: Path, env: dict[str, str] | None = None) -> Service:
-    """The rasa_sdk action server serving the `actions` package."""
+def action_server(
+    port: int,
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    *,
+    secrets: InternalSecrets,
+    host: str = "127.0.0.1",
+) -> Service:
+    """The action server serving the `actions` package on `host` (loopback by default); every
+    call but the health check needs `secrets.action_server_token` (bot.runtime.action_server)."""
     return Service(
         name="action server",
-        command=[_venv_bin("rasa"), "run", "actions", "--actions", "actions", "--port", str(port)],
+        command=[
+            sys.executable,
+            "-m",
+            "bot.runtime.action_server",
+            "--actions",
+            "actions",
+            "--port",
+            str(port),
+            "--interface",
+            host,
+        ],
         health_url=f"http://127.0.0.1:{port}/health",
         log_path=log_dir / "actions.log",
-        env=env or {},
+        env={**(env or {}), "ACTION_SERVER_TOKEN": secrets.action_server_token},
     )
 
 
 def rasa_server(
-    port: int, model: Path, action_url: str, log_dir: Path, env: dict[str, str] | None = None
+    port: int,
+    model: Path,
+    action_url: str,
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    *,
+    secrets: InternalSecrets,
+    host: str = "127.0.0.1",
 ) -> Service:
-    """Rasa with its HTTP API and the REST channel, using the given action server."""
+    """Rasa with the REST channel and its HTTP API (behind `secrets.rasa_auth_token`) on `host`
+    (loopback by default), calling the action server at `action_url` with its token."""
+    token = urlencode({"token": secrets.rasa_auth_token})
     return Service(
         name="rasa",
         command=[
-            _venv_bin("rasa"),
+            sys.executable,
+            "-m",
+            "bot.runtime.rasa_entry",  # `rasa`, with --auth-token from RASA_AUTH_TOKEN
             "run",
             "--enable-api",
             "--model",
@@ -121,16 +152,17 @@ def rasa_server(
             "--port",
             str(port),
             "--interface",
-            "127.0.0.1",
+            host,
         ],
-        health_url=f"http://127.0.0.1:{port}/status",
+        health_url=f"http://127.0.0.1:{port}/status?{token}",
         log_path=log_dir / "rasa.log",
-        env={"EVENTS_DB_URL": events_db_url(), **(env or {}), "ACTION_SERVER_URL": action_url},
+        env={
+            "EVENTS_DB_URL": events_db_url(),
+            **(env or {}),
+            **secrets.env(),
+            "ACTION_SERVER_URL": action_url,
+        },
     )
-
-
-def _venv_bin(name: str) -> str:
-    return str(Path(sys.executable).with_name(name))
 
 
 def events_db_url() -> str:
@@ -168,14 +200,36 @@ def running(services: Sequence[Service], timeout: float = 300.0) -> Iterator[Non
             service.stop()
 
 
+@dataclass(frozen=True)
+class BotServices:
+    """A running action server and Rasa, and the secrets that open them."""
+
+    rasa_url: str
+    action_url: str
+    secrets: InternalSecrets
+
+    @property
+    def rasa_token(self) -> str:
+        """The token of Rasa's HTTP API (query parameter ``token``)."""
+        return self.secrets.rasa_auth_token
+
+    def client_env(self) -> dict[str, str]:
+        """What a gateway needs to reach this Rasa (`RASA_URL`, `RASA_AUTH_TOKEN`)."""
+        return {"RASA_URL": self.rasa_url, "RASA_AUTH_TOKEN": self.rasa_token}
+
+
 @contextmanager
-def bot_services(model: Path, log_dir: Path, env: dict[str, str]) -> Iterator[str]:
-    """The action server and Rasa with `model` on free ports, healthy; yields Rasa's URL."""
+def bot_services(
+    model: Path, log_dir: Path, env: dict[str, str], secrets: InternalSecrets | None = None
+) -> Iterator[BotServices]:
+    """The action server and Rasa with `model` on free loopback ports, healthy, with `secrets`
+    (fresh ones for this run unless given)."""
+    secrets = secrets or InternalSecrets.generate()
     actions_port, rasa_port = free_port(), free_port()
     action_url = f"http://127.0.0.1:{actions_port}/webhook"
     services = [
-        action_server(actions_port, log_dir, env),
-        rasa_server(rasa_port, model, action_url, log_dir, env),
+        action_server(actions_port, log_dir, env, secrets=secrets),
+        rasa_server(rasa_port, model, action_url, log_dir, env, secrets=secrets),
     ]
     with running(services):
-        yield f"http://127.0.0.1:{rasa_port}"
+        yield BotServices(f"http://127.0.0.1:{rasa_port}", action_url, secrets)

@@ -33,7 +33,7 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    redis_url = settings.redis_url or f"redis://127.0.0.1:{settings.redis_port}/0"
+    redis_url = settings.redis_address()
     redis = Redis.from_url(
         redis_url,
         decode_responses=True,

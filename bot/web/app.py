@@ -145,7 +145,8 @@ def create_app(
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession()
-        rasa = RasaClient(session, rasa_url)
+        token = settings.rasa_auth_token
+        rasa = RasaClient(session, rasa_url, token=token.get_secret_value() if token else None)
         events = ConversationEvents(redis, settings.queue_namespace)
         desk = desk_factory(redis, settings, rasa, events)
         accounts = AgentAccounts.from_settings(redis, settings)

@@ -350,7 +350,9 @@ class QueueDesk:
         except HandoffError:
             await self.modes.sync(conversation_id)
         try:
-            return await resume_in_rasa(self._rasa.base_url, conversation_id, self._rasa.session)
+            return await resume_in_rasa(
+                self._rasa.base_url, conversation_id, self._rasa.session, token=self._rasa.token
+            )
         except (aiohttp.ClientError, asyncio.TimeoutError) as error:
             # The ticket is closed and the mode is bot: the bot answers the next message.
             log.warning(
@@ -363,7 +365,7 @@ class QueueDesk:
         wait passes the policy's limit (the action makes it once; nothing otherwise)."""
         try:
             return await check_wait_in_rasa(
-                self._rasa.base_url, conversation_id, self._rasa.session
+                self._rasa.base_url, conversation_id, self._rasa.session, token=self._rasa.token
             )
         except (aiohttp.ClientError, asyncio.TimeoutError) as error:
             log.warning("wait check for %s failed: %r", conversation_id, error)

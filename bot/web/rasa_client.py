@@ -4,6 +4,10 @@ A customer message is not idempotent in Rasa (sending it twice runs two turns), 
 retried only when the connection could not be made at all (the message never reached Rasa).
 A timeout or a 5xx after the request was sent raises :class:`RasaUnavailable`, which the API
 turns into a 503 the widget retries with the same client message id.
+
+Rasa's HTTP API (trackers, ``trigger_intent``, ``/status``) needs its token (`RASA_AUTH_TOKEN`),
+sent as the query parameter ``token`` on every request; errors name the path, never the URL
+with the token.
 """
 
 from __future__ import annotations
@@ -36,9 +40,11 @@ class RasaClient:
         *,
         timeout: float = 30.0,
         connect_retries: int = 3,
+        token: str | None = None,
     ) -> None:
         self._session = session
         self._base = base_url.rstrip("/")
+        self._token = token or None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._connect_retries = connect_retries
 
@@ -49,6 +55,14 @@ class RasaClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         return self._session
+
+    @property
+    def token(self) -> str | None:
+        """The token of Rasa's HTTP API (None: Rasa runs without one)."""
+        return self._token
+
+    def _params(self) -> dict[str, str]:
+        return {"token": self._token} if self._token else {}
 
     async def send(
         self, sender: str, message: str, *, timeout: float | None = None
@@ -78,7 +92,9 @@ class RasaClient:
         """One quick look at Rasa's /status (no retries)."""
         try:
             async with self._session.get(
-                self._base + "/status", timeout=aiohttp.ClientTimeout(total=2)
+                self._base + "/status",
+                params=self._params(),
+                timeout=aiohttp.ClientTimeout(total=2),
             ) as response:
                 return response.status == 200
         except (aiohttp.ClientError, asyncio.TimeoutError):
@@ -94,7 +110,9 @@ class RasaClient:
         limit = self._timeout if timeout is None else aiohttp.ClientTimeout(total=timeout)
         for attempt in range(self._connect_retries + 1):
             try:
-                async with self._session.request(method, url, json=body, timeout=limit) as response:
+                async with self._session.request(
+                    method, url, json=body, params=self._params(), timeout=limit
+                ) as response:
                     if response.status >= 500:
                         raise RasaUnavailable(f"Rasa answered {response.status} for {path}")
                     if response.status >= 400:
@@ -110,5 +128,11 @@ class RasaClient:
                     ) from error
                 await asyncio.sleep(0.2 * 2**attempt)
             except (asyncio.TimeoutError, aiohttp.ClientError) as error:
-                raise RasaUnavailable(f"Rasa did not answer {path}: {error!r}") from error
+                # a ClientResponseError's repr holds the request URL, token included
+                detail = (
+                    type(error).__name__
+                    if isinstance(error, aiohttp.ClientResponseError)
+                    else repr(error)
+                )
+                raise RasaUnavailable(f"Rasa did not answer {path}: {detail}") from None
         raise RasaUnavailable(f"Rasa is not reachable at {self._base}", reached=False)

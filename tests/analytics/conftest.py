@@ -58,12 +58,18 @@ async def redis(analytics_redis: RedisServer) -> AsyncIterator[Redis]:
 
 
 def gateway_process(
-    name: str, redis_url: str, namespace: str, events_db: Path, rasa_url: str
+    name: str,
+    redis_url: str,
+    namespace: str,
+    events_db: Path,
+    rasa_url: str,
+    rasa_token: str | None = None,
 ) -> AnalyticsGateway:
     port = free_port()
     env = {
         "REDIS_URL": redis_url,
         "RASA_URL": rasa_url,
+        "RASA_AUTH_TOKEN": rasa_token or "",
         "SUPPORT_QUEUE_NAMESPACE": namespace,
         "EVENTS_DB_URL": f"sqlite:///{events_db}",
         "GATEWAY_PORT": str(port),
@@ -102,9 +108,14 @@ def analytics_stack(
         "SUPPORT_QUEUE_NAMESPACE": namespace,
         "EVENTS_DB_URL": f"sqlite:///{events_db}",
     }
-    with bot_services(model, LOGS, env) as rasa_url:
+    with bot_services(model, LOGS, env) as bot:
         gateway = gateway_process(
-            "gateway-analytics-e2e", analytics_redis.url, namespace, events_db, rasa_url
+            "gateway-analytics-e2e",
+            analytics_redis.url,
+            namespace,
+            events_db,
+            bot.rasa_url,
+            bot.rasa_token,
         )
         with running([gateway.service], timeout=60):
             yield gateway

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import PROJECT_ROOT
+from bot.runtime.internal_secrets import InternalSecrets
 from bot.runtime.ports import free_port
 from bot.runtime.redis_server import RedisServer
 from bot.runtime.services import Service, running
@@ -69,6 +70,7 @@ def test_the_services_started_by_the_entrypoint_answer_a_customer_together(
             "REDIS_URL": redis.url,
             "EVENTS_DB_URL": f"sqlite:///{tmp_path / 'events.db'}",
             "SUPPORT_DATA_DIR": str(tmp_path / "var"),
+            **InternalSecrets.generate().env(),  # the tokens (docs/security.md)
         }
         services = [
             _service(

@@ -31,6 +31,7 @@ NAMESPACE = "esc"
 class Stack:
     rasa_url: str
     redis_url: str
+    rasa_token: str  # of Rasa's HTTP API
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +45,8 @@ def stack(redis_server, tmp_path_factory) -> Iterator[Stack]:
         "SUPPORT_QUEUE_NAMESPACE": NAMESPACE,
         "EVENTS_DB_URL": f"sqlite:///{tmp_path_factory.mktemp('esc-events') / 'events.db'}",
     }
-    with bot_services(model, LOGS, env) as rasa_url:
-        yield Stack(rasa_url, redis_server.url)
+    with bot_services(model, LOGS, env) as bot:
+        yield Stack(bot.rasa_url, redis_server.url, bot.rasa_token)
 
 
 class Customer:
@@ -64,7 +65,8 @@ class Customer:
 
     async def slots(self) -> dict:
         async with self.session.get(
-            f"{self.stack.rasa_url}/conversations/{self.id}/tracker"
+            f"{self.stack.rasa_url}/conversations/{self.id}/tracker",
+            params={"token": self.stack.rasa_token},
         ) as resp:
             return (await resp.json())["slots"]
 
@@ -131,7 +133,7 @@ async def test_handback_through_rasa_greets_back_and_the_rating_keeps_the_path(
     await queue.return_to_bot(ticket.id, "agent-it")
     store = ModeStore(redis_client, None, NAMESPACE)  # type: ignore[arg-type]
     await store.hand_back(customer.id)
-    messages = await resume_in_rasa(stack.rasa_url, customer.id)
+    messages = await resume_in_rasa(stack.rasa_url, customer.id, token=stack.rasa_token)
     texts = [m.get("text") or "" for m in messages]
     assert any("Welcome back" in t for t in texts)
     assert any("rate" in t for t in texts)

@@ -1,13 +1,16 @@
-"""README command 1's launcher: a stop request while the stack is still starting stops it all."""
+"""README command 1's launcher: a stop request while the stack is still starting stops it all; its
+Redis wants the password it generated into the data dir."""
 
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import redis
 
 from bot.config import PROJECT_ROOT
 from bot.runtime.ports import free_port
@@ -54,6 +57,15 @@ def test_sigterm_while_rasa_starts_stops_every_service_already_started(
         assert any(line.startswith("rasa: starting") for line in seen), "".join(seen)
         assert _listening(ports["SUPPORT_REDIS_PORT"])
         assert _listening(ports["ACTION_SERVER_PORT"])
+        # its Redis has the password generated into the data dir, and wants it
+        password = (tmp_path / "secrets" / "support_redis_password").read_text().strip()
+        assert (
+            stat.S_IMODE((tmp_path / "secrets" / "support_redis_password").stat().st_mode) == 0o600
+        )
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=ports["SUPPORT_REDIS_PORT"]).ping()
+        assert redis.Redis(port=ports["SUPPORT_REDIS_PORT"], password=password).ping()
+        assert password not in "".join(seen)
         launcher.send_signal(signal.SIGTERM)
         rest, _ = launcher.communicate(timeout=120)
     finally:
@@ -62,3 +74,17 @@ def test_sigterm_while_rasa_starts_stops_every_service_already_started(
     assert launcher.returncode == 0, rest
     assert "stopped." in rest
     assert not any(_listening(port) for port in ports.values())
+    assert _processes_of(tmp_path) == []  # none left behind, not even one not yet listening
+
+
+def _processes_of(data_dir: Path) -> list[int]:
+    """Live processes started for this data dir (it is in their environment)."""
+    marker = f"SUPPORT_DATA_DIR={data_dir}".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:  # gone meanwhile, or not ours
+            continue
+    return found

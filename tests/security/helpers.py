@@ -135,6 +135,7 @@ class Customer:
 
     async def tracker(self) -> dict[str, Any]:
         url = f"{self.gateway.rasa_url}/conversations/{self.conversation_id}/tracker"
-        async with self.http.get(url) as response:
+        params = {"token": self.gateway.rasa_token or ""}  # Rasa's HTTP API wants its token
+        async with self.http.get(url, params=params) as response:
             assert response.status == 200
             return await response.json()

@@ -28,6 +28,7 @@ def gateway_with(stack: Gateway, rasa_url: str, name: str, **env: str) -> Iterat
     environment = {
         "REDIS_URL": stack.redis_url,
         "RASA_URL": rasa_url,
+        "RASA_AUTH_TOKEN": stack.rasa_token or "",
         "SUPPORT_QUEUE_NAMESPACE": stack.namespace,
         "GATEWAY_PORT": str(port),
         **env,
@@ -35,7 +36,12 @@ def gateway_with(stack: Gateway, rasa_url: str, name: str, **env: str) -> Iterat
     service = services.gateway_service("127.0.0.1", port, LOGS, environment, name=name)
     with services.running([service], timeout=60):
         yield Gateway(
-            f"http://127.0.0.1:{port}", stack.redis_url, stack.rasa_url, stack.namespace, service
+            f"http://127.0.0.1:{port}",
+            stack.redis_url,
+            stack.rasa_url,
+            stack.namespace,
+            service,
+            rasa_token=stack.rasa_token,
         )
 
 

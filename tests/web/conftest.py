@@ -25,7 +25,7 @@ from bot.config import PROJECT_ROOT
 from bot.runtime import services
 from bot.runtime.ports import free_port
 from bot.runtime.redis_server import RedisServer
-from bot.runtime.services import Service, action_server, rasa_server
+from bot.runtime.services import Service, bot_services
 from bot.web.limits import GENEROUS_ENV
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
@@ -44,18 +44,25 @@ class Gateway:
     namespace: str
     service: Service
     events_db: Path | None = None  # Rasa's SQL event store (the ``stack`` only)
+    rasa_token: str | None = None  # the token of Rasa's HTTP API (the ``stack`` only)
 
     def ws_url(self, path: str) -> str:
         return self.url.replace("http://", "ws://") + path
 
 
 def gateway_service(
-    name: str, redis_url: str, rasa_url: str, namespace: str, action_url: str | None = None
+    name: str,
+    redis_url: str,
+    rasa_url: str,
+    namespace: str,
+    action_url: str | None = None,
+    rasa_token: str | None = None,
 ) -> Gateway:
     port = free_port()
     env = {
         "REDIS_URL": redis_url,
         "RASA_URL": rasa_url,
+        "RASA_AUTH_TOKEN": rasa_token or "",
         "SUPPORT_QUEUE_NAMESPACE": namespace,
         "WEB_ALLOWED_ORIGINS": ALLOWED_ORIGIN,
         "GATEWAY_PORT": str(port),
@@ -66,7 +73,9 @@ def gateway_service(
     if action_url:  # probed by /healthz and when Rasa answers a turn with nothing
         env["ACTION_SERVER_URL"] = action_url
     service = services.gateway_service("127.0.0.1", port, LOGS, env, name=name)
-    return Gateway(f"http://127.0.0.1:{port}", redis_url, rasa_url, namespace, service)
+    return Gateway(
+        f"http://127.0.0.1:{port}", redis_url, rasa_url, namespace, service, rasa_token=rasa_token
+    )
 
 
 @pytest.fixture(scope="session")
@@ -114,15 +123,10 @@ def stack(web_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> I
         "SUPPORT_QUEUE_NAMESPACE": namespace,
         "EVENTS_DB_URL": f"sqlite:///{events_db}",
     }
-    actions_port, rasa_port = free_port(), free_port()
-    action_url = f"http://127.0.0.1:{actions_port}/webhook"
-    bot = [
-        action_server(actions_port, LOGS, env),
-        rasa_server(rasa_port, model, action_url, LOGS, env),
-    ]
-    with services.running(bot):
-        rasa_url = f"http://127.0.0.1:{rasa_port}"
-        gateway = gateway_service("gateway-e2e", web_redis.url, rasa_url, namespace, action_url)
+    with bot_services(model, LOGS, env) as bot:
+        gateway = gateway_service(
+            "gateway-e2e", web_redis.url, bot.rasa_url, namespace, bot.action_url, bot.rasa_token
+        )
         gateway.events_db = events_db
         yield from _run(gateway)
 

@@ -19,6 +19,7 @@ import pytest
 
 from bot.queue import HandoffQueue
 from bot.runtime import services
+from bot.runtime.internal_secrets import InternalSecrets
 from bot.runtime.ports import free_port
 from bot.runtime.redis_server import RedisServer
 from bot.runtime.services import Service
@@ -55,11 +56,14 @@ def reach(web_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> I
     }
     actions_port, rasa_port = free_port(), free_port()
     action_url = f"http://127.0.0.1:{actions_port}/webhook"
-    actions = services.action_server(actions_port, LOGS, env)
-    rasa = services.rasa_server(rasa_port, model, action_url, LOGS, env)
+    secrets = InternalSecrets.generate()
+    actions = services.action_server(actions_port, LOGS, env, secrets=secrets)
+    rasa = services.rasa_server(rasa_port, model, action_url, LOGS, env, secrets=secrets)
     rasa_url = f"http://127.0.0.1:{rasa_port}"
     with services.running([actions, rasa]):
-        gateway = gateway_service("gateway-reach", web_redis.url, rasa_url, namespace, action_url)
+        gateway = gateway_service(
+            "gateway-reach", web_redis.url, rasa_url, namespace, action_url, secrets.rasa_auth_token
+        )
         for running in _run(gateway):
             yield Stack(running, actions, rasa)
 

@@ -25,7 +25,8 @@ async def test_a_card_number_is_masked_before_it_reaches_rasa_and_the_log(http, 
         body = await response.json()
     assert body["messages"][0]["text"] == "my card 411111******1111 was charged twice"
 
-    async with http.get(f"{stack.rasa_url}/conversations/{conversation_id}/tracker") as response:
+    tracker_url = f"{stack.rasa_url}/conversations/{conversation_id}/tracker"
+    async with http.get(tracker_url, params={"token": stack.rasa_token}) as response:
         tracker = json.dumps(await response.json())
     assert "411111******1111" in tracker
     assert PAN not in tracker and PAN_SPACED not in tracker

@@ -1,0 +1,40 @@
+"""``python -m bot.runtime.rasa_entry run ...``: ``rasa`` with the token of its HTTP API.
+
+The same command line as ``rasa``; for ``rasa run`` the token comes from `RASA_AUTH_TOKEN`
+(bot.config) and is handed to Rasa's own ``--auth-token`` inside this process, so it never shows
+in a process listing (``ps``, /proc/<pid>/cmdline). Without a token ``rasa run`` refuses to start
+rather than serve an open API. Rasa checks the token on every route of the HTTP API
+(``/conversations/...``, ``/model/...``, ``/status``, ``/domain``); the REST channel
+(``/webhooks/rest/webhook``) has no token, so Rasa listens on loopback (`RASA_HOST`) and only the
+gateway reaches it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from bot.config import get_settings
+
+
+def rasa_argv(argv: list[str], token: str) -> list[str]:
+    """``argv`` (without the program name) with ``--auth-token`` added to ``rasa run``."""
+    if not argv or argv[0] != "run" or (len(argv) > 1 and argv[1] == "actions"):
+        return argv
+    if any(arg == "--auth-token" or arg.startswith("--auth-token=") for arg in argv):
+        raise SystemExit("error: give Rasa's token through RASA_AUTH_TOKEN, not the command line")
+    if not token:
+        raise SystemExit("error: RASA_AUTH_TOKEN is not set; Rasa's HTTP API will not run open")
+    return [*argv, f"--auth-token={token}"]  # one word: a token may start with "-"
+
+
+def main() -> None:
+    settings = get_settings()
+    token = settings.rasa_auth_token.get_secret_value() if settings.rasa_auth_token else ""
+    sys.argv = ["rasa", *rasa_argv(sys.argv[1:], token)]
+    from rasa.__main__ import main as rasa_main  # noqa: PLC0415 - Rasa loads slowly
+
+    rasa_main()
+
+
+if __name__ == "__main__":
+    main()
