@@ -2,7 +2,8 @@
 
 Every endpoint but ``POST /api/agent/login`` needs an agent session
 (``Authorization: Bearer <session token>``). An agent acts on, and reads, only the tickets it
-holds now (a support lead may read any; :mod:`bot.web.access`). Agent text is masked (card numbers) before it is stored or relayed.
+holds now (a support lead may read any; :mod:`bot.web.access`). Agent text is masked (card
+numbers) before it is stored or relayed.
 After each step the conversation's event stream gets what the customer should see: the agent's
 replies, "an agent joined / left" notices, the mode change and, on handback or resolution, what
 the bot says next.

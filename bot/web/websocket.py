@@ -22,8 +22,9 @@ follow the conversations of the tickets they hold (a lead may watch any), and re
 ``{"type": "mine", "tickets": [...]}`` for the tickets they hold. An agent gets a conversation's
 events only while it holds its ticket (:mod:`bot.web.access`): once a resolve, hand-back,
 transfer or lapsed lease ends that, nothing more is relayed and the console gets
-``{"type": "revoked", "conversation_id", "ticket_id", "state", "reason": "closed" | "moved"}``. While an agent's socket is open
-and the agent is online, the gateway keeps the agent's presence alive with heartbeats.
+``{"type": "revoked", "conversation_id", "ticket_id", "state", "reason": "closed" | "moved"}``.
+While an agent's socket is open and the agent is online, the gateway keeps the agent's presence
+alive with heartbeats.
 """
 
 from __future__ import annotations
