@@ -41,6 +41,7 @@ from redis.asyncio import Redis
 from bot.config import Settings, get_settings
 from bot.escalation import load_policy
 from bot.masking import mask_card_numbers
+from bot.queue.validate import MAX_MESSAGE_CHARS
 from bot.web import fallback
 from bot.web.card_tail import CardMasker
 from bot.web.desk import Desk, DeskState
@@ -57,7 +58,7 @@ from bot.web.turns import (
 )
 
 CONVERSATION_TTL = 30 * 24 * 3600
-MAX_TEXT_CHARS = 2000
+MAX_TEXT_CHARS = MAX_MESSAGE_CHARS  # the one message limit (bot.queue.validate)
 MAX_PAYLOAD_CHARS = 300
 PAYLOAD_PATTERN = re.compile(r"/[A-Za-z_][A-Za-z0-9_]*(\{.*\})?", re.DOTALL)
 

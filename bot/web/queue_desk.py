@@ -372,12 +372,11 @@ class QueueDesk:
             return []
 
     async def transfer(self, agent: Agent, ticket_id: str, topic: str) -> None:
-        ticket = await self.ticket(ticket_id)
-        if ticket.get("agent_id") != agent.login:
-            raise DeskError(403, "forbidden", "you do not hold this ticket")
+        """Pass a ticket the agent holds to another topic; whether it holds it is checked in the
+        queue's transfer script, atomically with the move (403 when it no longer does)."""
         try:
-            await self.queue.transfer(ticket_id, topic=topic)
+            ticket = await self.queue.transfer(ticket_id, topic=topic, holder=agent.login)
         except QueueError as error:
             raise desk_error(error) from error
         self._open_cache = (0.0, [])
-        await self.modes.sync(ticket["conversation_id"])
+        await self.modes.sync(ticket.conversation_id)
