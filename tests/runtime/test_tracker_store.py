@@ -27,6 +27,7 @@ from rasa.utils.endpoints import read_endpoint_config
 from bot import keys
 from bot.config import PROJECT_ROOT, Settings, get_settings
 from bot.runtime import services
+from bot.runtime.internal_secrets import InternalSecrets
 from bot.runtime.ports import free_port
 from bot.runtime.redis_server import RedisServer
 from bot.runtime.tracker_store import (
@@ -42,8 +43,11 @@ RETENTION = 3600
 UNCLEAR = ("blorp", "flarp zing")
 
 
+SECRETS = InternalSecrets.generate()  # the services' tokens for this run
+
+
 def _rasa(port: int, model: Path, action_url: str, env: dict[str, str], name: str):
-    service = services.rasa_server(port, model, action_url, LOGS, env)
+    service = services.rasa_server(port, model, action_url, LOGS, env, secrets=SECRETS)
     service.name, service.log_path = name, LOGS / f"{name}.log"
     return service
 
@@ -57,7 +61,11 @@ def _say(rasa_url: str, sender: str, text: str) -> list[dict]:
 
 
 def _slots(rasa_url: str, sender: str) -> dict:
-    response = requests.get(f"{rasa_url}/conversations/{sender}/tracker", timeout=60)
+    response = requests.get(
+        f"{rasa_url}/conversations/{sender}/tracker",
+        params={"token": SECRETS.rasa_auth_token},  # Rasa's HTTP API wants its token
+        timeout=60,
+    )
     response.raise_for_status()
     return response.json()["slots"]
 
@@ -83,7 +91,7 @@ def test_a_restarted_rasa_and_a_second_rasa_carry_on_the_same_conversation(
     }
     actions_port, rasa_port, second_port = free_port(), free_port(), free_port()
     action_url = f"http://127.0.0.1:{actions_port}/webhook"
-    actions = services.action_server(actions_port, LOGS, env)
+    actions = services.action_server(actions_port, LOGS, env, secrets=SECRETS)
     first = _rasa(rasa_port, model, action_url, env, "rasa-first")
     sender = f"trk-{uuid.uuid4().hex[:10]}"
     client = redis.Redis.from_url(state_redis.url, decode_responses=True)
@@ -142,7 +150,7 @@ def test_endpoints_yml_gives_rasa_the_project_store_on_the_configured_redis(
 ) -> None:
     monkeypatch.setenv("REDIS_URL", state_redis.url)
     monkeypatch.setenv("SUPPORT_QUEUE_NAMESPACE", NAMESPACE)
-    for name in ("ACTION_SERVER_URL", "EVENTS_DB_URL"):  # the launcher sets these for Rasa
+    for name in ("ACTION_SERVER_URL", "ACTION_SERVER_TOKEN", "EVENTS_DB_URL"):  # set for Rasa
         monkeypatch.setenv(name, "unused")
     monkeypatch.delenv("TRACKER_DB_URL", raising=False)
     monkeypatch.delenv("REDIS_SENTINELS", raising=False)
