@@ -105,11 +105,14 @@ def action_server(port: int, log_dir: Path, env: dict[str, str] | None = None) -
 def rasa_server(
     port: int, model: Path, action_url: str, log_dir: Path, env: dict[str, str] | None = None
 ) -> Service:
-    """Rasa with its HTTP API and the REST channel, using the given action server."""
+    """Rasa with its HTTP API and the REST channel, using the given action server; started
+    through the project's entry point, which applies bot.runtime.action_validation first."""
     return Service(
         name="rasa",
         command=[
-            _venv_bin("rasa"),
+            sys.executable,
+            "-m",
+            "bot.runtime.rasa_server",
             "run",
             "--enable-api",
             "--model",
