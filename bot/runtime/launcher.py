@@ -1,7 +1,7 @@
 """Start the whole stack with one command: Redis, the action server, Rasa and the gateway.
 
 Uses `REDIS_URL` when given, else starts its own redis-server with AOF (data under
-`var/redis`). Trains the Rasa model if it is missing or stale, starts each service with its own
+`var/redis`). The event sink moves Rasa's events from Redis to the SQL event store. Trains the Rasa model if it is missing or stale, starts each service with its own
 log file under `var/logs`, waits until each is healthy, prints where to go, and stops everything
 cleanly on Ctrl-C (or when any service dies).
 """
@@ -18,7 +18,14 @@ from pathlib import Path
 from bot.accounts import prepare_accounts
 from bot.config import Settings, get_settings
 from bot.runtime.redis_server import RedisServer
-from bot.runtime.services import Service, ServiceError, action_server, gateway_service, rasa_server
+from bot.runtime.services import (
+    Service,
+    ServiceError,
+    action_server,
+    event_sink_service,
+    gateway_service,
+    rasa_server,
+)
 from bot.runtime.training import ensure_model
 
 
@@ -44,6 +51,7 @@ def _services(settings: Settings, model: Path, redis_url: str, demo: bool) -> li
     action_url = f"http://127.0.0.1:{settings.action_server_port}/webhook"
     return [
         action_server(settings.action_server_port, log_dir, env),
+        event_sink_service(settings.event_sink_port, log_dir, env),
         rasa_server(settings.rasa_port, model, action_url, log_dir, env),
         gateway_service(settings.gateway_host, settings.gateway_port, log_dir, env),
     ]

@@ -137,9 +137,22 @@ def _venv_bin(name: str) -> str:
 
 
 def events_db_url() -> str:
-    """Where Rasa's SQL event broker writes (analytics reads it): EVENTS_DB_URL or var/events.db."""
+    """The SQL event store the event sink writes and analytics reads: EVENTS_DB_URL or
+    var/events.db."""
     settings = get_settings()
     return settings.events_db_url or f"sqlite:///{settings.data_dir / 'events.db'}"
+
+
+def event_sink_service(port: int, log_dir: Path, env: dict[str, str] | None = None) -> Service:
+    """The event sink (`python -m bot.analytics.event_sink`): Rasa's events from the Redis stream
+    into the SQL event store (EVENTS_DB_URL). Needs REDIS_URL in `env` or the environment."""
+    return Service(
+        name="event sink",
+        command=[sys.executable, "-m", "bot.analytics.event_sink", "--port", str(port)],
+        health_url=f"http://127.0.0.1:{port}/health",
+        log_path=log_dir / "event_sink.log",
+        env={"EVENTS_DB_URL": events_db_url(), **(env or {})},
+    )
 
 
 def gateway_service(
@@ -173,11 +186,13 @@ def running(services: Sequence[Service], timeout: float = 300.0) -> Iterator[Non
 
 @contextmanager
 def bot_services(model: Path, log_dir: Path, env: dict[str, str]) -> Iterator[str]:
-    """The action server and Rasa with `model` on free ports, healthy; yields Rasa's URL."""
-    actions_port, rasa_port = free_port(), free_port()
+    """The action server, the event sink and Rasa with `model` on free ports, healthy; yields
+    Rasa's URL. `env` must name the Redis (REDIS_URL) Rasa's events go to."""
+    actions_port, rasa_port, sink_port = free_port(), free_port(), free_port()
     action_url = f"http://127.0.0.1:{actions_port}/webhook"
     services = [
         action_server(actions_port, log_dir, env),
+        event_sink_service(sink_port, log_dir, env),
         rasa_server(rasa_port, model, action_url, log_dir, env),
     ]
     with running(services):
