@@ -1,8 +1,9 @@
 """Start the whole stack with one command: Redis, the action server, Rasa and the gateway.
 
 Uses `REDIS_URL` when given, else starts its own redis-server with AOF (data under
-`var/redis`). The event sink moves Rasa's events from Redis to the SQL event store. Trains the Rasa model if it is missing or stale, starts each service with its own
-log file under `var/logs`, waits until each is healthy, prints where to go, and stops everything
+`var/redis`). Trains the Rasa model if it is missing or stale, starts each service (the action
+server, the event sink that stores Rasa's events in SQL, Rasa, the gateway) with its own log
+file under `var/logs`, waits until each is healthy, prints where to go, and stops everything
 cleanly on Ctrl-C (or when any service dies).
 """
 

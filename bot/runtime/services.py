@@ -106,7 +106,7 @@ def rasa_server(
     port: int, model: Path, action_url: str, log_dir: Path, env: dict[str, str] | None = None
 ) -> Service:
     """Rasa with its HTTP API and the REST channel, using the given action server; started
-    through the project's entry point, which applies bot.runtime.action_validation first."""
+    through the project's entry point (bot.runtime.rasa_server), which patches Rasa first."""
     return Service(
         name="rasa",
         command=[
