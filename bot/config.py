@@ -149,7 +149,25 @@ class Settings(BaseSettings):
     events_db_url: str | None = Field(
         None,
         env="EVENTS_DB_URL",
-        description="SQLAlchemy URL of Rasa's SQL event broker (e.g. postgresql://...); unset: SQLite <data dir>/events.db.",
+        description="SQLAlchemy URL of the SQL event store the event sink writes (e.g. postgresql://...); unset: SQLite <data dir>/events.db.",
+    )
+    event_sink_port: int = Field(
+        5056,
+        env="EVENT_SINK_PORT",
+        description="Health port of the event sink (python -m bot.analytics.event_sink).",
+    )
+    event_sink_batch_size: int = Field(
+        500,
+        env="EVENT_SINK_BATCH_SIZE",
+        ge=1,
+        le=10_000,
+        description="Rasa events the sink reads from the Redis stream and commits to SQL at once.",
+    )
+    event_sink_claim_idle_seconds: float = Field(
+        30.0,
+        env="EVENT_SINK_CLAIM_IDLE_SECONDS",
+        gt=0,
+        description="A sink takes over another consumer's unacknowledged events after this idle time.",
     )
 
     # Rate limits ("N/period": up to N at once, refilled evenly over the period; period s, m, h or

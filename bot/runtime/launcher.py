@@ -3,7 +3,8 @@
 Uses `REDIS_URL` when given, else starts its own redis-server with AOF (data under
 `var/redis`) and a password. The services' shared secrets (action server token, Rasa API token,
 Redis password) come from bot.config or are generated once under `var/secrets/`
-(bot.runtime.internal_secrets) and reach the services through their environment. Trains the Rasa model if it is missing or stale, starts each service with its own
+(bot.runtime.internal_secrets) and reach the services through their environment. Trains the Rasa model if it is missing or stale, starts each service (the action
+server, the event sink that stores Rasa's events in SQL, Rasa, the gateway) with its own
 log file under `var/logs`, waits until each is healthy, prints where to go, and stops everything
 cleanly on Ctrl-C (or when any service dies).
 """
@@ -22,7 +23,14 @@ from bot.accounts import prepare_accounts
 from bot.config import Settings, get_settings
 from bot.runtime.internal_secrets import InternalSecrets, ensure_secrets
 from bot.runtime.redis_server import RedisServer
-from bot.runtime.services import Service, ServiceError, action_server, gateway_service, rasa_server
+from bot.runtime.services import (
+    Service,
+    ServiceError,
+    action_server,
+    event_sink_service,
+    gateway_service,
+    rasa_server,
+)
 from bot.runtime.training import ensure_model
 
 
@@ -62,6 +70,7 @@ def _services(
             secrets=secrets,
             host=settings.action_server_host,
         ),
+        event_sink_service(settings.event_sink_port, log_dir, env),
         rasa_server(
             settings.rasa_port,
             model,
