@@ -24,6 +24,7 @@ async def test_endpoints_yml_makes_rasa_publish_to_the_redis_stream(monkeypatch,
     monkeypatch.setenv("REDIS_URL", analytics_redis.url)
     monkeypatch.setenv("SUPPORT_QUEUE_NAMESPACE", "brokercfg")
     monkeypatch.setenv("ACTION_SERVER_URL", "http://127.0.0.1:5999/webhook")
+    monkeypatch.setenv("ACTION_SERVER_TOKEN", "action-token")  # the file is expanded whole
     get_settings.cache_clear()
     try:
         config = read_endpoint_config(str(PROJECT_ROOT / "endpoints.yml"), "event_broker")
