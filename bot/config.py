@@ -37,6 +37,11 @@ class Settings(BaseSettings):
         description="requirepass of the launcher's own Redis; unset: generated once per data dir.",
     )
     rasa_url: str = Field("http://127.0.0.1:5005", env="RASA_URL")
+    rasa_urls: str = Field(
+        "",
+        env="RASA_URLS",
+        description="Rasa replicas (comma-separated base URLs) the gateway spreads conversations over by a consistent hash; unset: RASA_URL alone.",
+    )
     rasa_port: int = Field(5005, env="RASA_PORT")
     rasa_host: str = Field(
         "127.0.0.1",
@@ -216,6 +221,12 @@ class Settings(BaseSettings):
     def secrets_dir(self) -> Path:
         """Where the launcher keeps the secrets it generated (mode 0700, one 0600 file each)."""
         return self.data_dir / SECRETS_DIR_NAME
+
+    def rasa_replica_urls(self) -> list[str]:
+        """The Rasa replicas the gateway routes to: `RASA_URLS` (comma-separated, in order),
+        else `RASA_URL` alone."""
+        urls = [url.strip().rstrip("/") for url in self.rasa_urls.split(",") if url.strip()]
+        return urls or [self.rasa_url.rstrip("/")]
 
     def redis_address(self) -> str:
         """`REDIS_URL`, else the launcher's own Redis on loopback, with its password if it has one."""

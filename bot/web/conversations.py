@@ -48,7 +48,8 @@ from bot.web.desk import Desk, DeskState
 from bot.web.errors import ApiError
 from bot.web.events import CLIENT_ID_TTL, ConversationEvents
 from bot.web.offers import OfferedButtons
-from bot.web.rasa_client import RasaClient, RasaUnavailable
+from bot.web.rasa_client import RasaUnavailable
+from bot.web.rasa_ring import RasaRing
 from bot.web.turns import (
     TurnReservations,
     TurnState,
@@ -140,7 +141,7 @@ class Conversations:
         redis: Redis,
         namespace: str,
         events: ConversationEvents,
-        rasa: RasaClient,
+        rasa: RasaRing,
         desk: Desk,
         settings: Settings | None = None,
         actions_up: Callable[[], Awaitable[bool]] | None = None,
