@@ -197,8 +197,8 @@ def test_a_gateway_reaches_rasa_with_the_token_and_not_without(bot, redis_server
         for name, (port, _) in gateways.items():
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
                 seen[name] = json.loads(r.read())
-    assert seen["with-token"]["rasa"] is True
-    assert seen["without-token"]["rasa"] is False
+    assert seen["with-token"]["dependencies"]["rasa"]["status"] == "up"
+    assert seen["without-token"]["dependencies"]["rasa"]["status"] == "down"
 
 
 def test_the_launchers_redis_refuses_a_client_without_its_password(tmp_path):
