@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from rasa_sdk.events import EventType, SlotSet
 
 from actions import csat, handoff, validation
+from actions.advice import advise
 from actions.connections import redis_client
 from actions.context import POLICY, Answer, Assessment, TurnContext, audit_entries
 from actions.escalation_messages import OFFER_TAG, say
@@ -145,7 +146,9 @@ class EscalationGate:
         decision = ctx.assessment.decision
         if decision.action is Verdict.handoff:
             return cleared + await handoff.start(ctx)
-        events = cleared + ctx.answer(ctx.turn, ctx.dispatcher)
+        # a sensitive topic gets its rule's advice (scam, crisis...) in place of a routine answer
+        advised = advise(ctx.dispatcher, decision, ctx.policy)
+        events = cleared + ([] if advised else ctx.answer(ctx.turn, ctx.dispatcher))
         if decision.action is Verdict.offer:
             offer(ctx.dispatcher, ctx.assessment)
         elif ctx.turn.intent == "goodbye":

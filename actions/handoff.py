@@ -23,6 +23,7 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions import csat, validation
+from actions.advice import advise
 from actions.connections import mode_store
 from actions.context import POLICY, Answer, TurnContext, audit_entries
 from actions.escalation_messages import eta_text, say
@@ -121,9 +122,11 @@ def _answer_only(turn: TrackerTurn, answer: Answer) -> list[dict[str, Any]]:
 
 
 async def start(ctx: TurnContext) -> list[EventType]:
-    """Hand off now: routine answer first when there is one (e.g. how to freeze a card)."""
+    """Hand off now: the sensitive rule's advice (scam, crisis...) first, else the routine
+    answer when there is one (e.g. how to freeze a card)."""
     dispatcher, decision = ctx.dispatcher, ctx.assessment.decision
-    if "explicit_request" not in decision.reasons:
+    advised = advise(dispatcher, decision, ctx.policy)
+    if not advised and "explicit_request" not in decision.reasons:
         dispatcher.messages.extend(_answer_only(ctx.turn, ctx.answer))
     intro = next((INTRO[r] for r in decision.reasons if r in INTRO), None)
     if any(r.startswith("sensitive:") for r in decision.reasons):
@@ -198,7 +201,8 @@ async def while_waiting(ctx: TurnContext) -> list[EventType]:
             eta=eta_text(waiting.eta_seconds),
         )
         return []
-    events = ctx.answer(ctx.turn, dispatcher)
+    advised = advise(dispatcher, ctx.assessment.decision, ctx.policy)
+    events = [] if advised else ctx.answer(ctx.turn, dispatcher)
     await offer_contact_if_waited_too_long(dispatcher, state, ctx.policy)
     return events
 

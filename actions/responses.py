@@ -1,8 +1,10 @@
 """What the assistant says: the answer catalogue in `actions/responses.yml`.
 
 `answers` holds one answer per Banking77 intent (a short topic title, the text, optional
-buttons); `replies` the conversational messages. Both are loaded once and validated, so a missing
-reply or a malformed button is a clear error when the action server starts, not mid-chat.
+buttons); `replies` the conversational messages; `advice` the immediate advice of a sensitive topic
+(a scam, a crisis, a vulnerable customer) by its escalation rule's name, said in place of a routine
+answer (`actions/advice.py`). All are loaded once and validated, so a missing reply or a malformed
+button is a clear error when the action server starts, not mid-chat.
 
 The messages live beside the action server rather than as domain responses because every turn
 is answered by `action_respond`: Rasa's validator reports domain responses that no story or rule
@@ -75,12 +77,17 @@ class Answer:
 class Responses:
     answers: Mapping[str, Answer]
     replies: Mapping[str, Message]
+    advice: Mapping[str, Message] = field(default_factory=dict)
 
     def answer(self, intent: str) -> Answer | None:
         return self.answers.get(intent)
 
     def reply(self, name: str) -> Message:
         return self.replies[name]
+
+    def advice_for(self, rule: str) -> Message | None:
+        """The immediate advice of sensitive rule `rule`, if the catalogue has one."""
+        return self.advice.get(rule)
 
     def topic(self, intent: str) -> str | None:
         answer = self.answers.get(intent)
@@ -103,7 +110,11 @@ def parse_responses(raw: Mapping[str, Any]) -> Responses:
     missing = sorted(set(REQUIRED_REPLIES) - set(replies))
     if missing:
         raise ResponsesError(f"replies missing from the responses file: {', '.join(missing)}")
-    return Responses(answers=answers, replies=replies)
+    raw_advice = raw.get("advice") or {}
+    if not isinstance(raw_advice, Mapping):
+        raise ResponsesError("`advice` must be a mapping of sensitive rule names to messages")
+    advice = {rule: _message(entry, f"advice.{rule}") for rule, entry in raw_advice.items()}
+    return Responses(answers=answers, replies=replies, advice=advice)
 
 
 def _section(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:

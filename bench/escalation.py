@@ -1,9 +1,11 @@
 """Replay the labelled conversations against the running bot and score its escalation.
 
     python -m bench.escalation --rasa-url http://127.0.0.1:5005 [--concurrency 4] [--json out.json]
+        [--part original|dev|heldout ...]
 
 Needs Rasa with `--enable-api` and the REST channel, the action server, and their Redis. Each
-conversation in `tests/conversations/*.yml` (format in its README) is sent turn by turn to
+conversation in `tests/conversations/` (format in its README; the top-level files, `dev/` and
+`heldout/` are reported together and each on its own) is sent turn by turn to
 `POST /webhooks/rest/webhook`; after each turn the tracker (`GET /conversations/<id>/tracker`)
 tells what the escalation did: its audit entry, whether a person was offered (a bot message
 tagged `offer_human`) and whether a ticket was opened (slot `handoff_ticket`). The simulated
@@ -29,6 +31,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,7 @@ import yaml
 from bot.config import PROJECT_ROOT, get_settings
 
 CONVERSATIONS_DIR = PROJECT_ROOT / "tests" / "conversations"
+PARTS = ("original", "dev", "heldout")
 ACCEPT, DECLINE = "/request_human", "/continue_with_bot"
 TARGETS = {
     "precision": 0.95,
@@ -57,6 +61,8 @@ class Conversation:
     turns: list[str]
     latest_turn: int | None = None
     explicit_turn: int | None = None
+    expect_topic: str | None = None  # routine: the Banking77 intent that should answer turn 1
+    part: str = "original"  # original (top level), dev (tuning) or heldout (never tuned on)
 
 
 @dataclass
@@ -86,12 +92,25 @@ class Outcome:
         )
 
 
-def load_conversations(directory: Path = CONVERSATIONS_DIR) -> list[Conversation]:
-    """Every labelled conversation, checked for the fields the benchmark needs."""
+def conversation_files(directory: Path = CONVERSATIONS_DIR) -> list[tuple[str, Path]]:
+    """(part, file) of every conversation file: the top-level files are the original part,
+    `dev/` the development part (tuned on) and `heldout/` the held-out part (never tuned on)."""
+    files = [("original", path) for path in sorted(directory.glob("*.yml"))]
+    for part in PARTS[1:]:
+        files += [(part, path) for path in sorted((directory / part).glob("*.yml"))]
+    return files
+
+
+def load_conversations(
+    directory: Path = CONVERSATIONS_DIR, parts: Sequence[str] = PARTS
+) -> list[Conversation]:
+    """Every labelled conversation of `parts`, checked for the fields the benchmark needs."""
     conversations: list[Conversation] = []
-    for path in sorted(directory.glob("*.yml")):
+    for part, path in conversation_files(directory):
+        if part not in parts:
+            continue
         for raw in yaml.safe_load(path.read_text())["conversations"]:
-            conv = Conversation(**raw)
+            conv = Conversation(**raw, part=part)
             if conv.expect_handoff and conv.latest_turn is None:
                 raise ValueError(f"{path.name}: {conv.id} expects a handoff but has no latest_turn")
             conversations.append(conv)
@@ -285,9 +304,13 @@ def _meets(value: float | None, target: float) -> bool:
 
 
 async def run(
-    rasa_url: str, concurrency: int, only: str | None, token: str | None = None
+    rasa_url: str,
+    concurrency: int,
+    only: str | None,
+    parts: Sequence[str] = PARTS,
+    token: str | None = None,
 ) -> list[Outcome]:
-    conversations = [c for c in load_conversations() if not only or only in c.id]
+    conversations = [c for c in load_conversations(parts=parts) if not only or only in c.id]
     run_id = uuid.uuid4().hex[:8]
     limit = asyncio.Semaphore(concurrency)
     timeout = aiohttp.ClientTimeout(total=60)
@@ -307,14 +330,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--only", help="replay only conversations whose id contains this")
     parser.add_argument("--json", type=Path, help="also write figures and outcomes here")
+    parser.add_argument(
+        "--part",
+        action="append",
+        choices=PARTS,
+        help="replay only this part of the set (repeatable; default: all)",
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     token = get_settings().rasa_auth_token  # RASA_AUTH_TOKEN, or the launcher's var/secrets
     outcomes = asyncio.run(
-        run(args.rasa_url, args.concurrency, args.only, token.get_secret_value() if token else None)
+        run(
+            args.rasa_url,
+            args.concurrency,
+            args.only,
+            args.part or PARTS,
+            token.get_secret_value() if token else None,
+        )
     )
     figures = score(outcomes)
     print(report(figures, outcomes))
+    part_of = {c.id: c.part for c in load_conversations(parts=args.part or PARTS)}
+    present = [p for p in PARTS if any(part_of[o.id] == p for o in outcomes)]
+    if len(present) > 1:  # each part on its own too: held-out figures are the honest ones
+        for part in present:
+            mine = [o for o in outcomes if part_of[o.id] == part]
+            print(f"\n## {part} ({len(mine)} conversations)\n{report(score(mine), mine)}")
     print(f"\n({time.monotonic() - started:.0f} s)")
     if args.json:
         args.json.write_text(

@@ -77,6 +77,7 @@ AGENT_SKILLS = (
     "financial_support",
     "complaints",
     "bereavement",
+    "vulnerable_customers",
 )
 WAIT_FOR_AGENT_SECONDS = 90.0
 POLL_SECONDS = 0.3

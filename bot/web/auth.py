@@ -53,6 +53,7 @@ DEMO_AGENT_SKILLS = (
     "financial_support",
     "complaints",
     "bereavement",
+    "vulnerable_customers",
 )
 
 SESSION_SECONDS = 8 * 3600  # sliding: idle this long and the session ends

@@ -99,7 +99,7 @@ async def test_sensitive_topic_answers_first_then_hands_off_urgently(redis, queu
 async def test_outside_opening_hours_the_customer_is_told_and_the_ticket_kept(redis, queue):
     chat = Conversation("c-closed", policy=NEVER_OPEN)
     messages = await chat.say("my husband passed away", "nlu_fallback", 0.3)
-    assert replies(messages) == ["handoff_sensitive", "handoff_closed"]
+    assert replies(messages) == ["advice:bereavement", "handoff_sensitive", "handoff_closed"]
     assert "/leave_contact" in [b["payload"] for b in messages[-1]["buttons"]]
     assert (await queue.open_ticket_for("c-closed")).reasons == ("sensitive:bereavement",)
 

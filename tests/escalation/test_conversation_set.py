@@ -1,10 +1,22 @@
-"""The labelled conversation set the escalation benchmark replays, and its scoring."""
+"""The labelled conversation set the escalation benchmark replays (the top-level files, `dev/` and
+`heldout/`), and its scoring."""
 
 from collections import Counter
 
-from bench.escalation import Outcome, load_conversations, score
+import yaml
+
+from bench.escalation import (
+    CONVERSATIONS_DIR,
+    Outcome,
+    conversation_files,
+    load_conversations,
+    score,
+)
+from bot.config import PROJECT_ROOT
 
 CONVERSATIONS = load_conversations()
+DEV = [c for c in CONVERSATIONS if c.part == "dev"]
+BANKING_INTENTS = set(yaml.safe_load((PROJECT_ROOT / "domain/faq.yml").read_text())["intents"])
 
 
 def test_at_least_80_conversations_covering_every_category():
@@ -46,6 +58,62 @@ def test_every_sensitive_rule_is_exercised():
         "ombudsman",
         "passed away",
         "died",
+    ]:
+        assert word in text, word
+
+
+def test_files_of_the_subfolders_are_their_own_parts():
+    parts = {part for part, _ in conversation_files()}
+    assert {"original", "dev"} <= parts <= {"original", "dev", "heldout"}
+    for part, path in conversation_files():
+        expected = CONVERSATIONS_DIR if part == "original" else CONVERSATIONS_DIR / part
+        assert path.parent == expected
+
+
+def test_dev_part_has_130_conversations_half_of_them_routine_and_every_category():
+    assert len(DEV) >= 130
+    categories = Counter(c.category for c in DEV)
+    assert set(categories) == {"routine", "explicit", "sensitive", "frustration", "unclear", "loop"}
+    assert 0.4 <= categories["routine"] / len(DEV) <= 0.6
+
+
+def test_routine_dev_conversations_name_the_banking_topic_of_their_first_turn():
+    for conv in DEV:
+        if conv.category == "routine":
+            assert conv.expect_topic in BANKING_INTENTS, conv.id
+        else:
+            assert conv.expect_topic is None, conv.id
+
+
+def test_dev_part_covers_vulnerable_customers_scams_and_indirect_requests():
+    text = " ".join(" ".join(c.turns) for c in DEV).lower()
+    for word in [
+        "met online",  # romance
+        "link",  # smishing
+        "safe account",  # impersonation
+        "crypto",  # investment
+        "hi mum",  # impersonating family
+        "logged in",  # stolen phone signed in
+        "dont want to be alive",  # crisis
+        "gambling",
+        "power of attorney",
+        "dementia",
+        "carer",
+        "takes all my wages",  # economic control
+        "cancer",  # health
+        "divorce",  # life event
+        "redundant",
+        "passed away",
+        "phone number",  # indirect requests for a person
+        "call me back",
+        "manager",
+        "supervisor",
+        "tried again, same thing",  # typed follow-ups restating the need
+        "still",
+        "lost the receipt",  # routine question with a scary word
+        "hola",  # other languages
+        "dzień dobry",
+        "bonjour",
     ]:
         assert word in text, word
 
