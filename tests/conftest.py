@@ -20,6 +20,7 @@ their own ``conftest.py``.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -28,6 +29,18 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from bot.config import PROJECT_ROOT
 from bot.runtime.redis_server import RedisServer
+
+
+def _stop_as_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"pytest got {signal.Signals(signum).name}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM (CI's timeout, a developer's kill) ends the run like Ctrl-C: every fixture's
+    teardown still runs, so the servers the tests started are stopped (a SIGKILL cannot be caught;
+    scripts/test.sh then finds and kills what is left, see tests/leftovers.py)."""
+    signal.signal(signal.SIGTERM, _stop_as_interrupt)
+
 
 SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
