@@ -147,7 +147,9 @@ def create_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession()
         rasa = RasaClient(session, rasa_url)
-        events = ConversationEvents(redis, settings.queue_namespace)
+        events = ConversationEvents(
+            redis, settings.queue_namespace, settings.conversation_retention_seconds
+        )
         desk = desk_factory(redis, settings, rasa, events)
         accounts = AgentAccounts.from_settings(redis, settings)
         app[GATEWAY] = Gateway(
