@@ -97,6 +97,30 @@ class Settings(BaseSettings):
         env="RASA_TURN_TIMEOUT_SECONDS",
         description="How long the gateway waits for Rasa's answer to one customer turn before giving it up as unknown.",
     )
+    redis_sentinels: str = Field(
+        "",
+        env="REDIS_SENTINELS",
+        description="Redis Sentinel addresses, host:port,host:port; set: Redis is the master Sentinel names (REDIS_SENTINEL_MASTER), REDIS_URL is not used for it.",
+    )
+    redis_sentinel_master: str = Field(
+        "support", env="REDIS_SENTINEL_MASTER", description="Master set name the sentinels watch."
+    )
+    redis_sentinel_password: str | None = Field(
+        None,
+        env="REDIS_SENTINEL_PASSWORD",
+        description="Password of the Redis servers found through Sentinel (and of the sentinels, if they ask for one).",
+    )
+    tracker_retention_seconds: int = Field(
+        30 * 24 * 3600,
+        env="TRACKER_RETENTION_SECONDS",
+        ge=60,
+        description="How long a conversation's Rasa state (slots, events) is kept after its last turn.",
+    )
+    tracker_db_url: str | None = Field(
+        None,
+        env="TRACKER_DB_URL",
+        description="SQLAlchemy URL (e.g. postgresql://...) to keep Rasa's conversation state in instead of Redis.",
+    )
     events_db_url: str | None = Field(
         None,
         env="EVENTS_DB_URL",

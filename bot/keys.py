@@ -358,6 +358,22 @@ ANALYTICS_LABELS = register(
 )  # fmt: skip
 
 
+# -- Rasa's conversation state (bot.runtime.tracker_store, bot.runtime.lock_store) --------------
+# Written by the Rasa server through the project's tracker and lock stores (endpoints.yml).
+
+RASA_TRACKER = register(
+    "rasa.tracker", "{ns}:rasa:tracker:{conversation}", owner="bot.runtime.tracker_store",
+    type="string", retention="TRACKER_RETENTION_SECONDS (30 days) after the conversation's last turn",
+    comment="the conversation's Rasa tracker (events, slots) as JSON", bound="ttl",
+)  # fmt: skip
+RASA_LOCK = register(
+    "rasa.lock", "{ns}:rasa:lock:{conversation}", owner="bot.runtime.lock_store", type="hash",
+    retention="the longest ticket lifetime after the last ticket (Rasa's 60 s by default)",
+    comment="the conversation's ticket lock: seq (last ticket number) and t:<number> -> expiry",
+    bound="ttl",
+)  # fmt: skip
+
+
 def markdown_table() -> str:
     """The registry as a Markdown table (the "Retention" table of docs/security.md)."""
     rows = [

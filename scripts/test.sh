@@ -6,4 +6,12 @@ cd "$ROOT"
 scripts/setup.sh --with-browser
 .venv/bin/ruff check .
 .venv/bin/rasa data validate --domain domain --data data --config config.yml --fail-on-warnings
-exec .venv/bin/python -m pytest "$@"
+# Every process the tests start inherits this marker; afterwards none may be left (green or red).
+export SUPPORT_TEST_RUN="$(.venv/bin/python -c 'import uuid; print(uuid.uuid4().hex)')"
+status=0
+.venv/bin/python -m pytest "$@" || status=$?
+if ! .venv/bin/python -m tests.leftovers "$SUPPORT_TEST_RUN"; then
+  echo "error: the test run left processes behind (listed above; now killed)" >&2
+  [[ $status == 0 ]] && status=1
+fi
+exit $status

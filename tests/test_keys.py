@@ -81,7 +81,7 @@ async def test_every_key_the_queue_writes_is_registered(redis_client: Redis) -> 
 
 
 PROJECT = Path(__file__).resolve().parent.parent
-KEYLIKE = re.compile(r"\{ns\}:|:(q|web|handoff|escalation|audit|limit|analytics):|:csat\b")
+KEYLIKE = re.compile(r"\{ns\}:|:(q|web|handoff|escalation|audit|limit|analytics|rasa):|:csat\b")
 NAMESPACE_NAMES = re.compile(r"(^|_)(ns|namespace|prefix)$")
 
 

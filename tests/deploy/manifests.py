@@ -31,11 +31,7 @@ ROLES = (*HEALTH_PATHS, "analytics")
 
 # Settings announced by branches not merged yet. The deployment may set them; once the code
 # reads one, `test_pending_settings_are_not_in_the_code_yet` fails: delete it here.
-PENDING_SETTINGS = {
-    "REDIS_SENTINELS": "Redis Sentinel support (issue 10, item 5)",
-    "REDIS_SENTINEL_MASTER": "Redis Sentinel support (issue 10, item 5)",
-    "TRUSTED_PROXIES": "wt-limits: X-Forwarded-For from these proxies only",
-}
+PENDING_SETTINGS: dict[str, str] = {}
 
 # Redis is reached through REDIS_URL or through Sentinel (both sentinel settings).
 REDIS = (frozenset({"REDIS_URL"}), frozenset({"REDIS_SENTINELS", "REDIS_SENTINEL_MASTER"}))

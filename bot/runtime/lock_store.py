@@ -1,0 +1,172 @@
+"""A Redis lock store for Rasa whose every change is one atomic step.
+
+Rasa serialises the turns of one conversation with a ticket lock: each incoming message draws
+a ticket, waits until its number is the lowest live one, runs, and gives the ticket back. Rasa
+open source's ``RedisLockStore`` keeps the lock as one JSON string and changes it by reading it,
+changing it in Python and writing it back (``issue_ticket``, ``finish_serving``,
+``update_lock``, ``cleanup``). Two Rasa servers (or two coroutines of one) drawing a ticket for
+the same conversation at the same moment can both read the same lock and both get the same
+number, so two turns of one conversation run at once (rasa issue #9213; the fix, PR #11256, was
+reverted in #11428).
+
+:class:`AtomicRedisLockStore` keeps the lock as a hash, ``{ns}:rasa:lock:<conversation>``
+(:data:`bot.keys.RASA_LOCK`): field ``seq`` is the last ticket number, ``t:<number>`` the
+expiry (epoch seconds) of each live ticket. Drawing a ticket is one ``HINCRBY`` inside one Lua
+script, and so are giving it back and dropping expired tickets, so no two callers ever get the
+same number. Rasa's waiting loop (:meth:`~rasa.core.lock_store.LockStore._acquire_lock`) is
+unchanged: it reads the lock with :meth:`get_lock`.
+
+Registered in ``endpoints.yml`` as ``lock_store: type: bot.runtime.lock_store.AtomicRedisLockStore``;
+it reads its Redis (``REDIS_URL`` or Sentinel) from the settings; ``url`` there overrides
+``REDIS_URL``. Rasa's lock store interface is synchronous, so this store uses redis-py's
+blocking client, as Rasa's own does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+
+import redis
+from rasa.core.lock import Ticket, TicketLock
+from rasa.core.lock_store import LOCK_LIFETIME, LockError, LockStore
+from rasa.utils.endpoints import EndpointConfig
+
+from bot.config import Settings, get_settings
+from bot.keys import RASA_LOCK
+from bot.runtime.redis_clients import RedisTarget
+
+logger = logging.getLogger(__name__)
+
+# KEYS[1] lock hash; ARGV now, lifetime (s). Drops expired tickets, draws the next number, keeps
+# the hash at least as long as the new ticket lives (so `seq` outlives every live ticket).
+ISSUE_TICKET = """
+local now = tonumber(ARGV[1])
+local lifetime = tonumber(ARGV[2])
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  if string.sub(fields[i], 1, 2) == 't:' and tonumber(fields[i + 1]) < now then
+    redis.call('HDEL', KEYS[1], fields[i])
+  end
+end
+local number = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('HSET', KEYS[1], 't:' .. number, string.format('%.6f', now + lifetime))
+local ttl = math.max(math.ceil(lifetime * 1000), 0) + 1000
+if redis.call('PTTL', KEYS[1]) < ttl then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return number
+"""
+
+# KEYS[1] lock hash; ARGV ticket number. Gives the ticket back; deletes the lock when no live
+# ticket is left (Rasa's `cleanup`, which otherwise reads, decides and deletes in three steps).
+FINISH_AND_CLEAN = """
+redis.call('HDEL', KEYS[1], 't:' .. ARGV[1])
+local fields = redis.call('HKEYS', KEYS[1])
+for _, field in ipairs(fields) do
+  if string.sub(field, 1, 2) == 't:' then
+    return 0
+  end
+end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+# KEYS[1] lock hash; ARGV now. Drops expired tickets (Rasa's `update_lock`).
+DROP_EXPIRED = """
+local now = tonumber(ARGV[1])
+local fields = redis.call('HGETALL', KEYS[1])
+local dropped = 0
+for i = 1, #fields, 2 do
+  if string.sub(fields[i], 1, 2) == 't:' and tonumber(fields[i + 1]) < now then
+    redis.call('HDEL', KEYS[1], fields[i])
+    dropped = dropped + 1
+  end
+end
+return dropped
+"""
+
+# KEYS[1] lock hash; ARGV lifetime (s), then number, expiry pairs. Replaces the tickets with the
+# given ones and never lowers `seq` (only for `save_lock`, which Rasa's loop no longer calls).
+REPLACE_TICKETS = """
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+redis.call('DEL', KEYS[1])
+for i = 2, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], 't:' .. ARGV[i], ARGV[i + 1])
+  if tonumber(ARGV[i]) > seq then seq = tonumber(ARGV[i]) end
+end
+redis.call('HSET', KEYS[1], 'seq', seq)
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[1]) * 1000) + 1000)
+return seq
+"""
+
+
+class AtomicRedisLockStore(LockStore):
+    """Rasa's ticket lock in Redis, each change one Lua script (see the module docstring)."""
+
+    def __init__(
+        self,
+        endpoint_config: EndpointConfig | None = None,
+        *,
+        client: redis.Redis | None = None,
+        namespace: str | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        settings = settings or get_settings()
+        if client is None:
+            url = endpoint_config.url if endpoint_config is not None else None
+            target = RedisTarget.from_settings(settings, url=url or None)
+            logger.info("Rasa's conversation locks in Redis: %s", target.describe())
+            client = target.sync_client(decode_responses=True)
+        self.red = client
+        self.namespace = namespace or settings.queue_namespace
+        self._issue = client.register_script(ISSUE_TICKET)
+        self._finish_and_clean = client.register_script(FINISH_AND_CLEAN)
+        self._drop_expired = client.register_script(DROP_EXPIRED)
+        self._replace = client.register_script(REPLACE_TICKETS)
+        super().__init__()
+
+    def key(self, conversation_id: str) -> str:
+        return RASA_LOCK.format(ns=self.namespace, conversation=conversation_id)
+
+    def issue_ticket(self, conversation_id: str, lock_lifetime: float = LOCK_LIFETIME) -> int:
+        """Draw the next ticket number for the conversation, atomically."""
+        try:
+            return int(
+                self._issue(keys=[self.key(conversation_id)], args=[time.time(), lock_lifetime])
+            )
+        except redis.RedisError as error:
+            raise LockError(f"Error while acquiring lock. Error:\n{error}") from error
+
+    def get_lock(self, conversation_id: str) -> TicketLock | None:
+        fields = self.red.hgetall(self.key(conversation_id))
+        tickets = sorted(
+            (
+                Ticket(int(name[2:]), float(expires))
+                for name, expires in fields.items()
+                if name.startswith("t:")
+            ),
+            key=lambda ticket: ticket.number,
+        )
+        if not tickets:  # no lock, or only its counter: nobody holds or waits for it
+            return None
+        return TicketLock(conversation_id, deque(tickets))
+
+    def delete_lock(self, conversation_id: str) -> None:
+        self._log_deletion(conversation_id, bool(self.red.delete(self.key(conversation_id))))
+
+    def save_lock(self, lock: TicketLock) -> None:
+        pairs = [str(value) for t in lock.tickets for value in (t.number, repr(t.expires))]
+        self._replace(keys=[self.key(lock.conversation_id)], args=[LOCK_LIFETIME, *pairs])
+
+    def update_lock(self, conversation_id: str) -> None:
+        self._drop_expired(keys=[self.key(conversation_id)], args=[time.time()])
+
+    def finish_serving(self, conversation_id: str, ticket_number: int) -> None:
+        self.red.hdel(self.key(conversation_id), f"t:{ticket_number}")
+
+    def cleanup(self, conversation_id: str, ticket_number: int) -> None:
+        """Give the ticket back and delete the lock if no live ticket is left, in one step."""
+        deleted = self._finish_and_clean(keys=[self.key(conversation_id)], args=[ticket_number])
+        self._log_deletion(conversation_id, bool(deleted))

@@ -1,0 +1,172 @@
+"""Where Rasa keeps each conversation's state (events, slots): Redis by default, or SQL.
+
+``endpoints.yml`` names :class:`ConfiguredTrackerStore`; Rasa builds it with
+``ConfiguredTrackerStore(host=<url or None>, domain=..., event_broker=..., **other keys)``. It
+reads the project's settings (:mod:`bot.config`) and wraps the store they call for:
+
+* ``TRACKER_DB_URL`` set: Rasa's :class:`~rasa.core.tracker_store.SQLTrackerStore` on that
+  SQLAlchemy URL (e.g. PostgreSQL);
+* otherwise :class:`RedisTrackerStore` on the stack's Redis: ``REDIS_URL`` (the launcher's own
+  Redis by default), or the Sentinel master when ``REDIS_SENTINELS`` is set.
+
+:class:`RedisTrackerStore` is the project's own because Rasa 3.6's connects to one host only
+(no Sentinel), accepts only an alphanumeric key prefix and blocks the event loop with a
+synchronous client. Each conversation is one key, ``{ns}:rasa:tracker:<conversation id>``
+(:data:`bot.keys.RASA_TRACKER`), holding the serialised tracker; every save sets it again with
+an expiry of ``TRACKER_RETENTION_SECONDS``, so a conversation is forgotten that long after its
+last turn. Several Rasa servers on the same store see the same conversations.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import redis.asyncio
+from rasa.core.brokers.broker import EventBroker
+from rasa.core.tracker_store import (
+    AwaitableTrackerStore,
+    SerializedTrackerAsText,
+    SQLTrackerStore,
+    TrackerStore,
+)
+from rasa.core.tracker_store import RedisTrackerStore as RasaRedisTrackerStore
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.trackers import (
+    DialogueStateTracker,
+    get_trackers_for_conversation_sessions,
+)
+from sqlalchemy.engine import make_url
+
+from bot.config import Settings, get_settings
+from bot.keys import RASA_TRACKER
+from bot.runtime.redis_clients import RedisTarget
+
+logger = logging.getLogger(__name__)
+
+
+class RedisTrackerStore(TrackerStore, SerializedTrackerAsText):
+    """Trackers as JSON strings in Redis, one key per conversation, expiring after
+    ``retention_seconds`` without a save. Uses redis-py's asyncio client (URL or Sentinel)."""
+
+    def __init__(
+        self,
+        domain: Domain | None,
+        target: RedisTarget,
+        *,
+        namespace: str,
+        retention_seconds: int | None,
+        event_broker: EventBroker | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(domain, event_broker, **kwargs)
+        self.target = target
+        self.namespace = namespace
+        self.record_exp = retention_seconds
+        self._client: redis.asyncio.Redis | None = None
+
+    @property
+    def red(self) -> redis.asyncio.Redis:
+        """The client, made on first use (inside the event loop that Rasa serves on)."""
+        if self._client is None:
+            self._client = self.target.async_client(decode_responses=True)
+        return self._client
+
+    def key(self, sender_id: str) -> str:
+        return RASA_TRACKER.format(ns=self.namespace, conversation=sender_id)
+
+    async def save(self, tracker: DialogueStateTracker) -> None:
+        """Store the tracker (merged onto earlier sessions' events) and restart its expiry."""
+        await self.stream_events(tracker)
+        key = self.key(tracker.sender_id)
+        stored = await self.red.get(key)
+        if stored is not None:
+            prior = self.deserialise_tracker(tracker.sender_id, stored)
+            tracker = RasaRedisTrackerStore._merge_trackers(prior, tracker)
+        await self.red.set(key, self.serialise_tracker(tracker), ex=self.record_exp)
+
+    async def retrieve(self, sender_id: str) -> DialogueStateTracker | None:
+        """The conversation's latest session (None for a new conversation)."""
+        tracker = await self.retrieve_full_tracker(sender_id)
+        if tracker is None:
+            return None
+        sessions = get_trackers_for_conversation_sessions(tracker)
+        return tracker if len(sessions) <= 1 else sessions[-1]
+
+    async def retrieve_full_tracker(self, sender_id: str) -> DialogueStateTracker | None:
+        """Every session of the conversation (None for a new conversation)."""
+        stored = await self.red.get(self.key(sender_id))
+        if stored is None:
+            return None
+        return self.deserialise_tracker(sender_id, stored)
+
+    async def keys(self) -> Iterable[str]:
+        """The ids of the stored conversations."""
+        pattern = self.key("*")
+        ids = []
+        async for key in self.red.scan_iter(match=pattern, count=500):
+            parts = RASA_TRACKER.parse(key, ns=self.namespace)
+            if parts is not None:
+                ids.append(parts["conversation"])
+        return ids
+
+
+def sql_tracker_store(
+    url: str, domain: Domain | None, event_broker: EventBroker | None
+) -> SQLTrackerStore:
+    """Rasa's SQL tracker store on a SQLAlchemy URL (Rasa's own takes the URL's parts)."""
+    parsed = make_url(url)
+    return SQLTrackerStore(
+        domain=domain,
+        dialect=parsed.drivername,
+        host=parsed.host,
+        port=parsed.port,
+        db=parsed.database or "rasa.db",
+        username=parsed.username,
+        password=parsed.password,
+        event_broker=event_broker,
+        query=dict(parsed.query) or None,
+    )
+
+
+def configured_store(
+    domain: Domain | None,
+    event_broker: EventBroker | None = None,
+    settings: Settings | None = None,
+    redis_url: str | None = None,
+) -> TrackerStore:
+    """The store the settings call for (see the module's docstring)."""
+    settings = settings or get_settings()
+    if settings.tracker_db_url:
+        return sql_tracker_store(settings.tracker_db_url, domain, event_broker)
+    target = RedisTarget.from_settings(settings, url=redis_url)
+    logger.info("Conversation state in Redis: %s", target.describe())
+    return RedisTrackerStore(
+        domain,
+        target,
+        namespace=settings.queue_namespace,
+        retention_seconds=settings.tracker_retention_seconds,
+        event_broker=event_broker,
+    )
+
+
+class ConfiguredTrackerStore(AwaitableTrackerStore):
+    """What ``endpoints.yml`` names: the tracker store of :func:`configured_store`.
+
+    ``url`` in endpoints.yml (optional) overrides ``REDIS_URL`` for the Redis store.
+    """
+
+    def __init__(
+        self,
+        domain: Domain | None = None,
+        host: str | None = None,
+        event_broker: EventBroker | None = None,
+        **_kwargs: Any,
+    ) -> None:
+        super().__init__(configured_store(domain, event_broker, redis_url=host or None))
+
+    @property
+    def store(self) -> TrackerStore:
+        """The wrapped store."""
+        return self._tracker_store

@@ -1,0 +1,137 @@
+"""bot.runtime.lock_store: Rasa's per-conversation ticket lock in Redis, drawn atomically.
+
+Rasa open source's RedisLockStore reads the lock, adds a ticket in Python and writes it back
+(rasa issue #9213); two callers that interleave get the same ticket. The project's store draws
+with one Lua script: N concurrent callers (threads, each with its own connection, real Redis) get
+N distinct tickets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import pytest
+import redis
+from rasa.core.lock_store import RedisLockStore
+
+from bot import keys
+from bot.runtime.lock_store import AtomicRedisLockStore
+from bot.runtime.redis_server import RedisServer
+
+CALLERS = 16
+TICKETS_EACH = 25
+
+
+@pytest.fixture
+def server(redis_server: RedisServer) -> Iterator[RedisServer]:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    yield redis_server
+
+
+def _store(url: str) -> AtomicRedisLockStore:
+    return AtomicRedisLockStore(
+        client=redis.Redis.from_url(url, decode_responses=True), namespace="locktest"
+    )
+
+
+def _draw_concurrently(make_store, conversation: str) -> list[int]:
+    """CALLERS threads, each with its own store and connection, draw TICKETS_EACH tickets."""
+    barrier = threading.Barrier(CALLERS)
+    results: list[list[int]] = [[] for _ in range(CALLERS)]
+
+    def draw(index: int) -> None:
+        store = make_store()
+        barrier.wait()
+        for _ in range(TICKETS_EACH):
+            results[index].append(store.issue_ticket(conversation, 60))
+
+    threads = [threading.Thread(target=draw, args=(i,)) for i in range(CALLERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [ticket for tickets in results for ticket in tickets]
+
+
+def test_concurrent_issue_ticket_calls_get_distinct_tickets(server: RedisServer) -> None:
+    tickets = _draw_concurrently(lambda: _store(server.url), "c1")
+    assert len(tickets) == CALLERS * TICKETS_EACH
+    assert len(set(tickets)) == len(tickets)
+    lock = _store(server.url).get_lock("c1")
+    assert lock is not None and len(lock.tickets) == len(tickets)
+    assert lock.now_serving == min(tickets)
+
+
+def test_rasa_oss_store_hands_out_the_same_ticket_twice_when_calls_interleave(
+    server: RedisServer,
+) -> None:
+    """The race the project's store removes, forced deterministically: two Rasa servers both read
+    the lock before either writes it back (Rasa's LockStore.issue_ticket: get, add, save)."""
+    host, port = server.host, server.port
+    first, second = (RedisLockStore(host=host, port=port, db=0) for _ in range(2))
+    lock_a = first.get_or_create_lock("c2")  # server A reads
+    lock_b = second.get_or_create_lock("c2")  # server B reads the same state
+    ticket_a = lock_a.issue_ticket(60)
+    first.save_lock(lock_a)
+    ticket_b = lock_b.issue_ticket(60)
+    second.save_lock(lock_b)
+    assert ticket_a == ticket_b  # both turns of the conversation would run at once
+    # the project's store, drawing at the same two moments, cannot: each draw is one script
+    store_a, store_b = _store(server.url), _store(server.url)
+    assert store_a.issue_ticket("c2", 60) != store_b.issue_ticket("c2", 60)
+
+
+def test_tickets_are_served_in_order_and_the_lock_goes_when_the_last_is_returned(
+    server: RedisServer,
+) -> None:
+    store = _store(server.url)
+    client = redis.Redis.from_url(server.url, decode_responses=True)
+    key = keys.RASA_LOCK.format(ns="locktest", conversation="c3")
+    one, two = store.issue_ticket("c3", 60), store.issue_ticket("c3", 60)
+    lock = store.get_lock("c3")
+    assert lock is not None and not lock.is_locked(one) and lock.is_locked(two)
+    assert 0 < client.pttl(key) <= 61_000
+    store.cleanup("c3", one)
+    lock = store.get_lock("c3")
+    assert lock is not None and not lock.is_locked(two)
+    assert store.is_someone_waiting("c3")
+    store.cleanup("c3", two)
+    assert store.get_lock("c3") is None
+    assert client.exists(key) == 0
+    client.close()
+
+
+async def test_rasa_lock_context_serialises_two_turns_of_one_conversation(
+    server: RedisServer,
+) -> None:
+    """Rasa's own `lock()` (issue, wait, clean up) on this store: the second turn starts only
+    after the first has finished, even from a second store (a second Rasa server)."""
+    stores = [_store(server.url), _store(server.url)]
+    order: list[str] = []
+    first_inside = asyncio.Event()
+
+    async def turn(name: str, store: AtomicRedisLockStore, hold: asyncio.Event | None) -> None:
+        async with store.lock("c4", wait_time_in_seconds=0.05):
+            order.append(f"{name} start")
+            if hold is not None:
+                first_inside.set()
+                await asyncio.sleep(0.3)
+            order.append(f"{name} end")
+
+    first = asyncio.create_task(turn("a", stores[0], first_inside))
+    await first_inside.wait()
+    await asyncio.gather(first, turn("b", stores[1], None))
+    assert order == ["a start", "a end", "b start", "b end"]
+    assert stores[0].get_lock("c4") is None
+
+
+def test_expired_tickets_stop_blocking_the_queue(server: RedisServer) -> None:
+    store = _store(server.url)
+    stale = store.issue_ticket("c5", -1)  # already expired: a Rasa that died holding it
+    fresh = store.issue_ticket("c5", 60)  # drawing drops expired tickets
+    lock = store.get_lock("c5")
+    assert lock is not None and [t.number for t in lock.tickets] == [fresh] and stale < fresh

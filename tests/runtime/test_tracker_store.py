@@ -1,0 +1,188 @@
+"""Conversation state in a shared store (endpoints.yml: bot.runtime.tracker_store).
+
+On real processes: a Rasa server (trained model) and the action server keep a conversation's
+slots in Redis, so after ``kill -9`` of Rasa a restarted one carries on (the second unclear
+message is the second failed turn, and the bot offers a person), and a second Rasa process sees
+the same slots. The tracker key lives under the namespace's own prefix with a retention TTL.
+PostgreSQL (Rasa's SQL tracker store, ``TRACKER_DB_URL``) is the documented alternative.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+from rasa.core.tracker_store import create_tracker_store
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import SlotSet, UserUttered
+from rasa.shared.core.trackers import DialogueStateTracker
+from rasa.utils.endpoints import read_endpoint_config
+
+from bot import keys
+from bot.config import PROJECT_ROOT, Settings, get_settings
+from bot.runtime import services
+from bot.runtime.ports import free_port
+from bot.runtime.redis_server import RedisServer
+from bot.runtime.tracker_store import (
+    ConfiguredTrackerStore,
+    RedisTrackerStore,
+    configured_store,
+)
+from tests.analytics.test_postgres_broker import postgres  # noqa: F401 (a real PostgreSQL)
+
+LOGS = PROJECT_ROOT / "test-artifacts" / "logs" / "tracker"
+NAMESPACE = "trk"
+RETENTION = 3600
+UNCLEAR = ("blorp", "flarp zing")
+
+
+def _rasa(port: int, model: Path, action_url: str, env: dict[str, str], name: str):
+    service = services.rasa_server(port, model, action_url, LOGS, env)
+    service.name, service.log_path = name, LOGS / f"{name}.log"
+    return service
+
+
+def _say(rasa_url: str, sender: str, text: str) -> list[dict]:
+    response = requests.post(
+        f"{rasa_url}/webhooks/rest/webhook", json={"sender": sender, "message": text}, timeout=120
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+def _slots(rasa_url: str, sender: str) -> dict:
+    response = requests.get(f"{rasa_url}/conversations/{sender}/tracker", timeout=60)
+    response.raise_for_status()
+    return response.json()["slots"]
+
+
+@pytest.fixture(scope="module")
+def state_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with RedisServer(data_dir=tmp_path_factory.mktemp("tracker-redis")) as server:
+        yield server
+
+
+@pytest.mark.model
+def test_a_restarted_rasa_and_a_second_rasa_carry_on_the_same_conversation(
+    state_redis: RedisServer, tmp_path: Path
+) -> None:
+    from bot.runtime.training import ensure_model
+
+    model = ensure_model(quiet=True)
+    env = {
+        "REDIS_URL": state_redis.url,
+        "SUPPORT_QUEUE_NAMESPACE": NAMESPACE,
+        "TRACKER_RETENTION_SECONDS": str(RETENTION),
+        "EVENTS_DB_URL": f"sqlite:///{tmp_path / 'events.db'}",
+    }
+    actions_port, rasa_port, second_port = free_port(), free_port(), free_port()
+    action_url = f"http://127.0.0.1:{actions_port}/webhook"
+    actions = services.action_server(actions_port, LOGS, env)
+    first = _rasa(rasa_port, model, action_url, env, "rasa-first")
+    sender = f"trk-{uuid.uuid4().hex[:10]}"
+    client = redis.Redis.from_url(state_redis.url, decode_responses=True)
+    key = keys.RASA_TRACKER.format(ns=NAMESPACE, conversation=sender)
+    try:
+        with services.running([actions, first]):
+            rasa_url = f"http://127.0.0.1:{rasa_port}"
+            _say(rasa_url, sender, UNCLEAR[0])
+            state = _slots(rasa_url, sender)["escalation_state"]
+            assert state["failed_turns"] == 1 and state["offers"] == 0
+
+            # the tracker is in Redis under the namespace's prefix, with the retention as TTL
+            assert client.exists(key) == 1
+            assert 0 < client.ttl(key) <= RETENTION
+            assert not [k for k in client.scan_iter("tracker:*")]  # not Rasa's default prefix
+
+            os.killpg(first.process.pid, signal.SIGKILL)  # a crash: nothing is flushed
+            first.process.wait()
+
+            restarted = _rasa(rasa_port, model, action_url, env, "rasa-restarted")
+            second = _rasa(second_port, model, action_url, env, "rasa-second")
+            with services.running([restarted, second]):
+                assert _slots(rasa_url, sender)["escalation_state"]["failed_turns"] == 1
+                replies = _say(rasa_url, sender, UNCLEAR[1])
+                state = _slots(rasa_url, sender)["escalation_state"]
+                # the second failed turn of the conversation: the bot offers a person
+                assert state["failed_turns"] == 2 and state["failed_total"] == 2, state
+                payloads = [b.get("payload", "") for r in replies for b in r.get("buttons", [])]
+                assert "/request_human" in payloads, replies
+
+                # a second Rasa process sees the same conversation, slots and all
+                other = _slots(f"http://127.0.0.1:{second_port}", sender)
+                assert other["escalation_state"] == state
+                assert 0 < client.ttl(key) <= RETENTION
+    finally:
+        first.stop()
+        client.close()
+
+
+@pytest.fixture
+def domain() -> Domain:
+    return Domain.from_dict(
+        {"slots": {"topic": {"type": "text", "mappings": [{"type": "custom"}]}}}
+    )
+
+
+def _conversation(sender: str, domain: Domain) -> DialogueStateTracker:
+    tracker = DialogueStateTracker(sender, domain.slots)
+    tracker.update(UserUttered("where is my card"))
+    tracker.update(SlotSet("topic", "card_arrival"))
+    return tracker
+
+
+def test_endpoints_yml_gives_rasa_the_project_store_on_the_configured_redis(
+    state_redis: RedisServer, domain: Domain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", state_redis.url)
+    monkeypatch.setenv("SUPPORT_QUEUE_NAMESPACE", NAMESPACE)
+    for name in ("ACTION_SERVER_URL", "EVENTS_DB_URL"):  # the launcher sets these for Rasa
+        monkeypatch.setenv(name, "unused")
+    monkeypatch.delenv("TRACKER_DB_URL", raising=False)
+    monkeypatch.delenv("REDIS_SENTINELS", raising=False)
+    get_settings.cache_clear()
+    try:
+        config = read_endpoint_config(str(PROJECT_ROOT / "endpoints.yml"), "tracker_store")
+        store = create_tracker_store(config, domain)
+    finally:
+        get_settings.cache_clear()
+    assert isinstance(store, ConfiguredTrackerStore)  # not Rasa's silent in-memory fallback
+    assert isinstance(store.store, RedisTrackerStore)
+    assert store.store.target.url == state_redis.url and store.store.namespace == NAMESPACE
+
+
+async def test_trackers_round_trip_through_redis_and_are_listed(
+    state_redis: RedisServer, domain: Domain
+) -> None:
+    settings = Settings(
+        redis_url=state_redis.url, queue_namespace="rt", tracker_retention_seconds=120
+    )
+    store = configured_store(domain, settings=settings)
+    await store.save(_conversation("rt-1", domain))
+    again = configured_store(domain, settings=settings)  # another process, same store
+    tracker = await again.retrieve("rt-1")
+    assert tracker is not None and tracker.get_slot("topic") == "card_arrival"
+    assert "rt-1" in await again.keys()
+    assert await again.retrieve("rt-unknown") is None
+    client = redis.Redis.from_url(state_redis.url)
+    assert 0 < client.ttl(keys.RASA_TRACKER.format(ns="rt", conversation="rt-1")) <= 120
+    client.close()
+
+
+async def test_postgresql_keeps_the_conversation_state_when_configured(
+    postgres: str,  # noqa: F811
+    domain: Domain,
+) -> None:
+    settings = Settings(tracker_db_url=postgres, redis_url=None)
+    store = configured_store(domain, settings=settings)
+    assert type(store).__name__ == "SQLTrackerStore"
+    await store.save(_conversation("pg-1", domain))
+    again = configured_store(domain, settings=settings)
+    tracker = await again.retrieve("pg-1")
+    assert tracker is not None and tracker.get_slot("topic") == "card_arrival"
