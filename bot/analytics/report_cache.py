@@ -17,9 +17,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 
-from bot.analytics.collect import collect_records
+from bot.analytics import rasa_events
+from bot.analytics.collect import collect_records, collect_redis_events
+from bot.analytics.records import build_records
 
 if TYPE_CHECKING:
     from bot.analytics.records import ConversationRecord
@@ -73,10 +75,24 @@ class ReportCache:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def thread_collector(redis: Redis, namespace: str) -> Callable[[], list[ConversationRecord]]:
+def thread_collector(
+    redis: Redis, namespace: str, events_url: str | None = None
+) -> Callable[[], list[ConversationRecord]]:
     """A function for a worker thread that collects the records on its own event loop, with its
-    own Redis client configured like ``redis`` (same address, credentials and TLS)."""
+    own Redis client configured like ``redis`` (same address, credentials and TLS). A client whose
+    pool cannot be copied that way (Sentinel) is used from the caller's loop for its reads only:
+    Redis I/O does not block, and the SQL reads and record building stay in the thread."""
     pool = redis.connection_pool
+    if type(pool) not in (ConnectionPool, BlockingConnectionPool):
+        loop = asyncio.get_running_loop()
+
+        def on_callers_loop() -> list[ConversationRecord]:
+            events = asyncio.run_coroutine_threadsafe(
+                collect_redis_events(redis, namespace), loop
+            ).result()
+            return build_records([*rasa_events.read_events(events_url), *events])
+
+        return on_callers_loop
 
     def compute() -> list[ConversationRecord]:
         async def run() -> list[ConversationRecord]:
@@ -85,7 +101,7 @@ def thread_collector(redis: Redis, namespace: str) -> Callable[[], list[Conversa
             )
             client = Redis(connection_pool=own)
             try:
-                return await collect_records(client, namespace)
+                return await collect_records(client, namespace, events_url)
             finally:
                 await client.close()
                 await own.disconnect()

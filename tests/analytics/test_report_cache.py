@@ -7,9 +7,10 @@ import asyncio
 import threading
 
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 
-from bot.analytics.report_cache import ReportCache
+from bot.analytics.report_cache import ReportCache, thread_collector
+from bot.queue import Customer, HandoffQueue
 
 
 class BlockedReport:
@@ -95,3 +96,37 @@ async def test_other_report_work_runs_in_the_report_threads() -> None:
         assert ident != threading.get_ident()
     finally:
         cache.close()
+
+
+class SentinelLikePool(ConnectionPool):
+    """A pool the collector cannot copy (as a Sentinel pool): it must use the caller's client."""
+
+
+@pytest.mark.parametrize("copyable", [True, False], ids=["own client", "caller's client"])
+async def test_the_collector_reads_the_real_stores_from_its_thread(
+    redis_client: Redis, tmp_path, copyable: bool
+) -> None:
+    namespace = f"reports-{copyable}"
+    queue = HandoffQueue(redis_client, namespace=namespace)
+    ticket = await queue.enqueue("conv-rc", Customer("c1"), ["explicit_request"], 5, "cards")
+    await queue.abandon(ticket.id, "customer_cancelled")
+    client = redis_client
+    if not copyable:
+        pool = redis_client.connection_pool
+        client = Redis(
+            connection_pool=SentinelLikePool(
+                connection_class=pool.connection_class, **pool.connection_kwargs
+            )
+        )
+    cache = ReportCache(
+        thread_collector(client, namespace, f"sqlite:///{tmp_path / 'events.db'}"),
+        ttl_seconds=60,
+    )
+    try:
+        records = await cache.records()
+    finally:
+        cache.close()
+        if client is not redis_client:
+            await client.close()
+    assert [r.conversation_id for r in records] == ["conv-rc"]
+    assert [t.ticket_id for t in records[0].tickets] == [ticket.id]
