@@ -24,7 +24,9 @@ from rasa_sdk.events import EventType, SlotSet
 from actions import validation
 from actions.connections import redis_client
 from actions.escalation_messages import say
+from bot import keys
 from bot.config import get_settings
+from bot.retention import min_stream_id
 
 if TYPE_CHECKING:
     from rasa_sdk import Tracker
@@ -46,7 +48,7 @@ STAGES = ("rating", "comment")  # values of the csat_stage slot
 
 
 def stream_key() -> str:
-    return f"{get_settings().queue_namespace}:csat"
+    return keys.CSAT.format(ns=get_settings().queue_namespace)
 
 
 def path_of(state: HandoffState) -> dict[str, str]:
@@ -77,7 +79,12 @@ def is_new_question(turn: TrackerTurn, policy: Policy) -> bool:
 
 async def _append(fields: dict[str, str]) -> None:
     try:
-        await redis_client().xadd(stream_key(), {**fields, "at": f"{time.time():.3f}"})
+        await redis_client().xadd(
+            stream_key(),
+            {**fields, "at": f"{time.time():.3f}"},
+            minid=min_stream_id(get_settings().history_retention_seconds),
+            approximate=True,
+        )
     except Exception:
         log.exception("could not store a satisfaction answer of %s", fields.get("conversation_id"))
 

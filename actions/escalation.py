@@ -31,9 +31,11 @@ from actions.advice import advise
 from actions.connections import redis_client
 from actions.context import POLICY, Answer, Assessment, TurnContext, audit_entries
 from actions.escalation_messages import OFFER_TAG, say
+from bot import keys
 from bot.config import get_settings
 from bot.escalation import Decision, Policy, Verdict, evaluate
 from bot.handoff import ConversationMode
+from bot.retention import min_stream_id
 from bot.signals import SignalState, SignalTurn, TurnSignals, observe
 
 if TYPE_CHECKING:
@@ -45,7 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AUDIT_SLOT_TURNS = 30
-AUDIT_RETENTION_SECONDS = 90 * 24 * 3600  # a conversation's own trail, after its last turn
 CONTROL_INTENTS = ("cancel_handoff", "continue_with_bot", "leave_contact", "csat_rating")
 QUESTION_TAGS = ("did_that_help", "rephrase", "rephrase_no_topics")
 
@@ -93,15 +94,19 @@ def assess(
 
 async def record(conversation_id: str, entry: dict[str, Any]) -> None:
     """Append the audit entry to the conversation's stream and the stream of all decisions."""
-    ns = get_settings().queue_namespace
+    settings = get_settings()
+    ns = settings.queue_namespace
     fields = {"conversation_id": conversation_id, "entry": json.dumps(entry)}
     try:
         redis = redis_client()
         async with redis.pipeline(transaction=False) as pipe:
-            key = f"{ns}:audit:{conversation_id}"
+            key = keys.ESCALATION_AUDIT.format(ns=ns, conversation=conversation_id)
             pipe.xadd(key, fields, maxlen=2000, approximate=True)
-            pipe.expire(key, AUDIT_RETENTION_SECONDS)
-            pipe.xadd(f"{ns}:escalation:decisions", fields, maxlen=200_000, approximate=True)
+            pipe.expire(key, settings.audit_retention_seconds)
+            decisions = keys.ESCALATION_DECISIONS.format(ns=ns)
+            pipe.xadd(decisions, fields, maxlen=200_000, approximate=True)
+            oldest = min_stream_id(settings.history_retention_seconds)
+            pipe.xtrim(decisions, minid=oldest, approximate=True)
             await pipe.execute()
     except Exception:  # the slot keeps the entry; the conversation must not fail on Redis
         log.exception("could not append the audit entry of %s to Redis", conversation_id)

@@ -175,6 +175,45 @@ class Settings(BaseSettings):
         description="A sink takes over another consumer's unacknowledged events after this idle time.",
     )
 
+    # Retention (every Redis key's is in bot/keys.py and the table of docs/security.md).
+    conversation_retention_seconds: int = Field(
+        30 * 24 * 3600,
+        env="CONVERSATION_RETENTION_SECONDS",
+        ge=3600,
+        description="A web conversation (its record, event stream and handoff state) is deleted this long after its last activity.",
+    )
+    closed_ticket_retention_seconds: int = Field(
+        30 * 24 * 3600,
+        env="CLOSED_TICKET_RETENTION_SECONDS",
+        ge=0,
+        description="A closed ticket (hash, messages, history) is deleted this long after it closes; 0 keeps closed tickets.",
+    )
+    audit_retention_seconds: int = Field(
+        90 * 24 * 3600,
+        env="AUDIT_RETENTION_SECONDS",
+        ge=3600,
+        description="A conversation's own escalation trail is deleted this long after its last turn.",
+    )
+    history_retention_seconds: int = Field(
+        400 * 24 * 3600,
+        env="HISTORY_RETENTION_SECONDS",
+        ge=24 * 3600,
+        description="Entries older than this are trimmed from the decision, CSAT and label streams.",
+    )
+    analytics_cache_seconds: float = Field(
+        30.0,
+        env="ANALYTICS_CACHE_SECONDS",
+        ge=0,
+        description="How long the dashboard reuses the conversation records it computed.",
+    )
+    analytics_workers: int = Field(
+        1,
+        env="ANALYTICS_WORKERS",
+        ge=1,
+        le=8,
+        description="Threads a gateway uses to compute dashboard reports (off its event loop).",
+    )
+
     # Rate limits ("N/period": up to N at once, refilled evenly over the period; period s, m, h or
     # e.g. 10s, 5m; "off" disables one). Kept in Redis, so they hold across several gateways.
     rate_limit_conversations_per_ip: str = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def test_every_entry_is_complete_and_names_and_templates_are_unique() -> None:
     assert len({s.name for s in specs}) == len({s.template for s in specs}) == len(specs)
     for spec in specs:
         assert spec.owner and spec.retention and spec.comment, spec.name
-        assert spec.type in ("string", "hash", "list", "set", "zset", "stream")
+        assert spec.type in ("string", "hash", "list", "set", "zset", "stream", "channel")
         assert spec.parts[0] == "ns"
     with pytest.raises(ValueError, match="registered twice"):
         keys.register(
@@ -77,3 +78,93 @@ async def test_every_key_the_queue_writes_is_registered(redis_client: Redis) -> 
     unknown = [k for k in written if not any(s.parse(k, ns="keys") is not None for s in registered)]
     assert written and not unknown
     assert keys.QUEUE_HANDLE_TIMES.format(ns="keys", topic="cards") in written
+
+
+PROJECT = Path(__file__).resolve().parent.parent
+KEYLIKE = re.compile(r"\{ns\}:|:(q|web|handoff|escalation|audit|limit|analytics|rasa):|:csat\b")
+NAMESPACE_NAMES = re.compile(r"(^|_)(ns|namespace|prefix)$")
+
+
+def _name_of(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    if isinstance(node, ast.Call):
+        return _name_of(node.func)
+    return ""
+
+
+def keylike_strings(source: str) -> list[str]:
+    """String literals and f-strings of ``source`` that spell a Redis key (docstrings aside)."""
+    tree = ast.parse(source)
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            values = node.values
+            for first, second in zip(values, values[1:], strict=False):
+                if (
+                    isinstance(first, ast.FormattedValue)
+                    and NAMESPACE_NAMES.search(_name_of(first.value))
+                    and isinstance(second, ast.Constant)
+                    and str(second.value).startswith(":")
+                ):
+                    found.append(ast.unparse(node))
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in docstrings
+            and KEYLIKE.search(node.value)
+        ):
+            found.append(node.value[:80])
+    return found
+
+
+def test_the_scanner_finds_keys_spelled_by_hand() -> None:
+    assert keylike_strings('key = f"{namespace}:web:conv:{cid}"')
+    assert keylike_strings('key = f"{self._ns}:anything"')
+    assert keylike_strings('TEMPLATE = "{ns}:escalation:decisions"')
+    assert keylike_strings('key = ns + ":csat"')
+    assert not keylike_strings('"""Streams ``<ns>:csat`` and ``{ns}:q:t``."""\nx = f"{a}: {b}"')
+
+
+def test_no_module_spells_a_redis_key_outside_the_registry() -> None:
+    offenders = {}
+    for package in ("bot", "actions"):
+        for path in sorted((PROJECT / package).rglob("*.py")):
+            if path == PROJECT / "bot" / "keys.py":
+                continue
+            found = keylike_strings(path.read_text())
+            if found:
+                offenders[str(path.relative_to(PROJECT))] = found
+    assert offenders == {}
+
+
+def test_the_retention_table_in_the_docs_is_the_registry() -> None:
+    doc = (PROJECT / "docs" / "security.md").read_text()
+    assert keys.markdown_table() in doc, "regenerate it: python -m bot.keys --markdown"
+
+
+def test_every_key_says_how_its_growth_is_bounded() -> None:
+    for spec in keys.specs():
+        assert spec.bound in ("ttl", "capped", "kept"), spec.name
+        if spec.bound == "kept":
+            assert spec.retention.startswith("kept: "), f"{spec.name}: say why it is kept"
+        if spec.cap is not None:
+            assert spec.type in ("stream", "list"), spec.name
+
+
+def test_a_pattern_matches_the_keys_of_its_spec() -> None:
+    from fnmatch import fnmatchcase
+
+    pattern = keys.WEB_ACCOUNT.pattern(ns="support")
+    assert pattern == "support:web:agent:*"
+    assert fnmatchcase(keys.WEB_ACCOUNT.format(ns="support", login="ann"), pattern)

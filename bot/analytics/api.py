@@ -29,11 +29,11 @@ from aiohttp import web
 
 from bot.analytics import labels as label_store
 from bot.analytics import learning, measures
-from bot.analytics.collect import collect_records
 from bot.analytics.events import LABELS
 from bot.analytics.period import parse_period
 from bot.analytics.records import ConversationRecord
 from bot.analytics.replay import replay
+from bot.analytics.report_cache import ReportCache, thread_collector
 from bot.analytics.summary import summarize
 from bot.escalation import Policy, PolicyError, load_policy, parse_policy
 from bot.web.agent_api import agent_session
@@ -46,6 +46,8 @@ STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 MAX_POLICY_CHARS = 60_000
 MAX_PERIOD_DAYS = 3660  # ten years: a longer period is a typo, and costly to compute
 routes = web.RouteTableDef()
+# The gateway's report cache (bot/analytics/report_cache.py), made at the first dashboard request.
+REPORTS = web.AppKey("analytics_reports", dict)
 
 
 async def lead_session(request: web.Request) -> tuple[Gateway, Agent]:
@@ -68,8 +70,20 @@ def _period(request: web.Request) -> tuple[float, float, str | None]:
     return start, end, topic
 
 
-async def _records(gateway: Gateway) -> list[ConversationRecord]:
-    return await collect_records(gateway.redis, gateway.settings.queue_namespace)
+def _reports(request: web.Request, gateway: Gateway) -> ReportCache:
+    holder: dict[str, ReportCache] = request.app[REPORTS]
+    if "cache" not in holder:
+        holder["cache"] = ReportCache(
+            thread_collector(gateway.redis, gateway.settings.queue_namespace),
+            ttl_seconds=gateway.settings.analytics_cache_seconds,
+            workers=gateway.settings.analytics_workers,
+        )
+    return holder["cache"]
+
+
+async def _records(request: web.Request, gateway: Gateway) -> list[ConversationRecord]:
+    """Every conversation's record, computed off the event loop (and reused briefly)."""
+    return await _reports(request, gateway).records()
 
 
 @routes.get("/dashboard")
@@ -83,8 +97,8 @@ async def dashboard_page(_request: web.Request) -> web.StreamResponse:
 async def summary(request: web.Request) -> web.Response:
     gateway, _ = await lead_session(request)
     start, end, topic = _period(request)
-    records = await _records(gateway)
-    figures = await asyncio.to_thread(summarize, records, start, end, topic)
+    reports = _reports(request, gateway)
+    figures = await reports.run(summarize, await reports.records(), start, end, topic)
     return web.json_response(figures)
 
 
@@ -124,7 +138,8 @@ def conversation_row(record: ConversationRecord) -> dict[str, Any]:
 async def conversations(request: web.Request) -> web.Response:
     gateway, _ = await lead_session(request)
     start, end, topic = _period(request)
-    records = measures.in_period(await _records(gateway), start, end, topic)
+    reports = _reports(request, gateway)
+    records = await reports.run(measures.in_period, await reports.records(), start, end, topic)
     return web.json_response({"conversations": [conversation_row(r) for r in records]})
 
 
@@ -152,8 +167,9 @@ async def replay_policy(request: web.Request) -> web.Response:
         current = await asyncio.to_thread(load_policy, gateway.settings.escalation_policy)
     except PolicyError as error:
         raise ApiError(500, "policy_unreadable", str(error)) from error
-    records = measures.in_period(await _records(gateway), start, end, topic)
-    result = await asyncio.to_thread(replay, records, current, candidate)
+    reports = _reports(request, gateway)
+    records = await reports.run(measures.in_period, await reports.records(), start, end, topic)
+    result = await reports.run(replay, records, current, candidate)
     return web.json_response(result.as_dict())
 
 
@@ -168,8 +184,10 @@ async def current_policy(request: web.Request) -> web.Response:
 async def nlu_candidates(request: web.Request) -> web.Response:
     gateway, _ = await lead_session(request)
     start, end, topic = _period(request)
-    records = measures.in_period(await _records(gateway), start, end, topic)
-    text = learning.to_yaml(learning.candidates(records))
+    records = measures.in_period(await _records(request, gateway), start, end, topic)
+    text = await _reports(request, gateway).run(
+        lambda: learning.to_yaml(learning.candidates(records))
+    )
     return web.Response(
         text=text,
         content_type="application/yaml",
@@ -211,11 +229,20 @@ async def label_ticket(request: web.Request) -> web.Response:
         label=label,
         agent_id=agent.login,
     )
+    _reports(request, gateway).invalidate()
     return web.json_response(
         {"ticket_id": ticket_id, "label": event.label, "title": LABELS[event.label], "at": event.at}
     )
 
 
+async def _close_reports(app: web.Application) -> None:
+    cache = app[REPORTS].pop("cache", None)
+    if cache is not None:
+        cache.close()
+
+
 def register(app: web.Application) -> None:
     """Add the dashboard page and the analytics API to the gateway's application."""
     app.router.add_routes(routes)
+    app[REPORTS] = {}
+    app.on_cleanup.append(_close_reports)

@@ -18,9 +18,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from bot import keys
 from bot.analytics.events import AgentMessage, Event, TicketChange, TurnDecision
 
-DECISIONS = "{ns}:escalation:decisions"
 BATCH = 5000
 QUEUED_AGAIN = {"created", "queued", "requeued", "transferred"}
 CLOSING = {"resolved", "returned_to_bot", "abandoned"}
@@ -62,7 +62,7 @@ def decision_event(fields: dict[str, str]) -> TurnDecision | None:
 
 async def read_decisions(redis: Redis, namespace: str) -> list[TurnDecision]:
     """Every per-turn escalation decision recorded by the action server."""
-    entries = await read_stream(redis, DECISIONS.format(ns=namespace))
+    entries = await read_stream(redis, keys.ESCALATION_DECISIONS.format(ns=namespace))
     return [d for _, fields in entries if (d := decision_event(fields)) is not None]
 
 

@@ -35,14 +35,19 @@ async def ticket_events(redis: Redis, namespace: str) -> list[Event]:
     return await read_ticket_events(redis, namespace)
 
 
+async def collect_redis_events(redis: Redis, namespace: str) -> list[Event]:
+    """The events of the sources kept in Redis (decisions, tickets, labels)."""
+    decisions = await audit_events.read_decisions(redis, namespace)
+    tickets = await ticket_events(redis, namespace)
+    clicks = await labels.read_labels(redis, namespace)
+    return [*decisions, *tickets, *clicks]
+
+
 async def collect_events(
     redis: Redis, namespace: str, events_url: str | None = None
 ) -> list[Event]:
     rasa = await asyncio.to_thread(rasa_events.read_events, events_url)
-    decisions = await audit_events.read_decisions(redis, namespace)
-    tickets = await ticket_events(redis, namespace)
-    clicks = await labels.read_labels(redis, namespace)
-    return [*rasa, *decisions, *tickets, *clicks]
+    return [*rasa, *await collect_redis_events(redis, namespace)]
 
 
 async def collect_records(

@@ -27,15 +27,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-# The stream's key, one per deployment namespace (SUPPORT_QUEUE_NAMESPACE). Kept here until the
-# Redis key registry (bot/keys.py) exists on this branch: the lead moves it there.
-EVENTS_STREAM = "{ns}:rasa:events"
+from bot import keys
+
 SINK_GROUP = "event-sink"  # the consumer group of the event sink(s)
 
 
 def stream_key(namespace: str) -> str:
     """The stream of Rasa's events for ``namespace``."""
-    return EVENTS_STREAM.format(ns=namespace)
+    return keys.RASA_EVENTS.format(ns=namespace)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from redis.asyncio import Redis
 
 from bot import keys
 from bot.analytics.events import LABELS, EscalationLabel
+from bot.config import get_settings
+from bot.retention import min_stream_id
 
 
 class LabelError(ValueError):
@@ -21,7 +23,7 @@ class LabelError(ValueError):
 
 
 def stream_key(namespace: str) -> str:
-    return f"{namespace}:analytics:labels"
+    return keys.ANALYTICS_LABELS.format(ns=namespace)
 
 
 async def record_label(
@@ -49,6 +51,8 @@ async def record_label(
             "agent": agent_id or "",
             "at": f"{event.at:.3f}",
         },
+        minid=min_stream_id(get_settings().history_retention_seconds),
+        approximate=True,
     )
     return event
 

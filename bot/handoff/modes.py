@@ -12,6 +12,8 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
+from bot import keys
+from bot.config import get_settings
 from bot.handoff.records import ConversationMode, HandoffState
 
 if TYPE_CHECKING:
@@ -23,7 +25,8 @@ if TYPE_CHECKING:
 BOT, WAITING, AGENT = ConversationMode.BOT, ConversationMode.WAITING, ConversationMode.AGENT
 
 # KEYS[1] state hash, KEYS[2] change stream; ARGV[1] allowed current modes (comma separated),
-# ARGV[2] JSON of the fields to set, ARGV[3] conversation id, ARGV[4] now.
+# ARGV[2] JSON of the fields to set, ARGV[3] conversation id, ARGV[4] now, ARGV[5] retention (s):
+# the state hash expires that long after its last change.
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'mode') or 'bot'
 local allowed = false
@@ -40,6 +43,7 @@ for key, value in pairs(fields) do
   end
 end
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
 local mode = redis.call('HGET', KEYS[1], 'mode') or 'bot'
 if mode ~= current then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', '100000', '*', 'conversation_id', ARGV[3],
@@ -57,18 +61,25 @@ class HandoffError(RuntimeError):
 class ModeStore:
     """Conversations' modes and handoff state in Redis, kept consistent with the queue's tickets."""
 
-    def __init__(self, redis: Redis, queue: TicketQueue, namespace: str = "support") -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        queue: TicketQueue,
+        namespace: str = "support",
+        retention_seconds: int | None = None,
+    ) -> None:
         self.redis = redis
         self.queue = queue
         self.namespace = namespace
+        self.retention_seconds = retention_seconds or get_settings().conversation_retention_seconds
         self._transition = redis.register_script(_TRANSITION)
 
     def key(self, conversation_id: str) -> str:
-        return f"{self.namespace}:handoff:{conversation_id}"
+        return keys.HANDOFF_STATE.format(ns=self.namespace, conversation=conversation_id)
 
     @property
     def changes_stream(self) -> str:
-        return f"{self.namespace}:handoff:changes"
+        return keys.HANDOFF_CHANGES.format(ns=self.namespace)
 
     async def get(self, conversation_id: str) -> HandoffState:
         raw = await self.redis.hgetall(self.key(conversation_id))
@@ -89,6 +100,7 @@ class ModeStore:
                 json.dumps(encoded),
                 conversation_id,
                 f"{time.time():.3f}",
+                self.retention_seconds,
             ],
         )
         mode = mode.decode() if isinstance(mode, bytes) else mode

@@ -22,6 +22,7 @@ def queue_options(settings: Settings | None = None) -> dict[str, Any]:
     return {
         "namespace": settings.queue_namespace,
         "lease_seconds": settings.agent_lease_seconds,
+        "closed_ttl_seconds": settings.closed_ticket_retention_seconds or None,
     }
 
 

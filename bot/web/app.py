@@ -150,7 +150,9 @@ def create_app(
         session = aiohttp.ClientSession()
         token = settings.rasa_auth_token
         rasa = RasaRing(session, urls, token=token.get_secret_value() if token else None)
-        events = ConversationEvents(redis, settings.queue_namespace)
+        events = ConversationEvents(
+            redis, settings.queue_namespace, settings.conversation_retention_seconds
+        )
         desk = desk_factory(redis, settings, rasa, events)
         accounts = AgentAccounts.from_settings(redis, settings)
         dependencies = Dependencies(redis, rasa, desk, session, settings.action_server_url)

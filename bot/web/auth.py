@@ -40,6 +40,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from bot import keys
 from bot.config import Settings
 from bot.web.passwords import PRODUCTION, PasswordHasher, legacy_encoded
 
@@ -217,7 +218,7 @@ class AgentAccounts:
         hasher: PasswordHasher | None = None,
     ):
         self._redis = redis
-        self._prefix = f"{namespace}:web"
+        self._ns = namespace
         self._session_seconds = session_seconds
         self._absolute_seconds = absolute_seconds
         self.hasher = hasher or PasswordHasher()
@@ -237,25 +238,25 @@ class AgentAccounts:
         )
 
     def _account_key(self, login: str) -> str:
-        return f"{self._prefix}:agent:{login.lower()}"
+        return keys.WEB_ACCOUNT.format(ns=self._ns, login=login.lower())
 
     def _session_key(self, token: str) -> str:
-        return f"{self._prefix}:session:{_token_key(token)}"
+        return keys.WEB_SESSION.format(ns=self._ns, token_hash=_token_key(token))
 
     def _index_key(self) -> str:
-        return f"{self._prefix}:agents"
+        return keys.WEB_ACCOUNTS.format(ns=self._ns)
 
     def _leads_key(self) -> str:
-        return f"{self._prefix}:leads"
+        return keys.WEB_LEADS.format(ns=self._ns)
 
     async def _ensure_index(self) -> None:
         """Index accounts stored before the index existed (once per Redis; a SCAN)."""
         if self._indexed:
             return
-        marker = f"{self._prefix}:agents-indexed"
+        marker = keys.WEB_ACCOUNTS_INDEXED.format(ns=self._ns)
         if not await self._redis.exists(marker):
             async for key in self._redis.scan_iter(
-                match=f"{self._prefix}:agent:*", count=500, _type="hash"
+                match=keys.WEB_ACCOUNT.pattern(ns=self._ns), count=500, _type="hash"
             ):
                 record = await self._redis.hgetall(key)
                 if "agent" not in record:
@@ -399,7 +400,7 @@ class AgentAccounts:
             pipe.hset(key, "password", encoded)
             pipe.hdel(key, "salt", "hash")
             pipe.hincrby(key, "generation", 1)
-            pipe.delete(f"{self._prefix}:login-failures:{login.lower()}")
+            pipe.delete(keys.WEB_LOGIN_FAILURES.format(ns=self._ns, login=login.lower()))
             await pipe.execute()
         self._forget_sessions(login)
 
@@ -423,7 +424,7 @@ class AgentAccounts:
 
     async def login(self, login: str, password: str) -> Session | None:
         """A new session when the password is right, else None (throttled after many failures)."""
-        failures_key = f"{self._prefix}:login-failures:{login.lower()}"
+        failures_key = keys.WEB_LOGIN_FAILURES.format(ns=self._ns, login=login.lower())
         failures = int(await self._redis.get(failures_key) or 0)
         if failures >= MAX_FAILED_LOGINS:
             raise LoginThrottled("too many failed logins; try again in a few minutes")

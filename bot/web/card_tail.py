@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from bot import keys
 from bot.masking import mask_card_numbers, mask_continuation, next_tail
 
 SIDES = ("customer", "agent")
@@ -34,7 +35,9 @@ class CardMasker:
     def key(self, conversation_id: str, side: str) -> str:
         if side not in SIDES:
             raise ValueError(f"side must be one of {SIDES}")
-        return f"{self._ns}:web:conv:{conversation_id}:cardtail:{side}"
+        return keys.WEB_CONVERSATION_CARD_TAIL.format(
+            ns=self._ns, conversation=conversation_id, side=side
+        )
 
     async def mask(self, conversation_id: str, side: str, text: str) -> str:
         """The text masked on its own and as the continuation of the side's last message."""

@@ -38,6 +38,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from bot import keys
 from bot.config import Settings, get_settings
 from bot.escalation import load_policy
 from bot.masking import mask_card_numbers
@@ -58,7 +59,6 @@ from bot.web.turns import (
     still_running,
 )
 
-CONVERSATION_TTL = 30 * 24 * 3600
 MAX_TEXT_CHARS = MAX_MESSAGE_CHARS  # the one message limit (bot.queue.validate)
 MAX_PAYLOAD_CHARS = 300
 PAYLOAD_PATTERN = re.compile(r"/[A-Za-z_][A-Za-z0-9_]*(\{.*\})?", re.DOTALL)
@@ -68,7 +68,10 @@ _SYNC_MODE = """
 local current = redis.call('HGET', KEYS[1], 'mode')
 if current == ARGV[1] then return nil end
 redis.call('HSET', KEYS[1], 'mode', ARGV[1])
-return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[2])
+local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return id
 """
 
 
@@ -155,6 +158,7 @@ class Conversations:
         self._rasa = rasa
         self.desk = desk
         self._sync_mode = redis.register_script(_SYNC_MODE)
+        self._retention = settings.conversation_retention_seconds
         self.cards = CardMasker(redis, namespace, settings.card_tail_ttl_seconds)
         self.offers = OfferedButtons(redis, namespace, settings.offered_buttons_ttl_seconds)
         self._rasa_timeout = settings.rasa_turn_timeout_seconds
@@ -163,7 +167,7 @@ class Conversations:
         self._running: set[asyncio.Task] = set()
 
     def _key(self, conversation_id: str) -> str:
-        return f"{self._ns}:web:conv:{conversation_id}"
+        return keys.WEB_CONVERSATION.format(ns=self._ns, conversation=conversation_id)
 
     async def create(self, origin: str | None = None) -> tuple[str, str]:
         """A new conversation id and its token (the token is returned once, never stored)."""
@@ -174,7 +178,7 @@ class Conversations:
             record["origin"] = origin[:200]
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._key(conversation_id), mapping=record)
-            pipe.expire(self._key(conversation_id), CONVERSATION_TTL)
+            pipe.expire(self._key(conversation_id), self._retention)
             await pipe.execute()
         return conversation_id, token
 
@@ -195,7 +199,7 @@ class Conversations:
         event = {"type": "mode", "from": "system", "ts": time.time(), **state.public()}
         await self._sync_mode(
             keys=[self._key(conversation_id), self.events.key(conversation_id)],
-            args=[state.mode, json.dumps(event), 2000],
+            args=[state.mode, json.dumps(event), 2000, self._retention],
         )
         return state
 

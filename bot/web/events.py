@@ -1,6 +1,6 @@
 """The per-conversation event stream: everything the customer sees, in order, on Redis Streams.
 
-Each conversation has one stream (``<ns>:web:conv:<id>:events``). The gateway appends the
+Each conversation has one stream (:data:`bot.keys.WEB_CONVERSATION_EVENTS`). The gateway appends the
 customer's messages, the bot's replies (with buttons), the agent's replies, notices ("an agent
 joined", "left"), mode changes (bot / waiting with position and ETA / agent) and typing signals.
 The widget and the console read it through WebSockets from the last event id they saw, so a
@@ -9,7 +9,9 @@ resumes with ``XREAD`` from its offset. Stream ids are the event ids clients kee
 
 Events are dicts with ``type`` (``message``, ``notice``, ``mode``, ``typing``), ``from``
 (``customer``, ``bot``, ``agent``, ``system``), ``ts`` (epoch seconds) and type-specific fields.
-Messages carry an optional ``client_id`` so a retried send is appended once.
+Messages carry an optional ``client_id`` so a retried send is appended once. Every append
+renews the expiry of the stream and of the conversation's record (``conversation_retention_seconds``),
+so a conversation is deleted that long after its last event.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
 
+from bot import keys
+from bot.config import get_settings
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
@@ -31,7 +36,7 @@ HISTORY_TYPES = ("message", "notice", "mode")
 
 
 def stream_key(namespace: str, conversation_id: str) -> str:
-    return f"{namespace}:web:conv:{conversation_id}:events"
+    return keys.WEB_CONVERSATION_EVENTS.format(ns=namespace, conversation=conversation_id)
 
 
 def _decode(entry_id: bytes | str, fields: dict) -> dict[str, Any]:
@@ -43,8 +48,9 @@ def _decode(entry_id: bytes | str, fields: dict) -> dict[str, Any]:
 
 # One round trip appends a batch: an event whose client id is known is not appended again (its
 # earlier id is returned, flagged); each new one is XADDed and its client id remembered.
-# KEYS[1] stream; ARGV[1] maxlen, ARGV[2] client-id TTL, ARGV[3] client-id key prefix, then
-# pairs of (client id or '', event JSON). Returns {id, duplicate 0|1} per event.
+# KEYS[1] stream, KEYS[2] the conversation's record; ARGV[1] maxlen, ARGV[2] client-id TTL,
+# ARGV[3] client-id key prefix, ARGV[4] retention (s: both keys expire that long after the last
+# append), then pairs of (client id or '', event JSON). Returns {id, duplicate 0|1} per event.
 _APPEND_BODY = """
 local out = {}
 for i = FIRST, #ARGV, 2 do
@@ -59,14 +65,16 @@ for i = FIRST, #ARGV, 2 do
     out[#out + 1] = {id, 0}
   end
 end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
 return out
 """
-_APPEND = _APPEND_BODY.replace("FIRST", "4")
-# The same, only if the ticket hash KEYS[2] is assigned to the agent ARGV[4] (an agent's reply).
+_APPEND = _APPEND_BODY.replace("FIRST", "5")
+# The same, only if the ticket hash KEYS[3] is assigned to the agent ARGV[5] (an agent's reply).
 _APPEND_GUARDED = """
-local held = redis.call('HMGET', KEYS[2], 'state', 'agent')
-if held[1] ~= 'assigned' or held[2] ~= ARGV[4] then return redis.error_reply('NOTHOLDER') end
-""" + _APPEND_BODY.replace("FIRST", "5")
+local held = redis.call('HMGET', KEYS[3], 'state', 'agent')
+if held[1] ~= 'assigned' or held[2] ~= ARGV[5] then return redis.error_reply('NOTHOLDER') end
+""" + _APPEND_BODY.replace("FIRST", "6")
 
 
 class NotHolder(PermissionError):
@@ -76,9 +84,10 @@ class NotHolder(PermissionError):
 class ConversationEvents:
     """Append to and read from conversations' event streams."""
 
-    def __init__(self, redis: Redis, namespace: str) -> None:
+    def __init__(self, redis: Redis, namespace: str, retention_seconds: int | None = None) -> None:
         self._redis = redis
         self._ns = namespace
+        self._retention = retention_seconds or get_settings().conversation_retention_seconds
         self._append = redis.register_script(_APPEND)
         self._append_guarded = redis.register_script(_APPEND_GUARDED)
 
@@ -103,18 +112,26 @@ class ConversationEvents:
         if not events:
             return []
         now = time.time()
-        args: list[Any] = [STREAM_MAXLEN, CLIENT_ID_TTL, self._client_id_key(conversation_id, "")]
-        keys = [self.key(conversation_id)]
+        args: list[Any] = [
+            STREAM_MAXLEN,
+            CLIENT_ID_TTL,
+            self._client_id_key(conversation_id, ""),
+            self._retention,
+        ]
+        script_keys = [
+            self.key(conversation_id),
+            keys.WEB_CONVERSATION.format(ns=self._ns, conversation=conversation_id),
+        ]
         script = self._append
         if holder is not None:
-            keys.append(holder[0])
+            script_keys.append(holder[0])
             args.append(holder[1])
             script = self._append_guarded
         for event in events:
             event.setdefault("ts", now)
             args += [event.get("client_id") or "", json.dumps(event)]
         try:
-            results = await script(keys=keys, args=args)
+            results = await script(keys=script_keys, args=args)
         except ResponseError as error:
             if "NOTHOLDER" in str(error):
                 raise NotHolder(conversation_id) from None
@@ -141,7 +158,9 @@ class ConversationEvents:
         return _decode(*entries[0]) if entries else None
 
     def _client_id_key(self, conversation_id: str, client_id: str) -> str:
-        return f"{self._ns}:web:conv:{conversation_id}:cid:{client_id}"
+        return keys.WEB_CONVERSATION_CLIENT_ID.format(
+            ns=self._ns, conversation=conversation_id, client_id=client_id
+        )
 
     async def history(
         self, conversation_id: str, after: str = "0-0", count: int = 500

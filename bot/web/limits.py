@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from redis.asyncio import Redis
 
+from bot import keys
 from bot.config import Settings
 from bot.web.errors import ApiError, error_response
 
@@ -148,12 +149,12 @@ GENEROUS_ENV = {
 
 def rate_key(namespace: str, name: str, subject: str) -> str:
     """``<ns>:limit:<name>:<subject>``: a GCRA time (expires when the subject is idle)."""
-    return f"{namespace}:limit:{name}:{subject}"
+    return keys.LIMIT_RATE.format(ns=namespace, name=name, subject=subject)
 
 
 def sockets_key(namespace: str, scope: str, subject: str) -> str:
     """``<ns>:limit:sockets:<scope>:<subject>``: open sockets, scored by expiry (ms)."""
-    return f"{namespace}:limit:sockets:{scope}:{subject}"
+    return keys.LIMIT_SOCKETS.format(ns=namespace, scope=scope, subject=subject)
 
 
 class Limits:

@@ -17,6 +17,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from bot import keys
+
 # The widget's "Talk to a person" button (bot/web/static/widget.js, PAYLOAD_HUMAN).
 REQUEST_HUMAN = "/request_human"
 ALWAYS_OFFERED = {REQUEST_HUMAN: "Talk to a person"}
@@ -31,7 +33,7 @@ class OfferedButtons:
         self._ttl = ttl_seconds
 
     def key(self, conversation_id: str) -> str:
-        return f"{self._ns}:web:conv:{conversation_id}:offers"
+        return keys.WEB_CONVERSATION_OFFERS.format(ns=self._ns, conversation=conversation_id)
 
     async def replace(self, conversation_id: str, events: list[dict[str, Any]]) -> None:
         """The buttons of these bot message events become the offer (none: nothing offered)."""

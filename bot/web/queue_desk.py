@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from bot import keys
 from bot.escalation import load_policy
 from bot.handoff import (
     ConversationMode,
@@ -86,7 +87,7 @@ class QueueDesk:
         self.modes = ModeStore(redis, QueuePort(self.queue), namespace)
         self._rasa = rasa
         self._redis = redis
-        self._names_key = f"{namespace}:web:agent-names"
+        self._names_key = keys.WEB_AGENT_NAMES.format(ns=namespace)
         policy = load_policy(settings.escalation_policy)
         self._priorities = sorted(policy.priorities.items(), key=lambda p: -p[1])
         self._topics = sorted({policy.default_topic, *(rule.topic for rule in policy.sensitive)})

@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import web
 from redis.asyncio import Redis
 
+from bot import keys
 from bot.web.errors import ApiError
 
 PENDING, DONE, UNKNOWN = "pending", "done", "unknown"
@@ -88,7 +89,9 @@ class TurnReservations:
         self._result_ttl = result_ttl
 
     def key(self, conversation_id: str, client_id: str) -> str:
-        return f"{self._ns}:web:conv:{conversation_id}:turn:{client_id}"
+        return keys.WEB_CONVERSATION_TURN.format(
+            ns=self._ns, conversation=conversation_id, client_id=client_id
+        )
 
     async def reserve(self, conversation_id: str, client_id: str) -> bool:
         """True for the one caller that may run this turn."""

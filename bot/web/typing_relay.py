@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import web
 from redis.asyncio import Redis
 
+from bot import keys
 from bot.web.inputs import valid_id
 
 log = logging.getLogger("bot.web.typing")
@@ -35,7 +36,7 @@ Send = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 def typing_channel(namespace: str) -> str:
     """``<ns>:web:typing``: the Pub/Sub channel of typing signals (no key is stored)."""
-    return f"{namespace}:web:typing"
+    return keys.WEB_TYPING.format(ns=namespace)
 
 
 class Listener:

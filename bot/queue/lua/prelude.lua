@@ -226,9 +226,14 @@ local function close_ticket(tid, h, newstate, disposition, by)
   redis.call('HSET', k_ticket(tid), unpack(fields))
   redis.call('ZREM', k_open(), tid)
   redis.call('ZADD', k_closed(), NOW, tid)
+  if TTL_MS > 0 then redis.call('ZREMRANGEBYSCORE', k_closed(), '-inf', '(' .. (NOW - TTL_MS)) end
   redis.call('ZREM', k_sla(), tid)
   if redis.call('GET', k_conversation_open(conv)) == tid then redis.call('DEL', k_conversation_open(conv)) end
-  redis.call('SET', k_conversation_last(conv), tid)
+  if TTL_MS > 0 then
+    redis.call('SET', k_conversation_last(conv), tid, 'PX', TTL_MS)
+  else
+    redis.call('SET', k_conversation_last(conv), tid)
+  end
   emit(tid, newstate, {'agent', agent or '', 'disposition', disposition, 'by', by, 'topic', topic})
   if state == 'assigned' and agent then
     redis.call('SREM', k_agent_tickets(agent), tid)
