@@ -27,7 +27,7 @@ from actions.advice import advise
 from actions.connections import mode_store
 from actions.context import POLICY, Answer, TurnContext, audit_entries
 from actions.escalation_messages import eta_text, say
-from bot.handoff import ConversationMode, HandoffState, TicketRequest
+from bot.handoff import AgentAlreadyJoined, ConversationMode, HandoffState, TicketRequest
 from bot.queue import IntentScore, QueuePosition, Summary, TranscriptLine
 from bot.sentiment import sentiment
 from bot.signals import SignalState
@@ -231,6 +231,9 @@ async def cancel(ctx: TurnContext) -> list[EventType]:
         return []
     try:
         await mode_store().cancel(state.conversation_id)
+    except AgentAlreadyJoined:  # an agent took it a moment before the cancel: stay with them
+        say(dispatcher, "cancel_too_late")
+        return []
     except Exception:
         log.exception("could not cancel the request of %s", state.conversation_id)
         say(dispatcher, "handoff_unavailable")

@@ -25,7 +25,7 @@ Who calls what:
   `check_wait_in_rasa()` for a customer waiting without writing.
 """
 
-from bot.handoff.modes import HandoffError, ModeStore
+from bot.handoff.modes import AgentAlreadyJoined, HandoffError, ModeStore
 from bot.handoff.port import QueuePort, TicketQueue
 from bot.handoff.rasa import (
     HANDBACK_ACTION,
@@ -40,6 +40,7 @@ __all__ = [
     "HANDBACK_ACTION",
     "WAIT_CHECK_ACTION",
     "ConversationMode",
+    "AgentAlreadyJoined",
     "HandoffError",
     "HandoffState",
     "ModeStore",

@@ -58,6 +58,10 @@ class HandoffError(RuntimeError):
     """A transition that the conversation's current mode does not allow."""
 
 
+class AgentAlreadyJoined(HandoffError):
+    """The customer cancelled a request that an agent had just taken: the chat stays with them."""
+
+
 class ModeStore:
     """Conversations' modes and handoff state in Redis, kept consistent with the queue's tickets."""
 
@@ -130,7 +134,8 @@ class ModeStore:
         state = await self.get(conversation_id)
         if state.mode != WAITING or not state.ticket_id:
             raise HandoffError(f"conversation {conversation_id} has no waiting request")
-        await self.queue.abandon(state.ticket_id, "customer_cancelled")
+        if not await self.queue.abandon_waiting(state.ticket_id, "customer_cancelled"):
+            raise AgentAlreadyJoined(f"an agent has taken the ticket of {conversation_id}")
         await self._end(state, (WAITING,))
         return await self.get(conversation_id)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bot.queue import Customer, HandoffQueue, QueuePosition
+from bot.queue import Customer, HandoffQueue, InvalidTransition, QueuePosition
 
 if TYPE_CHECKING:
     from bot.handoff.records import TicketRequest
@@ -29,6 +29,9 @@ class TicketQueue(Protocol):
         """Agents online now who could take a ticket of this topic."""
 
     async def abandon(self, ticket_id: str, reason: str) -> None: ...
+
+    async def abandon_waiting(self, ticket_id: str, reason: str) -> bool:
+        """Abandon the ticket only if no agent has taken it yet (atomically); whether it was."""
 
     async def add_note(self, ticket_id: str, note: dict[str, Any]) -> None:
         """Attach information to the ticket (e.g. contact details) for the agent."""
@@ -64,6 +67,13 @@ class QueuePort:
 
     async def abandon(self, ticket_id: str, reason: str) -> None:
         await self.queue.abandon(ticket_id, reason)
+
+    async def abandon_waiting(self, ticket_id: str, reason: str) -> bool:
+        try:
+            await self.queue.abandon(ticket_id, reason, waiting_only=True)
+        except InvalidTransition:
+            return False
+        return True
 
     async def add_note(self, ticket_id: str, note: dict[str, Any]) -> None:
         text = "; ".join(f"{key.replace('_', ' ')}: {value}" for key, value in note.items())

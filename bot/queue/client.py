@@ -440,11 +440,14 @@ class HandoffQueue(QueueStreams, QueueSweeper):
             ticket_id, TicketState.RETURNED_TO_BOT, agent_id, disposition, agent_id, "assigned"
         )
 
-    async def abandon(self, ticket_id: str, reason: str = "customer left") -> Ticket:
-        """The customer left or cancelled: close a queued or assigned ticket as abandoned."""
-        return await self._close(
-            ticket_id, TicketState.ABANDONED, "", reason, "customer", "queued,assigned"
-        )
+    async def abandon(
+        self, ticket_id: str, reason: str = "customer left", *, waiting_only: bool = False
+    ) -> Ticket:
+        """The customer left or cancelled: close a queued or assigned ticket as abandoned. With
+        ``waiting_only`` only a queued one (a cancel that races an agent's claim loses it, in the
+        same script: :class:`InvalidTransition`)."""
+        allowed = "queued" if waiting_only else "queued,assigned"
+        return await self._close(ticket_id, TicketState.ABANDONED, "", reason, "customer", allowed)
 
     async def close(self, ticket_id: str, disposition: str = "closed by operator") -> Ticket:
         """An operator closes an open ticket as resolved, whoever holds it."""

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bot.handoff import HandoffError, ModeStore, QueuePort, TicketRequest
+from bot.handoff import AgentAlreadyJoined, HandoffError, ModeStore, QueuePort, TicketRequest
 from bot.queue import HandoffQueue, IntentScore, Summary, TranscriptLine
 
 
@@ -74,6 +74,19 @@ async def test_cancel_abandons_the_ticket(store):
     await store.cancel("conv-1")
     assert (await store.get("conv-1")).mode == "bot"
     assert str((await store.queue.queue.get(state.ticket_id)).state) == "abandoned"
+
+
+async def test_a_cancel_that_races_an_agents_claim_leaves_the_chat_with_the_agent(store):
+    state = await store.request(request())
+    queue = store.queue.queue
+    await queue.agent_online("agent-1", skills=["general"], capacity=1, auto_assign=False)
+    await queue.claim("agent-1", state.ticket_id)  # before the mode store has synced
+    assert (await store.get("conv-1")).mode == "waiting"
+    with pytest.raises(AgentAlreadyJoined):
+        await store.cancel("conv-1")
+    ticket = await queue.get(state.ticket_id)
+    assert str(ticket.state) == "assigned" and ticket.agent_id == "agent-1"
+    assert (await store.sync("conv-1")).mode == "agent"
 
 
 async def test_sync_follows_the_ticket_when_an_agent_claims_and_resolves_it(store):
