@@ -162,7 +162,8 @@ class Supervisor:
                 try:
                     with self._starting():
                         unit.start()
-                except Exception as error:  # noqa: BLE001 - a failed start is one more crash
+                except (OSError, RuntimeError) as error:  # a failed start is one more crash
+                    # (not Exception: the launcher's stop request must pass through)
                     log.warning("%s did not start: %s", unit.name, error)
                     self._crashed(state, now)
                     return
