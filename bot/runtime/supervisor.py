@@ -92,7 +92,8 @@ class RedisUnit:
         self.server = server
 
     def start(self) -> None:
-        self.server.restart()  # waits for PING (after replaying the AOF)
+        self.server.stop_keep_data()  # reaps the dead process, closes its pipe
+        self.server.start()  # waits for PING (after replaying the AOF)
 
     def running(self) -> bool:
         return self.server.running()

@@ -150,6 +150,15 @@ def _post(url: str, body: dict, token: str | None = None) -> dict:
 
 
 def _pid_listening_on(data_dir: Path, port: int) -> int | None:
+    """The process of this data dir listening on `port` (found by its environment; redis-server
+    overwrites its environment with its process title: ask it with INFO instead)."""
+    password_file = data_dir / "secrets" / "support_redis_password"
+    try:
+        client = redis.Redis(port=port, password=password_file.read_text().strip())
+        with client:
+            return int(client.info("server")["process_id"])
+    except (redis.RedisError, OSError):
+        pass
     return next((p for p in _processes_of(data_dir) if port in listening_ports(p)), None)
 
 
