@@ -154,7 +154,9 @@ def _pid_listening_on(data_dir: Path, port: int) -> int | None:
     overwrites its environment with its process title: ask it with INFO instead)."""
     password_file = data_dir / "secrets" / "support_redis_password"
     try:
-        client = redis.Redis(port=port, password=password_file.read_text().strip())
+        client = redis.Redis(
+            port=port, password=password_file.read_text().strip(), socket_timeout=5
+        )
         with client:
             return int(client.info("server")["process_id"])
     except (redis.RedisError, OSError):
