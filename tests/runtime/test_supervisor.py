@@ -180,6 +180,11 @@ class _Output:
     def text(self) -> str:
         return "".join(self.lines)
 
+    def all(self) -> str:
+        """Everything, once the launcher has exited and its stdout is read to the end."""
+        self._thread.join(timeout=30)
+        return self.text()
+
     def wait_for(self, fragment: str, process: subprocess.Popen[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while fragment not in self.text():
@@ -248,6 +253,54 @@ def test_launcher_with_two_rasa_and_two_gateways_answers_through_haproxy_and_sto
         if launcher.poll() is None:
             launcher.kill()
             launcher.wait()
-    assert launcher.returncode == 0, output.text()
+    assert launcher.returncode == 0, output.all()
     assert not any(_listening(port) for port in all_ports)
+    assert _processes_of(tmp_path) == []
+
+
+@pytest.mark.model
+def test_launcher_gives_up_after_repeated_crashes_and_exits_non_zero_with_nothing_left(
+    trained_model: Path, tmp_path: Path
+) -> None:
+    ports = {
+        "SUPPORT_REDIS_PORT": free_port(),
+        "ACTION_SERVER_PORT": free_port(),
+        "RASA_PORT": free_port(),
+        "GATEWAY_PORT": free_port(),
+    }
+    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+    env |= {key: str(port) for key, port in ports.items()}
+    env |= {
+        "SUPPORT_DATA_DIR": str(tmp_path),
+        "RASA_URL": f"http://127.0.0.1:{ports['RASA_PORT']}",
+        "EVENTS_DB_URL": f"sqlite:///{tmp_path / 'events.db'}",
+        "SUPERVISOR_MAX_CRASHES": "2",
+        "SUPERVISOR_BACKOFF_INITIAL_SECONDS": "0.2",
+    }
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "bot.runtime.launcher"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = _Output(launcher)
+    try:
+        output.wait_for("The support stack is running", launcher, timeout=600)
+        gateway = _pid_listening_on(tmp_path, ports["GATEWAY_PORT"])
+        assert gateway is not None
+        os.killpg(gateway, signal.SIGKILL)  # crash 1: restarted
+        output.wait_for("gateway is healthy again", launcher, timeout=120)
+        gateway = _pid_listening_on(tmp_path, ports["GATEWAY_PORT"])
+        assert gateway is not None
+        os.killpg(gateway, signal.SIGKILL)  # crash 2 within the window: give up
+        launcher.wait(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    assert launcher.returncode == 3, output.all()
+    assert "giving up and stopping everything" in output.all()
+    assert not any(_listening(port) for port in ports.values())
     assert _processes_of(tmp_path) == []
