@@ -164,6 +164,18 @@ def _pid_listening_on(data_dir: Path, port: int) -> int | None:
     return next((p for p in _processes_of(data_dir) if port in listening_ports(p)), None)
 
 
+def _stop(launcher: subprocess.Popen[str]) -> None:
+    """After a failure: SIGTERM first, so the launcher stops its children (each in a session of
+    its own, which a SIGKILL of the launcher would leave running)."""
+    if launcher.poll() is None:
+        launcher.send_signal(signal.SIGTERM)
+        try:
+            launcher.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            launcher.kill()
+            launcher.wait()
+
+
 class _Output:
     """The launcher's stdout, read by a thread so the test can wait for lines."""
 
@@ -250,9 +262,7 @@ def test_launcher_with_two_rasa_and_two_gateways_answers_through_haproxy_and_sto
         launcher.send_signal(signal.SIGTERM)
         launcher.wait(timeout=120)
     finally:
-        if launcher.poll() is None:
-            launcher.kill()
-            launcher.wait()
+        _stop(launcher)
     assert launcher.returncode == 0, output.all()
     assert not any(_listening(port) for port in all_ports)
     assert _processes_of(tmp_path) == []
@@ -297,9 +307,7 @@ def test_launcher_gives_up_after_repeated_crashes_and_exits_non_zero_with_nothin
         os.killpg(gateway, signal.SIGKILL)  # crash 2 within the window: give up
         launcher.wait(timeout=120)
     finally:
-        if launcher.poll() is None:
-            launcher.kill()
-            launcher.wait()
+        _stop(launcher)
     assert launcher.returncode == 3, output.all()
     assert "giving up and stopping everything" in output.all()
     assert not any(_listening(port) for port in ports.values())
