@@ -37,6 +37,11 @@ class Settings(BaseSettings):
         description="requirepass of the launcher's own Redis; unset: generated once per data dir.",
     )
     rasa_url: str = Field("http://127.0.0.1:5005", env="RASA_URL")
+    rasa_urls: str = Field(
+        "",
+        env="RASA_URLS",
+        description="Rasa replicas (comma-separated base URLs) the gateway spreads conversations over by a consistent hash; unset: RASA_URL alone.",
+    )
     rasa_port: int = Field(5005, env="RASA_PORT")
     rasa_host: str = Field(
         "127.0.0.1",
@@ -197,7 +202,25 @@ class Settings(BaseSettings):
     events_db_url: str | None = Field(
         None,
         env="EVENTS_DB_URL",
-        description="SQLAlchemy URL of Rasa's SQL event broker (e.g. postgresql://...); unset: SQLite <data dir>/events.db.",
+        description="SQLAlchemy URL of the SQL event store the event sink writes (e.g. postgresql://...); unset: SQLite <data dir>/events.db.",
+    )
+    event_sink_port: int = Field(
+        5056,
+        env="EVENT_SINK_PORT",
+        description="Health port of the event sink (python -m bot.analytics.event_sink).",
+    )
+    event_sink_batch_size: int = Field(
+        500,
+        env="EVENT_SINK_BATCH_SIZE",
+        ge=1,
+        le=10_000,
+        description="Rasa events the sink reads from the Redis stream and commits to SQL at once.",
+    )
+    event_sink_claim_idle_seconds: float = Field(
+        30.0,
+        env="EVENT_SINK_CLAIM_IDLE_SECONDS",
+        gt=0,
+        description="A sink takes over another consumer's unacknowledged events after this idle time.",
     )
 
     # Rate limits ("N/period": up to N at once, refilled evenly over the period; period s, m, h or
@@ -246,6 +269,12 @@ class Settings(BaseSettings):
     def secrets_dir(self) -> Path:
         """Where the launcher keeps the secrets it generated (mode 0700, one 0600 file each)."""
         return self.data_dir / SECRETS_DIR_NAME
+
+    def rasa_replica_urls(self) -> list[str]:
+        """The Rasa replicas the gateway routes to: `RASA_URLS` (comma-separated, in order),
+        else `RASA_URL` alone."""
+        urls = [url.strip().rstrip("/") for url in self.rasa_urls.split(",") if url.strip()]
+        return urls or [self.rasa_url.rstrip("/")]
 
     def redis_address(self) -> str:
         """`REDIS_URL`, else the launcher's own Redis on loopback, with its password if it has one."""

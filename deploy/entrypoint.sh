@@ -22,8 +22,8 @@ case "$service" in
   rasa)
     : "${EVENTS_DB_URL:?EVENTS_DB_URL must be set (Rasa's SQL event broker, endpoints.yml)}"
     : "${ACTION_SERVER_URL:?ACTION_SERVER_URL must be set (endpoints.yml action_endpoint)}"
-    # a project-owned entry point (e.g. one that adds the API token) wins over plain `rasa`
-    if [ -f bot/runtime/rasa_entry.py ]; then set -- python -m bot.runtime.rasa_entry run "$@"
+    # the project's entry point (patches Rasa, adds the API token) wins over plain `rasa`
+    if [ -f bot/runtime/rasa_server.py ]; then set -- python -m bot.runtime.rasa_server run "$@"
     else set -- rasa run "$@"; fi
     exec "$@" --enable-api --model models --endpoints endpoints.yml \
       --credentials credentials.yml --interface 0.0.0.0 --port "${RASA_PORT:-5005}"

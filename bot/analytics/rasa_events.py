@@ -1,8 +1,10 @@
-"""Conversations as Rasa recorded them: read from Rasa's SQL event broker, translated to events.
+"""Conversations as Rasa recorded them: read from the SQL event store, translated to events.
 
 Rasa publishes every tracker event to the broker configured under ``event_broker:`` in
-``endpoints.yml``; the SQL broker writes one row per event (``id``, ``sender_id``, ``data`` =
-the event as JSON) to SQLite by default or PostgreSQL when ``EVENTS_DB_URL`` points there. The
+``endpoints.yml`` (a Redis stream, :mod:`bot.analytics.rasa_broker`); the event sink
+(:mod:`bot.analytics.event_sink`) writes one row per event in the schema of Rasa's SQL broker
+(``id``, ``sender_id``, ``data`` = the event as JSON) to SQLite by default or PostgreSQL when
+``EVENTS_DB_URL`` points there. The
 rows outlive any Rasa restart, so this is the durable record of what customers said and how the
 NLU understood it.
 

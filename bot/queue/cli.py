@@ -41,7 +41,7 @@ def _settings() -> Settings:
 
 def _defaults() -> tuple[str, str]:
     settings = _settings()
-    url = settings.redis_url or f"redis://127.0.0.1:{settings.redis_port}/0"
+    url = settings.redis_address()
     return url, settings.queue_namespace
 
 

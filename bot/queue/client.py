@@ -27,6 +27,7 @@ from bot.queue.scripts import ScriptRunner, ScriptSettings, compile_scripts, tic
 from bot.queue.streams import QueueStreams
 from bot.queue.sweeper import QueueSweeper
 from bot.queue.validate import (
+    MAX_MESSAGE_BYTES,
     check_capacity,
     check_id,
     check_namespace,
@@ -59,7 +60,7 @@ class HandoffQueue(QueueStreams, QueueSweeper):
         namespace: str = "support",
         lease_seconds: float = 15.0,
         sla_first_response_seconds: float = 120.0,
-        max_message_bytes: int = 4096,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
         default_handle_seconds: float = 240.0,
         closed_ttl_seconds: float | None = None,
         events_maxlen: int = 100_000,
@@ -385,9 +386,14 @@ class HandoffQueue(QueueStreams, QueueSweeper):
         agent_id: str | None = None,
         *,
         priority: int | None = None,
+        holder: str | None = None,
     ) -> Ticket:
         """Move an open ticket to another topic (front of that queue) and/or straight to an online
-        agent with room, and/or change its priority."""
+        agent with room, and/or change its priority.
+
+        ``holder``: transfer only while that agent holds the ticket (else :class:`NotAssignee`),
+        checked in the same atomic step as the move, so a concurrent resolve, transfer or lapsed
+        lease cannot slip in between (an agent's transfer; an operator's passes None)."""
         check_id("ticket_id", ticket_id)
         if topic is None and agent_id is None and priority is None:
             raise InvalidInput("transfer needs a topic, an agent_id or a priority")
@@ -397,6 +403,7 @@ class HandoffQueue(QueueStreams, QueueSweeper):
             check_topic(topic) if topic is not None else "",
             check_id("agent_id", agent_id) if agent_id is not None else "",
             str(check_priority(priority)) if priority is not None else "",
+            check_id("holder", holder) if holder is not None else "",
         )
         return ticket_from_reply(flat)
 

@@ -18,7 +18,8 @@ class InvalidInput(QueueError, ValueError):
 
 
 class MessageTooLarge(InvalidInput):
-    """A message is longer than the queue's ``max_message_bytes``."""
+    """A message is longer than :data:`bot.queue.validate.MAX_MESSAGE_CHARS` characters or the
+    queue's ``max_message_bytes`` bytes."""
 
 
 class TicketNotFound(QueueError, LookupError):

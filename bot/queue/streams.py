@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from redis.asyncio import Redis
 
 from bot import keys as K
-from bot.queue.errors import InvalidInput, MessageTooLarge, TicketNotFound
+from bot.queue.errors import InvalidInput, TicketNotFound
 from bot.queue.records import (
     SENDER_ROLES,
     AgentEvent,
@@ -25,7 +25,7 @@ from bot.queue.records import (
     TicketState,
 )
 from bot.queue.scripts import ScriptRunner, pairs
-from bot.queue.validate import check_id, check_stream_id, check_topic
+from bot.queue.validate import check_id, check_message_text, check_stream_id, check_topic
 
 
 class QueueStreams:
@@ -60,13 +60,7 @@ class QueueStreams:
             )
         check_id("sender_id", sender_id)
         check_id("client_message_id", client_message_id)
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidInput("message text must be a non-empty string")
-        size = len(text.encode("utf-8"))
-        if size > self.max_message_bytes:
-            raise MessageTooLarge(
-                f"message is {size} bytes; the limit is {self.max_message_bytes} bytes"
-            )
+        check_message_text(text, self.max_message_bytes)
         dup, entry_id, *rest = await self._scripts.run(
             "send", ticket_id, sender_role, sender_id, text, client_message_id
         )

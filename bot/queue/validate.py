@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import TypeVar
 
-from bot.queue.errors import InvalidInput
+from bot.queue.errors import InvalidInput, MessageTooLarge
 from bot.queue.records import Customer, Summary
 
 TOPIC_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,63}$")
@@ -14,6 +14,12 @@ ID_RE = re.compile(r"^[^\s,\x00-\x1f\x7f]{1,200}$")
 NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 STREAM_ID_RE = re.compile(r"^(\d+-\d+|\d+|\$)$")
 MAX_PRIORITY = 9
+# The one size limit of a chat message (customer's or agent's), used by the gateway's API before
+# anything is written and by the queue: characters as people count them, and a byte cap that
+# every text within the character limit fits (UTF-8 takes at most 4 bytes a character), so the
+# two can never disagree; the byte cap bounds what one entry may cost Redis.
+MAX_MESSAGE_CHARS = 2000
+MAX_MESSAGE_BYTES = 4 * MAX_MESSAGE_CHARS
 
 RecordT = TypeVar("RecordT", Customer, Summary)
 
@@ -38,6 +44,24 @@ def check_id(kind: str, value: object) -> str:
             f"{kind} must be a non-empty string of at most 200 characters without spaces or "
             f"commas, not {value!r}"
         )
+    return value
+
+
+def check_message_text(value: object, max_bytes: int = MAX_MESSAGE_BYTES) -> str:
+    """A message's text: a non-empty string of at most :data:`MAX_MESSAGE_CHARS` characters and
+    ``max_bytes`` bytes of UTF-8 (else :class:`MessageTooLarge`, or :class:`InvalidInput`)."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput("message text must be a non-empty string")
+    if len(value) > MAX_MESSAGE_CHARS:
+        raise MessageTooLarge(
+            f"message is {len(value)} characters; the limit is {MAX_MESSAGE_CHARS} characters"
+        )
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput("message text must be valid Unicode (no lone surrogates)") from None
+    if size > max_bytes:
+        raise MessageTooLarge(f"message is {size} bytes; the limit is {max_bytes} bytes")
     return value
 
 

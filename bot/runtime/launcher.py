@@ -4,7 +4,8 @@ Uses `REDIS_URL` when given, else starts its own redis-server with AOF (data und
 `var/redis`) and a password. The services' shared secrets (action server token, Rasa API token,
 Redis password) come from bot.config or are generated once under `var/secrets/`
 (bot.runtime.internal_secrets) and reach the services through their environment. Trains the Rasa
-model if it is missing or stale, starts each service with its own log file under `var/logs`,
+model if it is missing or stale, starts each service (the action servers, the event sink that
+stores Rasa's events in SQL, Rasa, the gateways) with its own log file under `var/logs`,
 waits until each is healthy and prints where to go.
 
 Replicas (`--rasa N --actions M --gateways K`, or RASA_REPLICAS, ACTION_SERVER_REPLICAS,
@@ -34,7 +35,14 @@ from bot.config import Settings, get_settings
 from bot.runtime.haproxy import haproxy_service
 from bot.runtime.internal_secrets import InternalSecrets, ensure_secrets
 from bot.runtime.redis_server import RedisServer
-from bot.runtime.services import Service, ServiceError, action_server, gateway_service, rasa_server
+from bot.runtime.services import (
+    Service,
+    ServiceError,
+    action_server,
+    event_sink_service,
+    gateway_service,
+    rasa_server,
+)
 from bot.runtime.supervisor import GaveUp, RedisUnit, RestartPolicy, Supervisor, Unit
 from bot.runtime.training import ensure_model
 
@@ -95,7 +103,7 @@ def _services(
     demo: bool,
     replicas: Replicas,
 ) -> list[Service]:
-    """Action servers, Rasa replicas, gateways and (more than one gateway) HAProxy, in start
+    """Action servers, the event sink, Rasa replicas, gateways and (more than one gateway) HAProxy, in start
     order. Ports: service i of a kind listens on its base port + i; with HAProxy, HAProxy has
     GATEWAY_PORT and the gateways GATEWAY_PORT+1, +2, ..."""
     log_dir = settings.data_dir / "logs"
@@ -112,6 +120,8 @@ def _services(
         )
         for i, port in enumerate(action_ports)
     ]
+    # one event sink: it drains Rasa's event stream for every replica (bot.analytics.event_sink)
+    services.append(event_sink_service(settings.event_sink_port, log_dir, env))
     for i in range(replicas.rasa):
         action_url = f"http://127.0.0.1:{action_ports[i % replicas.actions]}/webhook"
         rasa = rasa_server(

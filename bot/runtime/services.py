@@ -141,14 +141,15 @@ def rasa_server(
     host: str = "127.0.0.1",
 ) -> Service:
     """Rasa with the REST channel and its HTTP API (behind `secrets.rasa_auth_token`) on `host`
-    (loopback by default), calling the action server at `action_url` with its token."""
+    (loopback by default), calling the action server at `action_url` with its token; started
+    through the project's entry point (bot.runtime.rasa_server), which patches Rasa first."""
     token = urlencode({"token": secrets.rasa_auth_token})
     return Service(
         name="rasa",
         command=[
             sys.executable,
             "-m",
-            "bot.runtime.rasa_entry",  # `rasa`, with --auth-token from RASA_AUTH_TOKEN
+            "bot.runtime.rasa_server",  # patches, then `rasa` with --auth-token from RASA_AUTH_TOKEN
             "run",
             "--enable-api",
             "--model",
@@ -174,9 +175,22 @@ def rasa_server(
 
 
 def events_db_url() -> str:
-    """Where Rasa's SQL event broker writes (analytics reads it): EVENTS_DB_URL or var/events.db."""
+    """The SQL event store the event sink writes and analytics reads: EVENTS_DB_URL or
+    var/events.db."""
     settings = get_settings()
     return settings.events_db_url or f"sqlite:///{settings.data_dir / 'events.db'}"
+
+
+def event_sink_service(port: int, log_dir: Path, env: dict[str, str] | None = None) -> Service:
+    """The event sink (`python -m bot.analytics.event_sink`): Rasa's events from the Redis stream
+    into the SQL event store (EVENTS_DB_URL). Needs REDIS_URL in `env` or the environment."""
+    return Service(
+        name="event sink",
+        command=[sys.executable, "-m", "bot.analytics.event_sink", "--port", str(port)],
+        health_url=f"http://127.0.0.1:{port}/health",
+        log_path=log_dir / "event_sink.log",
+        env={"EVENTS_DB_URL": events_db_url(), **(env or {})},
+    )
 
 
 def gateway_service(
@@ -230,13 +244,15 @@ class BotServices:
 def bot_services(
     model: Path, log_dir: Path, env: dict[str, str], secrets: InternalSecrets | None = None
 ) -> Iterator[BotServices]:
-    """The action server and Rasa with `model` on free loopback ports, healthy, with `secrets`
-    (fresh ones for this run unless given)."""
+    """The action server, the event sink and Rasa with `model` on free loopback ports, healthy,
+    with `secrets` (fresh ones for this run unless given). `env` must name the Redis (REDIS_URL)
+    Rasa's events go to."""
     secrets = secrets or InternalSecrets.generate()
-    actions_port, rasa_port = free_port(), free_port()
+    actions_port, rasa_port, sink_port = free_port(), free_port(), free_port()
     action_url = f"http://127.0.0.1:{actions_port}/webhook"
     services = [
         action_server(actions_port, log_dir, env, secrets=secrets),
+        event_sink_service(sink_port, log_dir, env),
         rasa_server(rasa_port, model, action_url, log_dir, env, secrets=secrets),
     ]
     with running(services):

@@ -41,7 +41,7 @@ def main() -> None:
         socket_timeout=10,
         health_check_interval=30,
     )
-    app = create_app(settings, redis, settings.rasa_url)
+    app = create_app(settings, redis, settings.rasa_replica_urls())
     # The access log shows method, path and status only: never bodies (customer text).
     web.run_app(app, host=args.host, port=args.port, access_log_format='%a "%r" %s %Tf', print=None)
 

@@ -1,8 +1,9 @@
 """The agent HTTP API: login, presence, the queue, and working a ticket.
 
 Every endpoint but ``POST /api/agent/login`` needs an agent session
-(``Authorization: Bearer <session token>``). An agent acts only on tickets it holds (a support
-lead may read any). Agent text is masked (card numbers) before it is stored or relayed.
+(``Authorization: Bearer <session token>``). An agent acts on, and reads, only the tickets it
+holds now (a support lead may read any; :mod:`bot.web.access`). Agent text is masked (card
+numbers) before it is stored or relayed.
 After each step the conversation's event stream gets what the customer should see: the agent's
 replies, "an agent joined / left" notices, the mode change and, on handback or resolution, what
 the bot says next.
@@ -10,7 +11,6 @@ the bot says next.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,11 +19,14 @@ import yaml
 from aiohttp import web
 
 from bot.masking import mask_card_numbers
+from bot.queue import InvalidInput, MessageTooLarge
+from bot.queue.validate import check_message_text
+from bot.web.access import holds, may_read
 from bot.web.auth import Agent, LoginThrottled
 from bot.web.conversations import MAX_TEXT_CHARS
 from bot.web.customer_api import CLIENT_ID, event_offset, json_body, optional_str
 from bot.web.desk import DISPOSITIONS, TICKET_FILTERS
-from bot.web.errors import ApiError, bad_request, forbidden, unauthorized
+from bot.web.errors import ApiError, bad_request, forbidden, too_large, unauthorized
 from bot.web.events import NotHolder
 from bot.web.gateway import GATEWAY, Gateway
 from bot.web.limits import client_ip, limits_of
@@ -56,7 +59,7 @@ def required_str(body: dict[str, Any], name: str, limit: int) -> str:
 async def held_ticket(gateway: Gateway, agent: Agent, ticket_id: str) -> dict[str, Any]:
     """The ticket, if this agent holds it (403 otherwise, 404 when unknown)."""
     ticket = await gateway.desk.ticket(ticket_id)
-    if ticket.get("agent_id") != agent.login or ticket.get("state") != "assigned":
+    if not holds(agent, ticket):
         raise forbidden("you do not hold this ticket")
     return ticket
 
@@ -140,8 +143,8 @@ async def list_tickets(request: web.Request) -> web.Response:
 async def get_ticket(request: web.Request) -> web.Response:
     gateway, agent = await agent_session(request)
     ticket = await gateway.desk.ticket(request.match_info["ticket_id"])
-    if ticket.get("agent_id") != agent.login and agent.role != "lead":
-        raise forbidden("only the agent holding this ticket (or a lead) can read it")
+    if not may_read(agent, ticket):  # a former holder reads nothing more, later turns included
+        raise forbidden("only the agent holding this ticket now (or a lead) can read it")
     after = event_offset(request.query.get("after"))
     history = await gateway.events.history(ticket["conversation_id"], after)
     return web.json_response({"ticket": ticket, "messages": history})
@@ -167,8 +170,9 @@ async def claim(request: web.Request) -> web.Response:
 
 @routes.post("/api/tickets/{ticket_id}/messages")
 async def send_message(request: web.Request) -> web.Response:
-    """The reply goes to the ticket's log and to the conversation's stream concurrently (one
-    round trip time); each write checks atomically that this agent holds the ticket."""
+    """The reply is checked first (size, holder), then goes to the ticket's log and then to the
+    conversation's stream; each write checks atomically that this agent holds the ticket, so
+    nothing reaches the customer unless the ticket's log took it."""
     gateway, agent = await agent_session(request)
     body = await json_body(request)
     text = mask_card_numbers(required_str(body, "text", MAX_TEXT_CHARS))
@@ -178,18 +182,28 @@ async def send_message(request: web.Request) -> web.Response:
     ticket_id = request.match_info["ticket_id"]
     conversation_id = await gateway.desk.conversation_of(ticket_id)
     text = await gateway.conversations.cards.mask(conversation_id, "agent", text)
+    checked_message(text)
     client_id = client_id or f"a-{uuid.uuid4().hex}"
     event = {"type": "message", "from": "agent", "text": text, "client_id": client_id}
     event["agent_name"] = agent.name
     holder = (gateway.desk.ticket_key(ticket_id), agent.login)
+    await gateway.desk.agent_message(agent, ticket_id, text, client_id)
     try:
-        appended, _sent = await asyncio.gather(
-            gateway.events.append(conversation_id, [event], holder=holder),
-            gateway.desk.agent_message(agent, ticket_id, text, client_id),
-        )
+        appended = await gateway.events.append(conversation_id, [event], holder=holder)
     except NotHolder as error:
         raise forbidden("you do not hold this ticket") from error
     return web.json_response({"message": appended[0]})
+
+
+def checked_message(text: str) -> str:
+    """The text if it is within the one message limit (413 otherwise, before anything is
+    written)."""
+    try:
+        return check_message_text(text)
+    except MessageTooLarge as error:
+        raise too_large(str(error), limit=MAX_TEXT_CHARS) from error
+    except InvalidInput as error:
+        raise bad_request(str(error)) from error
 
 
 @routes.post("/api/tickets/{ticket_id}/typing")

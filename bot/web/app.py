@@ -1,6 +1,6 @@
 """The gateway's aiohttp application: pages, static files, the HTTP API and WebSockets.
 
-``create_app(settings, redis, rasa_url)`` builds it; ``python -m bot.web`` runs it. Every error
+``create_app(settings, redis, rasa_urls)`` builds it; ``python -m bot.web`` runs it. Every error
 leaves as JSON (:mod:`bot.web.errors`): handler errors with their 4xx, an unreachable Redis or
 Rasa as 503 with a clear message, anything unexpected as a 500 without a trace (the trace goes to
 the gateway's log, where messages are masked and never logged in full).
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -33,7 +33,8 @@ from bot.web.inputs import path_ids
 from bot.web.limits import LIMITS, Limits
 from bot.web.proxy import forwarded_headers, parse_networks
 from bot.web.queue_desk import QueueDesk
-from bot.web.rasa_client import RasaClient, RasaUnavailable
+from bot.web.rasa_client import RasaUnavailable
+from bot.web.rasa_ring import RasaRing
 from bot.web.security import (
     add_cors_headers,
     add_security_headers,
@@ -118,11 +119,11 @@ async def openapi_json(_request: web.Request) -> web.Response:
     return web.json_response(document, dumps=lambda d: json.dumps(d, indent=1))
 
 
-DeskFactory = Callable[[Redis, Settings, RasaClient, ConversationEvents], Desk]
+DeskFactory = Callable[[Redis, Settings, RasaRing, ConversationEvents], Desk]
 
 
 def queue_desk(
-    redis: Redis, settings: Settings, rasa: RasaClient, _events: ConversationEvents
+    redis: Redis, settings: Settings, rasa: RasaRing, _events: ConversationEvents
 ) -> Desk:
     """The gateway's desk: the queue and the conversations' modes over `redis`."""
     return QueueDesk(redis, settings, rasa)
@@ -131,11 +132,13 @@ def queue_desk(
 def create_app(
     settings: Settings,
     redis: Redis,
-    rasa_url: str,
+    rasa_urls: str | Sequence[str],
     desk_factory: DeskFactory = queue_desk,
 ) -> web.Application:
-    """The gateway for the given settings, Redis client and Rasa base URL; its desk comes from
-    `desk_factory` (default: over the queue)."""
+    """The gateway for the given settings, Redis client and Rasa base URL or replicas (each
+    conversation on one of them: :mod:`bot.web.rasa_ring`); its desk comes from `desk_factory`
+    (default: over the queue)."""
+    urls = [rasa_urls] if isinstance(rasa_urls, str) else list(rasa_urls)
     proxies = forwarded_headers(parse_networks(settings.trusted_proxies))
     app = web.Application(
         middlewares=[proxies, headers, json_errors, path_ids], client_max_size=MAX_BODY_BYTES
@@ -146,7 +149,7 @@ def create_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession()
         token = settings.rasa_auth_token
-        rasa = RasaClient(session, rasa_url, token=token.get_secret_value() if token else None)
+        rasa = RasaRing(session, urls, token=token.get_secret_value() if token else None)
         events = ConversationEvents(redis, settings.queue_namespace)
         desk = desk_factory(redis, settings, rasa, events)
         accounts = AgentAccounts.from_settings(redis, settings)

@@ -41,13 +41,15 @@ from redis.asyncio import Redis
 from bot.config import Settings, get_settings
 from bot.escalation import load_policy
 from bot.masking import mask_card_numbers
+from bot.queue.validate import MAX_MESSAGE_CHARS
 from bot.web import fallback
 from bot.web.card_tail import CardMasker
 from bot.web.desk import Desk, DeskState
 from bot.web.errors import ApiError
 from bot.web.events import CLIENT_ID_TTL, ConversationEvents
 from bot.web.offers import OfferedButtons
-from bot.web.rasa_client import RasaClient, RasaUnavailable
+from bot.web.rasa_client import RasaUnavailable
+from bot.web.rasa_ring import RasaRing
 from bot.web.turns import (
     TurnReservations,
     TurnState,
@@ -57,7 +59,7 @@ from bot.web.turns import (
 )
 
 CONVERSATION_TTL = 30 * 24 * 3600
-MAX_TEXT_CHARS = 2000
+MAX_TEXT_CHARS = MAX_MESSAGE_CHARS  # the one message limit (bot.queue.validate)
 MAX_PAYLOAD_CHARS = 300
 PAYLOAD_PATTERN = re.compile(r"/[A-Za-z_][A-Za-z0-9_]*(\{.*\})?", re.DOTALL)
 
@@ -139,7 +141,7 @@ class Conversations:
         redis: Redis,
         namespace: str,
         events: ConversationEvents,
-        rasa: RasaClient,
+        rasa: RasaRing,
         desk: Desk,
         settings: Settings | None = None,
         actions_up: Callable[[], Awaitable[bool]] | None = None,

@@ -10,6 +10,10 @@
 * **503** when Redis does not answer: conversations, the queue and the agents' chats all live
   there, so nothing can be served and the balancer should use another gateway.
 
+Rasa's entry lists each replica of ``RASA_URLS`` (``replicas``: ``rasa-<n>`` in that order, up
+or down; :mod:`bot.web.rasa_ring`): ``up`` when all answer, ``degraded`` while some do (their
+conversations use the next replica on the ring), ``down`` when none does.
+
 The action server is probed at its own ``/health`` (``ACTION_SERVER_URL`` without ``/webhook``):
 Rasa's ``/status`` says nothing about it. The same probe tells a turn that Rasa answered with
 nothing because its action server is down (:meth:`Dependencies.actions_up`).
@@ -27,7 +31,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from bot.web.desk import Desk
-    from bot.web.rasa_client import RasaClient
+    from bot.web.rasa_ring import RasaRing
 
 PROBE_SECONDS = 2.0
 UP, DOWN, DEGRADED = "up", "down", "degraded"
@@ -47,7 +51,7 @@ class Dependencies:
     def __init__(
         self,
         redis: Redis,
-        rasa: RasaClient,
+        rasa: RasaRing,
         desk: Desk,
         session: aiohttp.ClientSession,
         action_server_url: str,
@@ -75,9 +79,14 @@ class Dependencies:
         return {"status": UP}
 
     async def _rasa_status(self) -> dict[str, Any]:
-        if await self._rasa.healthy():
-            return {"status": UP}
-        return {"status": DOWN, "detail": "Rasa's /status does not answer"}
+        replicas = await self._rasa.statuses()
+        up = sum(replica["status"] == UP for replica in replicas)
+        if up == len(replicas):
+            return {"status": UP, "replicas": replicas}
+        if up:
+            detail = "some Rasa replicas do not answer; their conversations use the next replica"
+            return {"status": DEGRADED, "detail": detail, "replicas": replicas}
+        return {"status": DOWN, "detail": "Rasa's /status does not answer", "replicas": replicas}
 
     async def _actions_status(self) -> dict[str, Any]:
         if await self.actions_up():
@@ -102,10 +111,10 @@ class Dependencies:
             "queue": queue_s,
         }
         serving = redis_s["status"] == UP and queue_s["status"] != DOWN
-        bot_up = rasa_s["status"] == UP and actions_s["status"] == UP
+        bot_up = rasa_s["status"] != DOWN and actions_s["status"] == UP
         if not serving:
             status = DOWN
-        elif bot_up and queue_s["status"] == UP:
+        elif bot_up and rasa_s["status"] == UP and queue_s["status"] == UP:
             status = "ok"
         else:
             status = DEGRADED

@@ -16,14 +16,14 @@ if TYPE_CHECKING:
     from bot.web.dependencies import Dependencies
     from bot.web.desk import Desk
     from bot.web.events import ConversationEvents
-    from bot.web.rasa_client import RasaClient
+    from bot.web.rasa_ring import RasaRing
 
 
 @dataclass
 class Gateway:
     settings: Settings
     redis: Redis
-    rasa: RasaClient
+    rasa: RasaRing
     events: ConversationEvents
     conversations: Conversations
     accounts: AgentAccounts

@@ -5,7 +5,8 @@ capacity, as *pull* agents by default (they claim tickets from the console: the 
 their place in the queue meanwhile); an account with ``auto_assign`` gets work pushed instead.
 The conversation's mode follows the ticket (``ModeStore.sync``): a claim makes the conversation
 ``agent``; resolving or handing back ends the human stretch, and Rasa is told so
-(``resume_in_rasa``), which greets the customer back and asks for a rating.
+(``action_handback`` on the conversation's replica), which greets the customer back and asks
+for a rating.
 
 The gateway also runs the queue's sweeper (lapsed agent leases, SLA flags) as a background task.
 """
@@ -25,9 +26,8 @@ from bot.handoff import (
     HandoffError,
     ModeStore,
     QueuePort,
-    check_wait_in_rasa,
-    resume_in_rasa,
 )
+from bot.handoff.rasa import HANDBACK_ACTION, WAIT_CHECK_ACTION
 from bot.queue import (
     AgentAtCapacity,
     AgentLacksSkill,
@@ -44,6 +44,7 @@ from bot.queue import (
     open_queue,
 )
 from bot.web.desk import DeskError, DeskState, Sent
+from bot.web.rasa_client import RasaUnavailable
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
     from bot.config import Settings
     from bot.handoff import TicketRequest
     from bot.web.auth import Agent
-    from bot.web.rasa_client import RasaClient
+    from bot.web.rasa_ring import RasaRing
 
 log = logging.getLogger("bot.web.desk")
 OPEN_CACHE_SECONDS = 0.5
@@ -79,7 +80,7 @@ def desk_error(error: QueueError) -> DeskError:
 class QueueDesk:
     """Handoff state, waiting positions and every agent operation, over the queue."""
 
-    def __init__(self, redis: Redis, settings: Settings, rasa: RasaClient) -> None:
+    def __init__(self, redis: Redis, settings: Settings, rasa: RasaRing) -> None:
         namespace = settings.queue_namespace
         self.queue = open_queue(redis, settings)
         self.modes = ModeStore(redis, QueuePort(self.queue), namespace)
@@ -350,10 +351,8 @@ class QueueDesk:
         except HandoffError:
             await self.modes.sync(conversation_id)
         try:
-            return await resume_in_rasa(
-                self._rasa.base_url, conversation_id, self._rasa.session, token=self._rasa.token
-            )
-        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            return await self._rasa.run_action(conversation_id, HANDBACK_ACTION)
+        except (RasaUnavailable, aiohttp.ClientError, asyncio.TimeoutError) as error:
             # The ticket is closed and the mode is bot: the bot answers the next message.
             log.warning(
                 "could not tell Rasa that %s is back with the bot: %r", conversation_id, error
@@ -364,20 +363,17 @@ class QueueDesk:
         """For a customer waiting silently: the bot's offer to leave contact details once the
         wait passes the policy's limit (the action makes it once; nothing otherwise)."""
         try:
-            return await check_wait_in_rasa(
-                self._rasa.base_url, conversation_id, self._rasa.session, token=self._rasa.token
-            )
-        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            return await self._rasa.run_action(conversation_id, WAIT_CHECK_ACTION)
+        except (RasaUnavailable, aiohttp.ClientError, asyncio.TimeoutError) as error:
             log.warning("wait check for %s failed: %r", conversation_id, error)
             return []
 
     async def transfer(self, agent: Agent, ticket_id: str, topic: str) -> None:
-        ticket = await self.ticket(ticket_id)
-        if ticket.get("agent_id") != agent.login:
-            raise DeskError(403, "forbidden", "you do not hold this ticket")
+        """Pass a ticket the agent holds to another topic; whether it holds it is checked in the
+        queue's transfer script, atomically with the move (403 when it no longer does)."""
         try:
-            await self.queue.transfer(ticket_id, topic=topic)
+            ticket = await self.queue.transfer(ticket_id, topic=topic, holder=agent.login)
         except QueueError as error:
             raise desk_error(error) from error
         self._open_cache = (0.0, [])
-        await self.modes.sync(ticket["conversation_id"])
+        await self.modes.sync(ticket.conversation_id)

@@ -84,6 +84,18 @@ class RasaClient:
         )
         return list(result.get("messages", [])) if isinstance(result, dict) else []
 
+    async def execute(self, sender: str, action: str) -> list[dict[str, Any]]:
+        """Run one action in the conversation (Rasa's ``execute``); the messages it uttered."""
+        result = await self._post(f"/conversations/{sender}/execute", {"name": action})
+        return list(result.get("messages") or []) if isinstance(result, dict) else []
+
+    async def listen(self, sender: str) -> None:
+        """Append ``action_listen``: after :meth:`execute` the conversation is back where a turn
+        ends, so the customer's next message is handled by the rules as always."""
+        await self._post(
+            f"/conversations/{sender}/tracker/events", {"event": "action", "name": "action_listen"}
+        )
+
     async def tracker(self, sender: str) -> dict[str, Any]:
         """The conversation's tracker (events included)."""
         return await self._request("GET", f"/conversations/{sender}/tracker", None)

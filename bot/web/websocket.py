@@ -19,8 +19,12 @@ queue also gets ``{"type": "state", "mode", "position", "eta_seconds"}`` when th
 Agents send ``{"type": "watch", "conversations": {"<conversation id>": "<last event id>"}}`` to
 follow the conversations of the tickets they hold (a lead may watch any), and receive
 ``{"type": "queue", "tickets": [...]}`` whenever the queue changes, and
-``{"type": "mine", "tickets": [...]}`` for the tickets they hold. While an agent's socket is open
-and the agent is online, the gateway keeps the agent's presence alive with heartbeats.
+``{"type": "mine", "tickets": [...]}`` for the tickets they hold. An agent gets a conversation's
+events only while it holds its ticket (:mod:`bot.web.access`): once a resolve, hand-back,
+transfer or lapsed lease ends that, nothing more is relayed and the console gets
+``{"type": "revoked", "conversation_id", "ticket_id", "state", "reason": "closed" | "moved"}``.
+While an agent's socket is open and the agent is online, the gateway keeps the agent's presence
+alive with heartbeats.
 """
 
 from __future__ import annotations
@@ -35,11 +39,11 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from bot.web.auth import Agent
+from bot.web.access import Watch, held_conversations, held_in, is_lead, revoked_frame
 from bot.web.conversations import ConversationNotFound, TokenRejected
 from bot.web.errors import ApiError, forbidden
 from bot.web.gateway import GATEWAY, Gateway
-from bot.web.inputs import loads, valid_event_id, valid_id
+from bot.web.inputs import loads, valid_event_id
 from bot.web.limits import RateLimited, client_ip, limits_of
 from bot.web.security import origin_allowed
 from bot.web.typing_relay import Send, typing_relay
@@ -247,19 +251,19 @@ async def _agent_socket(request: web.Request) -> web.WebSocketResponse:
         await _fail(ws, "log in first: the agent session is missing or expired")
         return ws
     agent = session.agent
-    watched: dict[str, str] = {}
+    watch = Watch(agent, MAX_WATCHED)
     changed = asyncio.Event()
     await ws.send_json({"type": "ready", "agent": agent.public()})
-    typing = typing_relay(request).listen(watched, _typing_sender(ws))
+    typing = typing_relay(request).listen(watch.offsets, _typing_sender(ws))
     pumps = [
-        asyncio.create_task(_agent_events_pump(ws, gateway, watched, changed)),
-        asyncio.create_task(_agent_queue_pump(ws, gateway, agent, hello["token"])),
+        asyncio.create_task(_agent_events_pump(ws, gateway, watch, changed)),
+        asyncio.create_task(_agent_queue_pump(ws, gateway, watch, hello["token"])),
     ]
     try:
         async for msg in ws:
             frame = _frame(msg)
             if frame and frame.get("type") == "watch":
-                await _watch(gateway, agent, watched, frame.get("conversations"))
+                await _watch(gateway, watch, frame.get("conversations"))
                 changed.set()
     finally:
         for pump in pumps:
@@ -269,20 +273,27 @@ async def _agent_socket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-async def _watch(gateway: Gateway, agent: Agent, watched: dict[str, str], wanted: Any) -> None:
+async def _watch(gateway: Gateway, watch: Watch, wanted: Any) -> None:
     """Follow the conversations asked for that this agent may see (held tickets; a lead: any)."""
     if not isinstance(wanted, dict):
         return
-    allowed = {t["conversation_id"] for t in await gateway.desk.agent_tickets(agent)}
-    watched.clear()
-    for conversation_id, offset in list(wanted.items())[:MAX_WATCHED]:
-        if conversation_id in allowed or (agent.role == "lead" and valid_id(conversation_id)):
-            watched[conversation_id] = _offset(offset)
+    held = await held_conversations(gateway.desk, watch.agent)
+    watch.set({c: _offset(offset) for c, offset in wanted.items()}, held)
+
+
+async def _revoke(ws: web.WebSocketResponse, gateway: Gateway, watch: Watch, held: dict) -> None:
+    """Stop relaying the conversations whose ticket the agent no longer holds, and say so."""
+    for conversation_id, ticket_id in watch.revoke(held):
+        await ws.send_json(await revoked_frame(gateway.desk, conversation_id, ticket_id))
 
 
 async def _agent_events_pump(
-    ws: web.WebSocketResponse, gateway: Gateway, watched: dict[str, str], changed: asyncio.Event
+    ws: web.WebSocketResponse, gateway: Gateway, watch: Watch, changed: asyncio.Event
 ) -> None:
+    """Relay the watched conversations' events. Each batch is relayed only after checking that
+    the agent still holds the conversations' tickets (a resolve, transfer or lapsed lease may
+    have ended it since the last batch); what it no longer holds is dropped and revoked."""
+    watched = watch.offsets
     try:
         while not ws.closed:
             if not watched:
@@ -292,9 +303,14 @@ async def _agent_events_pump(
                 continue
             changed.clear()
             batch = await gateway.events.read(dict(watched), BLOCK_MS)
+            if batch and not is_lead(watch.agent):
+                await _revoke(
+                    ws, gateway, watch, await held_conversations(gateway.desk, watch.agent)
+                )
             for conversation_id, event in batch:
-                if conversation_id in watched:
-                    watched[conversation_id] = event["id"]
+                if conversation_id not in watched:
+                    continue
+                watched[conversation_id] = event["id"]
                 await ws.send_json(
                     {"type": "event", "conversation_id": conversation_id, "event": event}
                 )
@@ -306,9 +322,12 @@ async def _agent_events_pump(
 
 
 async def _agent_queue_pump(
-    ws: web.WebSocketResponse, gateway: Gateway, agent: Agent, token: str
+    ws: web.WebSocketResponse, gateway: Gateway, watch: Watch, token: str
 ) -> None:
-    """Queue snapshots when they change, the agent's own tickets, and presence heartbeats."""
+    """Queue snapshots when they change, the agent's own tickets, and presence heartbeats; a
+    watched conversation whose ticket the agent no longer holds is revoked here too, so the
+    console hears of it even when nothing is said."""
+    agent = watch.agent
     last: dict[str, str] = {}
     loop = asyncio.get_running_loop()
     next_heartbeat = 0.0
@@ -323,9 +342,11 @@ async def _agent_queue_pump(
                 if last.get("presence") != str(online):
                     last["presence"] = str(online)
                     await ws.send_json({"type": "presence", "online": online})
+            mine = await gateway.desk.agent_tickets(agent)
+            await _revoke(ws, gateway, watch, held_in(mine, agent))
             for kind, tickets in (
                 ("queue", await gateway.desk.list_tickets("open", agent, with_wait=False)),
-                ("mine", await gateway.desk.agent_tickets(agent)),
+                ("mine", mine),
             ):
                 body = json.dumps(tickets, sort_keys=True)
                 if last.get(kind) != body:

@@ -94,14 +94,17 @@ def analytics_gateway(
 
 @pytest.fixture(scope="module")
 def analytics_stack(
-    analytics_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
+    analytics_redis: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[AnalyticsGateway]:
-    """Action server, Rasa (trained model, SQL event broker to a fresh SQLite file) and the
-    gateway, all on the session's Redis under the namespace ``ane2e``."""
+    """Action server, event sink (to a fresh SQLite file), Rasa (trained model) and the gateway,
+    all on the session's Redis under a namespace of the test module's own (``ane2e-<module>``:
+    one module's conversations never show in another's figures)."""
     from bot.runtime.training import ensure_model
 
     model = ensure_model(quiet=True)
-    namespace = "ane2e"
+    namespace = "ane2e-" + request.module.__name__.rpartition(".")[2]
     events_db = tmp_path_factory.mktemp("e2e-events") / "events.db"
     env = {
         "REDIS_URL": analytics_redis.url,

@@ -1,5 +1,5 @@
 """End to end: the simulation drives customers and agents through the real stack (gateway, Rasa
-with the trained model and its SQL event broker, action server, queue on Redis); the dashboard
+with the trained model, its events stored in SQL by the event sink, action server, queue on Redis); the dashboard
 API's figures must equal what the simulation did."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from bench.simulate import simulate
 from bot.analytics.collect import collect_records
+from bot.analytics.event_sink import wait_drained
 from bot.analytics.replay import trajectory
 from bot.config import PROJECT_ROOT
 from bot.escalation import load_policy
@@ -45,6 +46,8 @@ async def test_dashboard_figures_equal_what_the_simulation_did(analytics_stack, 
         redis_url=gateway.redis_url,
         namespace=gateway.namespace,
     )
+    async with Redis.from_url(gateway.redis_url) as client:  # the sink has stored every event
+        await wait_drained(client, gateway.namespace)
     done = ledger.summary()
     assert done["errors"] == []
     runs = {run.conversation_id: run for run in ledger.customers}

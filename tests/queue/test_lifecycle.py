@@ -223,7 +223,7 @@ async def test_refused_calls_raise_clear_errors_and_change_nothing(
         (
             lambda: queue.send_message(assigned.id, "customer", "c", "x" * 5000, "m1"),
             MessageTooLarge,
-            "5000 bytes; the limit is 4096",
+            "5000 characters; the limit is 2000 characters",
         ),
         (
             lambda: queue.send_message(assigned.id, "customer", "c", "   ", "m1"),

@@ -11,7 +11,7 @@ import pytest
 
 from bot.config import PROJECT_ROOT
 from bot.runtime.action_server import token_matches
-from bot.runtime.rasa_entry import rasa_argv
+from bot.runtime.rasa_server import rasa_argv
 
 
 def test_rasa_run_gets_the_token_of_its_http_api_added():
@@ -48,7 +48,7 @@ def test_the_action_server_token_check_needs_the_exact_token():
 @pytest.mark.parametrize(
     "module,variable",
     [
-        ("bot.runtime.rasa_entry", "RASA_AUTH_TOKEN"),
+        ("bot.runtime.rasa_server", "RASA_AUTH_TOKEN"),
         ("bot.runtime.action_server", "ACTION_SERVER_TOKEN"),
     ],
 )
@@ -59,7 +59,7 @@ def test_without_a_token_the_service_will_not_start(module, variable, tmp_path):
         variable: "",
         "PYTHONPATH": str(PROJECT_ROOT),
     }
-    args = ["run", "--enable-api"] if module.endswith("rasa_entry") else ["--port", "1"]
+    args = ["run", "--enable-api"] if module.endswith("rasa_server") else ["--port", "1"]
     done = subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=PROJECT_ROOT,

@@ -32,6 +32,7 @@ def test_sigterm_while_rasa_starts_stops_every_service_already_started(
         "ACTION_SERVER_PORT": free_port(),
         "RASA_PORT": free_port(),
         "GATEWAY_PORT": free_port(),
+        "EVENT_SINK_PORT": free_port(),
     }
     env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
     env |= {key: str(port) for key, port in ports.items()}

@@ -213,6 +213,7 @@ def test_launcher_with_two_rasa_and_two_gateways_answers_through_haproxy_and_sto
     ports = {
         "SUPPORT_REDIS_PORT": free_port(),
         "ACTION_SERVER_PORT": free_port(),
+        "EVENT_SINK_PORT": free_port(),
         "RASA_PORT": rasa_port,
         "GATEWAY_PORT": gateway_port,
     }
@@ -275,6 +276,7 @@ def test_launcher_gives_up_after_repeated_crashes_and_exits_non_zero_with_nothin
     ports = {
         "SUPPORT_REDIS_PORT": free_port(),
         "ACTION_SERVER_PORT": free_port(),
+        "EVENT_SINK_PORT": free_port(),
         "RASA_PORT": free_port(),
         "GATEWAY_PORT": free_port(),
     }

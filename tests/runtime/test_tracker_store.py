@@ -43,7 +43,7 @@ RETENTION = 3600
 UNCLEAR = ("blorp", "flarp zing")
 
 
-SECRETS = InternalSecrets.generate()  # the action server's and Rasa's tokens for this module
+SECRETS = InternalSecrets.generate()  # the services' tokens for this run
 
 
 def _rasa(port: int, model: Path, action_url: str, env: dict[str, str], name: str):
@@ -63,7 +63,7 @@ def _say(rasa_url: str, sender: str, text: str) -> list[dict]:
 def _slots(rasa_url: str, sender: str) -> dict:
     response = requests.get(
         f"{rasa_url}/conversations/{sender}/tracker",
-        params={"token": SECRETS.rasa_auth_token},
+        params={"token": SECRETS.rasa_auth_token},  # Rasa's HTTP API wants its token
         timeout=60,
     )
     response.raise_for_status()
@@ -150,7 +150,7 @@ def test_endpoints_yml_gives_rasa_the_project_store_on_the_configured_redis(
 ) -> None:
     monkeypatch.setenv("REDIS_URL", state_redis.url)
     monkeypatch.setenv("SUPPORT_QUEUE_NAMESPACE", NAMESPACE)
-    for name in ("ACTION_SERVER_URL", "EVENTS_DB_URL"):  # the launcher sets these for Rasa
+    for name in ("ACTION_SERVER_URL", "ACTION_SERVER_TOKEN", "EVENTS_DB_URL"):  # set for Rasa
         monkeypatch.setenv(name, "unused")
     monkeypatch.delenv("TRACKER_DB_URL", raising=False)
     monkeypatch.delenv("REDIS_SENTINELS", raising=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.analytics.event_sink import wait_drained
 from bot.masking import mask_card_numbers
 from bot.web.card_tail import CardMasker
 from tests.security.helpers import (
@@ -185,6 +186,7 @@ async def test_no_card_number_reaches_rasa_redis_or_the_events_database(http, st
         "history": [str(await customer.history())],
     }
     places["redis"] = list((await redis_dump(redis)).values())
+    await wait_drained(redis, stack.namespace)  # the event sink has stored Rasa's events
     assert stack.events_db is not None and stack.events_db.exists()
     places["events db"] = sqlite_dump(stack.events_db)
     assert any(customer.conversation_id in row for row in places["events db"])

@@ -1,9 +1,15 @@
--- A: ticket, topic ('' = same), agent ('' = none), priority ('' = same)
-local tid, newtopic, target, newprio = A[1], A[2], A[3], A[4]
+-- A: ticket, topic ('' = same), agent ('' = none), priority ('' = same),
+--    holder ('' = anyone may transfer; else only while that agent holds the ticket)
+local tid, newtopic, target, newprio, holder = A[1], A[2], A[3], A[4], A[5]
 local h = redis.call('HMGET', k_ticket(tid), 'state', 'agent', 'topic', 'priority', 'qseq')
 if not h[1] then return fail('QNOTFOUND', 'ticket ' .. tid .. ' does not exist') end
 if h[1] ~= 'queued' and h[1] ~= 'assigned' then
   return fail('QSTATE', 'ticket ' .. tid .. ' is ' .. h[1] .. '; only an open ticket can be transferred')
+end
+-- checked here, in the same atomic step as the move: a resolve, transfer or lapsed lease that
+-- ran first leaves the former holder nothing to transfer
+if holder and holder ~= '' and (h[1] ~= 'assigned' or h[2] ~= holder) then
+  return fail('QNOTASSIGNEE', 'ticket ' .. tid .. ' is not assigned to agent ' .. holder)
 end
 local old = h[2]
 if h[1] ~= 'assigned' then old = nil end

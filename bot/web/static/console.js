@@ -222,6 +222,17 @@
     renderMine();
   }
 
+  // The gateway stopped relaying a chat this agent no longer holds (resolved, handed back,
+  // transferred, or back in the queue after a lapsed connection): close it here too.
+  function revoked(frame) {
+    var id = frame.ticket_id;
+    if (!id || state.mine.indexOf(id) < 0) return;
+    var t = state.tickets[id] || { id: id };
+    dropTicket(id);
+    banner("The chat with " + customerName(t) + (frame.reason === "moved"
+      ? " was moved to the queue or to a colleague." : " was closed."));
+  }
+
   function renderMine() {
     var list = $("mine");
     list.textContent = "";
@@ -438,6 +449,7 @@
       else if (frame.type === "mine") updateMine(frame.tickets);
       else if (frame.type === "presence") setPresence(!!frame.online);
       else if (frame.type === "event") addEvent(frame.conversation_id, frame.event);
+      else if (frame.type === "revoked") revoked(frame);
       else if (frame.type === "error") banner(frame.message);
     });
     socket.addEventListener("close", function () {

@@ -1,12 +1,15 @@
-"""``python -m bot.runtime.rasa_entry run ...``: ``rasa`` with the token of its HTTP API.
+"""The project's Rasa entry point: ``python -m bot.runtime.rasa_server run ...``.
 
-The same command line as ``rasa``; for ``rasa run`` the token comes from `RASA_AUTH_TOKEN`
+The same command line as ``rasa``. First it applies the project's documented patches to Rasa
+(:mod:`bot.runtime.action_validation`: action results checked by a validator compiled once;
+:mod:`bot.runtime.event_lookup`: event classes found by name without walking the class tree each
+time). Then, for ``rasa run``, the token of Rasa's HTTP API comes from `RASA_AUTH_TOKEN`
 (bot.config) and is handed to Rasa's own ``--auth-token`` inside this process, so it never shows
-in a process listing (``ps``, /proc/<pid>/cmdline). Without a token ``rasa run`` refuses to start
+in a process listing (``ps``, /proc/<pid>/cmdline); without a token ``rasa run`` refuses to start
 rather than serve an open API. Rasa checks the token on every route of the HTTP API
 (``/conversations/...``, ``/model/...``, ``/status``, ``/domain``); the REST channel
 (``/webhooks/rest/webhook``) has no token, so Rasa listens on loopback (`RASA_HOST`) and only the
-gateway reaches it.
+gateway reaches it. :func:`bot.runtime.services.rasa_server` starts Rasa this way.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import sys
 
 from bot.config import get_settings
+from bot.runtime import action_validation, event_lookup
 
 
 def rasa_argv(argv: list[str], token: str) -> list[str]:
@@ -31,6 +35,8 @@ def main() -> None:
     settings = get_settings()
     token = settings.rasa_auth_token.get_secret_value() if settings.rasa_auth_token else ""
     sys.argv = ["rasa", *rasa_argv(sys.argv[1:], token)]
+    action_validation.apply()
+    event_lookup.apply()
     from rasa.__main__ import main as rasa_main  # noqa: PLC0415 - Rasa loads slowly
 
     rasa_main()

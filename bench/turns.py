@@ -1,0 +1,359 @@
+"""Turn benchmark: the real stack, driven through the gateway at rising concurrency.
+
+    python -m bench.turns [--levels 1,10,25,50,100] [--messages 3] [--min-turns 150]
+                          [--profile DIR] [--json out.json]
+
+Starts its own stack on free ports, as the launcher runs it: a fresh redis-server (AOF,
+``appendfsync always``), the action server, the event sink (when the code has one), Rasa with
+the trained model and the gateway. At each concurrency level C, C customers at once each open a
+conversation through the gateway (``POST /api/conversations``) and send ``--messages`` routine
+questions one after the other with no think time (``POST /api/conversations/{id}/messages``,
+answered with the bot's replies), then start the next conversation, until the level has sent at
+least ``--min-turns`` turns (and at least one conversation per customer).
+
+Printed per level: turns/s, p50/p95/p99 round trip, errors (by HTTP status or exception), and
+the CPU each process used per turn (utime + stime from ``/proc/<pid>/stat``, over the level):
+Rasa, action server, gateway, event sink, Redis. The last line gives turns/s at saturation (the
+best level).
+
+The CPU per turn is the figure to compare between runs on a shared machine: other processes
+steal wall time (turns/s, latencies) but not the CPU a process itself spends per turn.
+
+``--profile DIR``: record Rasa with py-spy during the highest level (``--nonblocking``, raw
+collapsed stacks in ``DIR/rasa.txt``) and print the functions with the largest share of samples,
+inclusive and self (:func:`top_frames`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from bench.web import ROUTINE, percentile
+from bot.runtime import services
+from bot.runtime.ports import free_port
+from bot.runtime.redis_server import RedisServer
+from bot.runtime.training import ensure_model
+
+NAMESPACE = "benchturns"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process has used so far (/proc/<pid>/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+@dataclass
+class Level:
+    """The figures of one concurrency level."""
+
+    concurrency: int
+    turns: int = 0
+    seconds: float = 0.0
+    round_trips_ms: list[float] = field(default_factory=list, repr=False)
+    errors: dict[str, int] = field(default_factory=dict)
+    cpu_ms_per_turn: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def turns_per_second(self) -> float:
+        return self.turns / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> dict:
+        data = asdict(self)
+        data.pop("round_trips_ms")
+        data["turns_per_second"] = round(self.turns_per_second, 1)
+        for q in (50, 95, 99):
+            data[f"p{q}_ms"] = round(percentile(self.round_trips_ms, q), 1)
+        data["cpu_ms_per_turn"] = {k: round(v, 1) for k, v in self.cpu_ms_per_turn.items()}
+        return data
+
+
+# -- the stack ---------------------------------------------------------------------------------
+
+
+def start_stack(stack: ExitStack, log_dir: Path) -> tuple[str, dict[str, int]]:
+    """Redis, action server, event sink, Rasa and gateway on free ports, healthy; returns the
+    gateway's URL and each process's pid."""
+    redis = RedisServer(data_dir=log_dir / "redis", appendonly=True, appendfsync="always")
+    stack.enter_context(redis)
+    model = ensure_model(quiet=True)
+    env = {
+        "REDIS_URL": redis.url,
+        "SUPPORT_QUEUE_NAMESPACE": NAMESPACE,
+        "EVENTS_DB_URL": f"sqlite:///{log_dir / 'events.db'}",
+    }
+    actions_port, rasa_port, gateway_port = free_port(), free_port(), free_port()
+    rasa_url = f"http://127.0.0.1:{rasa_port}"
+    named = {
+        "actions": services.action_server(actions_port, log_dir, env),
+        "rasa": services.rasa_server(
+            rasa_port, model, f"http://127.0.0.1:{actions_port}/webhook", log_dir, env
+        ),
+        "gateway": services.gateway_service(
+            "127.0.0.1", gateway_port, log_dir, {**env, "RASA_URL": rasa_url}
+        ),
+    }
+    sink = getattr(services, "event_sink_service", None)  # absent before the event sink existed
+    if sink is not None:
+        named["sink"] = sink(free_port(), log_dir, env)
+    stack.enter_context(services.running(list(named.values())))
+    pids = {name: service.process.pid for name, service in named.items() if service.process}
+    if redis.pid is not None:
+        pids["redis"] = redis.pid
+    return f"http://127.0.0.1:{gateway_port}", pids
+
+
+# -- load --------------------------------------------------------------------------------------
+
+
+async def customer(
+    http: aiohttp.ClientSession,
+    gateway: str,
+    conversations: asyncio.Queue[int],
+    messages: int,
+    level: Level,
+) -> None:
+    """Take conversations from the queue until it is empty; each sends ``messages`` turns."""
+    while True:
+        try:
+            index = conversations.get_nowait()
+        except asyncio.QueueEmpty:
+            return
+        try:
+            async with http.post(f"{gateway}/api/conversations") as response:
+                if response.status != 201:
+                    level.errors[f"create {response.status}"] = (
+                        level.errors.get(f"create {response.status}", 0) + 1
+                    )
+                    continue
+                created = await response.json()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            kind = f"create {type(error).__name__}"
+            level.errors[kind] = level.errors.get(kind, 0) + 1
+            continue
+        url = f"{gateway}/api/conversations/{created['conversation_id']}/messages"
+        headers = {"Authorization": f"Bearer {created['token']}"}
+        for m in range(messages):
+            text = ROUTINE[(index + m) % len(ROUTINE)]
+            started = time.perf_counter()
+            try:
+                async with http.post(url, json={"text": text}, headers=headers) as response:
+                    await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+                status = type(error).__name__
+            level.turns += 1
+            if status == 200:
+                level.round_trips_ms.append((time.perf_counter() - started) * 1000)
+            else:
+                level.errors[str(status)] = level.errors.get(str(status), 0) + 1
+
+
+async def run_level(
+    gateway: str, pids: dict[str, int], concurrency: int, messages: int, min_turns: int
+) -> Level:
+    level = Level(concurrency)
+    count = max(concurrency, math.ceil(min_turns / messages))
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(count):
+        queue.put_nowait(index)
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    started = time.perf_counter()
+    timeout = aiohttp.ClientTimeout(total=120)
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
+        await asyncio.gather(
+            *(customer(http, gateway, queue, messages, level) for _ in range(concurrency))
+        )
+    level.seconds = time.perf_counter() - started
+    for name, pid in pids.items():
+        used = cpu_seconds(pid) - before[name]
+        level.cpu_ms_per_turn[name] = 1000 * used / level.turns if level.turns else 0.0
+    return level
+
+
+# -- profile -----------------------------------------------------------------------------------
+
+
+def top_frames(collapsed: Iterable[str], limit: int = 15) -> dict[str, list[tuple[str, float]]]:
+    """The functions with the largest share of samples in py-spy's raw (collapsed) output:
+    ``inclusive`` (the function is anywhere on the stack) and ``self`` (it is on top)."""
+    inclusive: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in collapsed:
+        stack, _, count = line.rstrip().rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        samples = int(count)
+        frames = [_function(frame) for frame in stack.split(";")]
+        total += samples
+        for name in set(frames):
+            inclusive[name] += samples
+        own[frames[-1]] += samples
+    if not total:
+        return {"inclusive": [], "self": []}
+    return {
+        "inclusive": [(name, 100 * n / total) for name, n in inclusive.most_common(limit)],
+        "self": [(name, 100 * n / total) for name, n in own.most_common(limit)],
+    }
+
+
+# Where Rasa's time goes, by component: a sample counts for the first component met walking its
+# stack from the top (the running function) down, so e.g. urllib called by jsonschema counts as
+# jsonschema. Matched on the frame's file path.
+COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
+    ("jsonschema validation", ("jsonschema/",)),
+    (
+        "SQL event broker (sqlalchemy/SQLite)",
+        ("sqlalchemy/", "rasa/core/brokers/sql.py", "sqlite3/"),
+    ),
+    ("Redis stream broker", ("bot/analytics/rasa_broker.py", "redis/")),
+    ("NLU pipeline", ("rasa/nlu/", "bot/nlu/", "onnxruntime/", "spacy/", "tokenizers/", "thinc/")),
+    ("policies (TensorFlow, rules, memoization)", ("rasa/core/policies/", "tensorflow/", "keras/")),
+    ("featurizers", ("rasa/core/featurizers/",)),
+    ("tracker, events, domain", ("rasa/shared/core/", "rasa/core/tracker_store.py")),
+    ("graph runner", ("rasa/engine/",)),
+    ("action server call (aiohttp client)", ("aiohttp/", "rasa/utils/endpoints.py")),
+    ("HTTP server (sanic)", ("sanic/", "httptools")),
+    ("JSON", ("json/",)),
+    ("logging", ("logging/", "structlog/")),
+]
+
+
+def components(collapsed: Iterable[str]) -> list[tuple[str, float]]:
+    """Share of samples per component (:data:`COMPONENTS`), largest first; the rest is ``other``
+    (with the file of the running function)."""
+    counts: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in collapsed:
+        stack, _, count = line.rstrip().rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        total += int(count)
+        counts[_component(stack.split(";"))] += int(count)
+    return [(name, 100 * n / total) for name, n in counts.most_common()] if total else []
+
+
+def _component(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for name, markers in COMPONENTS:
+            if any(marker in frame for marker in markers):
+                return name
+    return f"other ({_function(frames[-1])})"
+
+
+def _function(frame: str) -> str:
+    """``validate (jsonschema/validators.py:1120)`` -> ``validate (jsonschema/validators.py)``."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rpartition(":")[0] or where.rstrip(")")
+    for marker in ("site-packages/", "python3.10/", "/wt-turncost/", "/main/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+    return f"{name} ({path})"
+
+
+def start_profile(pid: int, out: Path) -> subprocess.Popen | None:
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(py_spy).exists():
+        print("py-spy is not installed (pip install py-spy): no profile", flush=True)
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--nonblocking"]
+    command += ["--rate", "100", "-o", str(out)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+
+def stop_profile(process: subprocess.Popen) -> None:
+    process.send_signal(2)  # SIGINT: py-spy writes its output and exits
+    process.wait(timeout=60)
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def print_level(level: Level) -> None:
+    s = level.summary()
+    cpu = ", ".join(f"{name} {ms:.1f}" for name, ms in s["cpu_ms_per_turn"].items())
+    errors = sum(level.errors.values())
+    print(
+        f"C={level.concurrency:>4}  turns {level.turns:>5}  {s['turns_per_second']:>6.1f} turns/s  "
+        f"p50 {s['p50_ms']:>7.0f} ms  p95 {s['p95_ms']:>7.0f} ms  p99 {s['p99_ms']:>7.0f} ms  "
+        f"errors {errors} {level.errors or ''}\n        CPU ms/turn: {cpu}",
+        flush=True,
+    )
+
+
+async def bench(args: argparse.Namespace, gateway: str, pids: dict[str, int]) -> list[Level]:
+    levels = []
+    await run_level(gateway, pids, 4, args.messages, 24)  # warm-up: first turns load lazily
+    for index, concurrency in enumerate(args.levels):
+        profiling = None
+        if args.profile and index == len(args.levels) - 1:
+            profiling = start_profile(pids["rasa"], args.profile / "rasa.txt")
+        level = await run_level(gateway, pids, concurrency, args.messages, args.min_turns)
+        if profiling is not None:
+            stop_profile(profiling)
+        print_level(level)
+        levels.append(level)
+    return levels
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--levels", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 25, 50, 100]
+    )
+    parser.add_argument("--messages", type=int, default=3, help="turns per conversation")
+    parser.add_argument("--min-turns", type=int, default=150, help="turns per level at least")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy output directory")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    with ExitStack() as stack:
+        log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-turns-")))
+        print("starting the stack (trained model, free ports) ...", flush=True)
+        gateway, pids = start_stack(stack, log_dir)
+        print(f"pids: {pids}", flush=True)
+        levels = asyncio.run(bench(args, gateway, pids))
+    best = max(levels, key=lambda level: level.turns_per_second)
+    errors = sum(sum(level.errors.values()) for level in levels)
+    print(
+        f"\nsaturation: {best.turns_per_second:.1f} turns/s at C={best.concurrency} "
+        f"(Rasa {best.cpu_ms_per_turn.get('rasa', 0):.1f} ms CPU/turn); errors in all levels: {errors}"
+    )
+    result = {"levels": [level.summary() for level in levels]}
+    if args.profile and (args.profile / "rasa.txt").exists():
+        collapsed = (args.profile / "rasa.txt").read_text().splitlines()
+        top = top_frames(collapsed)
+        result["profile"] = {**top, "components": components(collapsed)}
+        print(f"\nRasa profile at C={levels[-1].concurrency}, % of samples by component:")
+        for name, share in result["profile"]["components"][:15]:
+            print(f"  {share:5.1f}  {name}")
+        for kind in ("self",):
+            print(f"\nRasa profile at C={levels[-1].concurrency}, {kind} % of samples:")
+            for name, share in top[kind]:
+                print(f"  {share:5.1f}  {name}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

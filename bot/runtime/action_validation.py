@@ -1,0 +1,95 @@
+"""Rasa checks each action server response with a JSON-schema validator built once.
+
+Rasa 3.6's ``RemoteAction._validate_action_result`` calls ``jsonschema.validate(result,
+schema)`` for every action the bot runs. ``jsonschema.validate`` first checks the *schema* against
+its metaschema (``check_schema``), then builds a validator, then validates: the first two steps
+redo the same work on every call and were ~40 % of Rasa's CPU per turn (docs/performance.md).
+
+:func:`apply` replaces that one method with :func:`validate_action_result`, which does what
+``jsonschema.validate`` does (the same validator class, chosen by ``validator_for``; the same
+``best_match`` error; the same message suffix) with a validator compiled once from the same schema
+(``RemoteAction.action_response_format_spec()``), whose schema was checked once when it was built.
+
+The patch is explicit and guarded:
+
+* It is applied by the project's Rasa entry point (``python -m bot.runtime.rasa_server``), before
+  Rasa's CLI runs; nothing else patches Rasa.
+* It only replaces the method whose source it was written for: :func:`apply` hashes the source of
+  Rasa's method and, when it differs from :data:`RASA_SOURCE_SHA256` (Rasa changed the method),
+  leaves Rasa's own method in place and logs a warning. ``tests/runtime/test_action_validation.py``
+  fails on such a Rasa upgrade, so the patch is reviewed, not silently skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+from typing import Any
+
+from jsonschema import exceptions, validators
+from rasa.core.actions.action import RemoteAction
+from rasa.shared.constants import DOCS_BASE_URL
+
+logger = logging.getLogger(__name__)
+
+# sha256 of `inspect.getsource(RemoteAction._validate_action_result)` in rasa 3.6.21, the method
+# this module replaces. A different hash means Rasa changed it: review the patch, then update this.
+RASA_SOURCE_SHA256 = "f8cdb4be6812396167ced74161b2ccd65c5ea676ad86d7d359d8c322d9d8dc42"
+
+ORIGINAL = RemoteAction._validate_action_result  # Rasa's own method, kept for the tests
+_MESSAGE_SUFFIX = (
+    f". Failed to validate Action server response from API, "
+    f"make sure your response from the Action endpoint is valid. "
+    f"For more information about the format visit "
+    f"{DOCS_BASE_URL}/custom-actions"
+)
+
+
+def rasa_source_sha256() -> str:
+    """sha256 of the source of Rasa's ``RemoteAction._validate_action_result`` as installed."""
+    return hashlib.sha256(inspect.getsource(ORIGINAL).encode("utf-8")).hexdigest()
+
+
+def compile_validator(schema: dict[str, Any]) -> Any:
+    """The validator ``jsonschema.validate`` would build for ``schema``, with the schema checked
+    against its metaschema here, once."""
+    cls = validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+_validator = compile_validator(RemoteAction.action_response_format_spec())
+
+
+def validate_action_result(self: RemoteAction, result: dict[str, Any]) -> bool:
+    """Rasa's check of an action server response, with the validator built once.
+
+    Raises ``jsonschema.ValidationError`` (the same error, with the same message, as Rasa's own
+    method) when ``result`` does not match the schema; returns True otherwise.
+    """
+    error = exceptions.best_match(_validator.iter_errors(result))
+    if error is not None:
+        error.message += _MESSAGE_SUFFIX
+        raise error
+    return True
+
+
+def apply() -> bool:
+    """Replace Rasa's method by :func:`validate_action_result`; True when it was replaced.
+
+    Leaves Rasa's method in place (and warns) when its source is not the one this patch was
+    written for.
+    """
+    if RemoteAction._validate_action_result is validate_action_result:
+        return True
+    if rasa_source_sha256() != RASA_SOURCE_SHA256:
+        logger.warning(
+            "Rasa's RemoteAction._validate_action_result changed (source sha256 %s): not "
+            "replacing it; action results are validated by Rasa's own, slower method. Review "
+            "bot/runtime/action_validation.py for this Rasa version.",
+            rasa_source_sha256(),
+        )
+        return False
+    RemoteAction._validate_action_result = validate_action_result  # type: ignore[method-assign]
+    return True
