@@ -65,6 +65,54 @@ class Settings(BaseSettings):
     )
     gateway_host: str = Field("127.0.0.1", env="GATEWAY_HOST")
     gateway_port: int = Field(8080, env="GATEWAY_PORT")
+    rasa_replicas: int = Field(
+        1,
+        env="RASA_REPLICAS",
+        ge=1,
+        le=32,
+        description="Rasa servers the launcher starts, on RASA_PORT, RASA_PORT+1, ... (`--rasa N`).",
+    )
+    action_server_replicas: int = Field(
+        1,
+        env="ACTION_SERVER_REPLICAS",
+        ge=1,
+        le=32,
+        description="Action servers the launcher starts, on ACTION_SERVER_PORT, +1, ...; Rasa replica i calls number i mod N (`--actions N`).",
+    )
+    gateway_replicas: int = Field(
+        1,
+        env="GATEWAY_REPLICAS",
+        ge=1,
+        le=32,
+        description="Gateways the launcher starts (`--gateways N`); more than one: HAProxy on GATEWAY_PORT, gateways on GATEWAY_PORT+1, ...",
+    )
+    supervisor_backoff_initial_seconds: float = Field(
+        0.5,
+        env="SUPERVISOR_BACKOFF_INITIAL_SECONDS",
+        gt=0,
+        description="First wait before the launcher restarts a crashed service (doubles per crash).",
+    )
+    supervisor_backoff_max_seconds: float = Field(
+        30.0, env="SUPERVISOR_BACKOFF_MAX_SECONDS", gt=0, description="Longest restart backoff."
+    )
+    supervisor_healthy_reset_seconds: float = Field(
+        60.0,
+        env="SUPERVISOR_HEALTHY_RESET_SECONDS",
+        gt=0,
+        description="Healthy this long after a restart: the backoff starts over.",
+    )
+    supervisor_max_crashes: int = Field(
+        5,
+        env="SUPERVISOR_MAX_CRASHES",
+        ge=1,
+        description="Crashes of one service within SUPERVISOR_CRASH_WINDOW_SECONDS after which the launcher stops everything and exits non-zero.",
+    )
+    supervisor_crash_window_seconds: float = Field(
+        120.0,
+        env="SUPERVISOR_CRASH_WINDOW_SECONDS",
+        gt=0,
+        description="See SUPERVISOR_MAX_CRASHES.",
+    )
     web_allowed_origins: str = Field(
         "",
         env="WEB_ALLOWED_ORIGINS",

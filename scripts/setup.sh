@@ -57,3 +57,15 @@ if [[ $WITH_BROWSER == 1 ]] && ! command -v chromium >/dev/null 2>&1; then
     exit 1
   fi
 fi
+
+# HAProxy balances several gateways (`scripts/start.sh --gateways N`, N > 1).
+if ! command -v haproxy >/dev/null 2>&1 && [[ ! -x /usr/sbin/haproxy ]]; then
+  if [[ $(id -u) == 0 ]]; then
+    echo "setup: installing Debian's haproxy (load balancer for several gateways)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null) \
+      || { echo "error: could not install haproxy with apt-get" >&2; exit 1; }
+  else
+    echo "setup: note: haproxy is missing (needs root to install Debian's 'haproxy');" \
+      "only --gateways 1 works without it" >&2
+  fi
+fi

@@ -188,6 +188,10 @@ class RedisServer:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def ping(self) -> bool:
+        """True when the server answers PING (with its password)."""
+        return _ping(self.host, self.port, password=self._password)
+
     def start(self) -> RedisServer:
         """Start the server and wait until it answers PING (replaying the AOF if there is one)."""
         if self.running():

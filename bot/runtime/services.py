@@ -81,6 +81,14 @@ class Service:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def healthy(self) -> bool:
+        """True when its health URL answers 2xx now."""
+        return _healthy(self.health_url)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
     def stop(self, timeout: float = 15.0) -> None:
         if not self.running():
             return
