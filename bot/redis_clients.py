@@ -43,6 +43,9 @@ FAILOVER_RETRY_SECONDS = 15.0
 _BACKOFF_CAP_SECONDS = 0.5
 _BACKOFF_BASE_SECONDS = 0.05
 _FAILOVER_RETRIES = int(FAILOVER_RETRY_SECONDS / _BACKOFF_CAP_SECONDS)
+# redis-py retries a command only on the errors the connection lists (a closed socket, a
+# timeout; a demoted master's READONLY becomes a ConnectionError in the Sentinel connection).
+_RETRY_ON = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 def parse_sentinels(value: str) -> list[tuple[str, int]]:
@@ -109,7 +112,9 @@ class RedisTarget:
             return redis.Redis.from_url(self.url, **options)
         sentinel = redis.sentinel.Sentinel(list(self.sentinels), **self._sentinel_options())
         retry = redis.retry.Retry(_backoff(), _FAILOVER_RETRIES)
-        return sentinel.master_for(self.master, retry=retry, **options)
+        return sentinel.master_for(
+            self.master, retry=retry, retry_on_error=list(_RETRY_ON), **options
+        )
 
     def async_client(self, **options: Any) -> redis.asyncio.Redis:
         """An asyncio client (bound to the event loop that first uses it)."""
@@ -118,7 +123,9 @@ class RedisTarget:
             return redis.asyncio.Redis.from_url(self.url, **options)
         sentinel = redis.asyncio.sentinel.Sentinel(list(self.sentinels), **self._sentinel_options())
         retry = redis.asyncio.retry.Retry(_backoff(), _FAILOVER_RETRIES)
-        return sentinel.master_for(self.master, retry=retry, **options)
+        return sentinel.master_for(
+            self.master, retry=retry, retry_on_error=list(_RETRY_ON), **options
+        )
 
     def describe(self) -> str:
         """For logs: the address without a password."""
