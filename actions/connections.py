@@ -1,8 +1,10 @@
 """The action server's connections: one Redis client per event loop, the queue, the mode store.
 
-Redis is the one given by `REDIS_URL` (the launcher sets it), else the launcher's own Redis on
-`SUPPORT_REDIS_PORT`. Clients are created lazily and kept per running event loop (the action
-server has one; tests may have several), so no call blocks another conversation.
+Redis is the Sentinel master when `REDIS_SENTINELS` is set, else the one given by `REDIS_URL`
+(the launcher sets it), else the launcher's own Redis on `SUPPORT_REDIS_PORT` (all through
+:func:`bot.redis_clients.async_redis`). Clients are created lazily and kept per running event
+loop (the action server has one; tests may have several), so no call blocks another
+conversation.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from redis.asyncio import Redis
 from bot.config import get_settings
 from bot.handoff import ModeStore, QueuePort
 from bot.queue import open_queue
+from bot.redis_clients import RedisTarget, async_redis
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = weakref.WeakKeyDictionary()
 _stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ModeStore] = (
@@ -46,8 +49,12 @@ def redis_client() -> Redis:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        client = Redis.from_url(
-            redis_url(), decode_responses=True, socket_connect_timeout=2, socket_timeout=5
+        options = {"decode_responses": True, "socket_connect_timeout": 2, "socket_timeout": 5}
+        override = _override.get("url")
+        client = (
+            RedisTarget(url=override).async_client(**options)
+            if override
+            else async_redis(get_settings(), **options)
         )
         _clients[loop] = client
     return client

@@ -37,6 +37,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.config import Settings, get_settings, redact_url
 from bot.escalation import PolicyError, load_policy
+from bot.redis_clients import async_redis
 from bot.web.auth import (
     ROLES,
     AccountError,
@@ -109,7 +110,7 @@ def prepare_accounts(url: str, settings: Settings, demo: bool = False) -> list[s
     """For the launcher, once Redis is up: the account lines to print (see the module doc)."""
 
     async def run() -> list[str]:
-        client = Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)
+        client = async_redis(settings, url, decode_responses=True, socket_connect_timeout=5)
         try:
             return await account_lines(client, settings, demo)
         finally:
@@ -281,7 +282,7 @@ async def run(
     settings = settings or get_settings()
     args = build_parser(settings).parse_args(argv)
     io = _IO(settings, out or sys.stdout, err or sys.stderr, stdin or sys.stdin)
-    client = Redis.from_url(args.redis_url, decode_responses=True, socket_connect_timeout=5)
+    client = async_redis(settings, args.redis_url, decode_responses=True, socket_connect_timeout=5)
     settings = settings.copy(update={"queue_namespace": args.namespace})
     try:
         return await COMMANDS[args.command](AgentAccounts.from_settings(client, settings), args, io)

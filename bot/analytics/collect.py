@@ -74,11 +74,14 @@ def collect(
     """:func:`collect_records` for command-line tools (own event loop and Redis client); a store
     that cannot be reached raises :class:`SourceUnavailable` with a clear message."""
     from bot.config import get_settings
+    from bot.redis_clients import async_redis
 
     address = redis_address or redis_url()
 
     async def run() -> list[ConversationRecord]:
-        client = Redis.from_url(address, decode_responses=True, socket_connect_timeout=3)
+        client = async_redis(
+            get_settings(), address, decode_responses=True, socket_connect_timeout=3
+        )
         try:
             return await collect_records(client, get_settings().queue_namespace, events_url)
         finally:

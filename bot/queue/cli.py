@@ -30,6 +30,7 @@ from bot.queue.client import HandoffQueue
 from bot.queue.errors import QueueError
 from bot.queue.factory import open_queue_url
 from bot.queue.records import Ticket, TicketState
+from bot.redis_clients import redis_target
 
 
 def _settings() -> Settings:
@@ -266,7 +267,8 @@ async def run(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except (RedisConnectionError, RedisTimeoutError, OSError) as error:
-        print(f"error: cannot reach Redis at {args.redis_url}: {error}", file=sys.stderr)
+        where = redis_target(_settings(), args.redis_url).describe()
+        print(f"error: cannot reach Redis at {where}: {error}", file=sys.stderr)
         return 3
     finally:
         await q.aclose()

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from bot.config import Settings, get_settings
 from bot.queue.client import HandoffQueue
+from bot.redis_clients import redis_target
 
 
 def queue_options(settings: Settings | None = None) -> dict[str, Any]:
@@ -33,9 +34,19 @@ def open_queue(redis: Redis, settings: Settings | None = None, **overrides: Any)
 
 
 def open_queue_url(
-    url: str, settings: Settings | None = None, *, max_connections: int = 256, **overrides: Any
+    url: str | None,
+    settings: Settings | None = None,
+    *,
+    max_connections: int = 256,
+    **overrides: Any,
 ) -> HandoffQueue:
-    """Like :func:`open_queue`, on a new client for ``url`` (closed by ``queue.aclose()``)."""
-    return HandoffQueue.from_url(
-        url, max_connections=max_connections, **{**queue_options(settings), **overrides}
-    )
+    """Like :func:`open_queue`, on a new client (closed by ``queue.aclose()``) for the product's
+    Redis (:func:`bot.redis_clients.redis_target`): the Sentinel master when ``REDIS_SENTINELS``
+    is set, else ``url``, else ``REDIS_URL``."""
+    settings = settings or get_settings()
+    options = {**queue_options(settings), **overrides}
+    target = redis_target(settings, url)
+    if target.url:
+        return HandoffQueue.from_url(target.url, max_connections=max_connections, **options)
+    client = target.async_client(decode_responses=True, max_connections=max_connections)
+    return HandoffQueue(client, **options)

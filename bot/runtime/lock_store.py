@@ -35,7 +35,7 @@ from rasa.utils.endpoints import EndpointConfig
 
 from bot.config import Settings, get_settings
 from bot.keys import RASA_LOCK
-from bot.runtime.redis_clients import RedisTarget
+from bot.redis_clients import RedisTarget
 
 logger = logging.getLogger(__name__)
 

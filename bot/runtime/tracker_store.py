@@ -41,7 +41,7 @@ from sqlalchemy.engine import make_url
 
 from bot.config import Settings, get_settings
 from bot.keys import RASA_TRACKER
-from bot.runtime.redis_clients import RedisTarget
+from bot.redis_clients import RedisTarget
 
 logger = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ import argparse
 import logging
 
 from aiohttp import web
-from redis.asyncio import Redis
 
 from bot.config import get_settings
+from bot.redis_clients import async_redis
 from bot.web.app import create_app
 
 
@@ -33,9 +33,8 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    redis_url = settings.redis_address()
-    redis = Redis.from_url(
-        redis_url,
+    redis = async_redis(
+        settings,
         decode_responses=True,
         socket_connect_timeout=2,
         socket_timeout=10,

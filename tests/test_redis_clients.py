@@ -1,4 +1,4 @@
-"""bot.runtime.redis_clients: a Redis from REDIS_URL, or the master a real Redis Sentinel names;
+"""bot.redis_clients: a Redis from REDIS_URL, or the master a real Redis Sentinel names;
 the tracker and lock stores work through Sentinel."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from rasa.shared.core.events import SlotSet
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from bot.config import Settings
+from bot.redis_clients import RedisTarget, parse_sentinels
 from bot.runtime.lock_store import AtomicRedisLockStore
 from bot.runtime.ports import free_port
-from bot.runtime.redis_clients import RedisTarget, parse_sentinels
 from bot.runtime.redis_server import RedisServer, find_redis_server
 from bot.runtime.tracker_store import RedisTrackerStore, configured_store
 
