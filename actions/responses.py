@@ -35,6 +35,7 @@ REQUIRED_REPLIES = (
     "rephrase",
     "rephrase_no_topics",
     "thanks",
+    "unfamiliar",
 )
 
 
