@@ -97,7 +97,7 @@ class ActionRespond(Action):
     def answer_routine(
         self, turn: TrackerTurn, dispatcher: CollectingDispatcher
     ) -> list[EventType]:
-        if turn.unfamiliar or (turn.kept_topic and not turn.restated):
+        if turn.unfamiliar or (turn.kept_topic and not turn.restated and not turn.repeat_request):
             return self.ask_to_rephrase(turn, dispatcher)
         if self.repeats_an_answer(turn):
             # never the same answer twice: it did not solve it, so offer a person instead

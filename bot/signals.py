@@ -15,7 +15,7 @@ had already answered without being told it helped (a loop). A loop is also a mes
 answer that was not confirmed as helpful, a message that is close to the customer's message that
 answer answered (cosine of their MiniLM embeddings, `SignalTurn.similarity_to_answered`), or that
 carries a persistence cue ("still", "again", "already tried", "same", capitals, ...) and is either
-somewhat close or a short follow-up that does not clearly name a new topic. Such a message keeps
+somewhat close or a short follow-up. Such a message keeps
 the previous topic (`TurnSignals.topic`), as does a short follow-up that the NLU reads as another
 routine intent without clearly naming it, so the bot never answers it with an unrelated answer
 (such a follow-up is unclear: the bot asks, offering the topics). A routine intent predicted for a
@@ -240,10 +240,11 @@ def _context(
     text = turn.text or ""
     cue = None if text.startswith("/") else persistence_cue(text, config)
     repeat = not text.startswith("/") and repeat_request(text, config)
+    if repeat and prior is not None:  # "say that again": the previous answer, on purpose
+        return Context(prior, True, False, cue, True)
     unresolved = prior is not None and answered.get(prior) in ("pending", "not_helped")
     if (
         not unresolved
-        or repeat
         or text.startswith("/")  # a button says exactly what it asks
         or turn.intent in config.no_context_intents
         or turn.intent == prior  # the plain loop, counted as such
@@ -257,7 +258,7 @@ def _context(
         and (turn.familiarity is None or turn.familiarity >= config.unfamiliar_below)
     )
     restated = similarity >= config.restate_similarity or bool(
-        cue and (similarity >= config.cue_similarity or (short and not clear_new))
+        cue and (similarity >= config.cue_similarity or short)
     )
     kept = restated or (short and not clear_new and _is_topic(turn.intent, config))
     return Context(prior if kept else turn.intent, kept, restated, cue, repeat)
@@ -298,11 +299,12 @@ def observe(
         and turn.familiarity is not None
         and turn.familiarity < config.unfamiliar_below
     )
-    unclear = not context.restated and (
+    on_purpose = context.kept and context.repeat  # the previous answer, asked for again
+    unclear = not context.restated and not on_purpose and (
         turn.intent in config.unanswerable_intents
         or (turn.intent is not None and turn.confidence < config.unclear_below)
         or unfamiliar
-        or context.kept  # a follow-up on the answered topic the bot cannot answer further
+        or (context.kept and not context.repeat)  # a follow-up the bot cannot answer further
     )
     plain_loop = (
         _is_topic(turn.intent, config)
