@@ -31,12 +31,11 @@ from actions import csat, handoff, validation
 from actions.connections import redis_client
 from actions.context import POLICY, Answer, Assessment, TurnContext, audit_entries
 from actions.escalation_messages import OFFER_TAG, say
+from actions.turn import TrackerTurn
 from bot.config import get_settings
 from bot.escalation import Decision, Policy, Verdict, evaluate
 from bot.handoff import ConversationMode
 from bot.signals import SignalState, SignalTurn, TurnSignals, observe
-
-from actions.turn import TrackerTurn
 
 if TYPE_CHECKING:
     from rasa_sdk import Tracker

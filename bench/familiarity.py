@@ -60,7 +60,10 @@ def calibrate(budget: float = DEFAULT_BUDGET) -> dict[str, object]:
     routine = sorted(split.banking_intents)
     in_vectors = encoder.encode([text for text, _ in split.test])
     in_scope = np.asarray(
-        [index.score(v, intent).score for v, (_, intent) in zip(in_vectors, split.test)]
+        [
+            index.score(v, intent).score
+            for v, (_, intent) in zip(in_vectors, split.test, strict=True)
+        ]
     )
     oos_vectors = encoder.encode([text for text, _ in val_oos])
     oos = np.asarray([nearest_routine_score(index, v, routine) for v in oos_vectors])

@@ -300,11 +300,15 @@ def observe(
         and turn.familiarity < config.unfamiliar_below
     )
     on_purpose = context.kept and context.repeat  # the previous answer, asked for again
-    unclear = not context.restated and not on_purpose and (
-        turn.intent in config.unanswerable_intents
-        or (turn.intent is not None and turn.confidence < config.unclear_below)
-        or unfamiliar
-        or (context.kept and not context.repeat)  # a follow-up the bot cannot answer further
+    unclear = (
+        not context.restated
+        and not on_purpose
+        and (
+            turn.intent in config.unanswerable_intents
+            or (turn.intent is not None and turn.confidence < config.unclear_below)
+            or unfamiliar
+            or (context.kept and not context.repeat)  # a follow-up the bot cannot answer further
+        )
     )
     plain_loop = (
         _is_topic(turn.intent, config)
