@@ -211,6 +211,7 @@ def read_in_context(turn: TrackerTurn, signals: TurnSignals) -> TrackerTurn:
         kept_topic=signals.kept_topic,
         restated=signals.restated,
         repeat_request=signals.repeat_request,
+        topic_helped=signals.topic_status == "helped",
     )
 
 

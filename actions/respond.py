@@ -14,7 +14,8 @@ Rules (`data/rules/respond.yml`) send every intent, `out_of_scope` and `nlu_fall
   topic just answered that the NLU reads as some other topic;
 - never the same answer twice: an answer already given in the conversation is not given again
   (the customer restating the need means it did not solve it); the bot says so and offers a
-  person, unless the customer asks for it again ("can you repeat that", the topic's button).
+  person, unless the customer asks for it again ("can you repeat that", the topic's button, or
+  a new question on a topic whose answer they confirmed helped).
 
 `run` first passes the turn through the escalation gate (`actions/escalation.py`): it measures
 the turn, asks the escalation policy, records the audit entry, and then calls `answer`, offers a
@@ -111,11 +112,13 @@ class ActionRespond(Action):
 
     def repeats_an_answer(self, turn: TrackerTurn) -> bool:
         """Whether answering would repeat an answer already given in this conversation, unless
-        the customer asks for it again (in words, or with the topic's button)."""
+        the customer asks for it again: in words, with the topic's button, or with a new
+        question on a topic whose answer they confirmed helped."""
         return (
             self._gate.policy.context.never_repeat_answer
             and answer_tag(turn.intent) in turn.given_answers
             and not turn.repeat_request
+            and not turn.topic_helped
             and not turn.text.startswith("/")
         )
 

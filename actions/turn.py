@@ -47,6 +47,7 @@ class TrackerTurn:
     kept_topic: bool = False
     restated: bool = False
     repeat_request: bool = False
+    topic_helped: bool = False  # the customer confirmed the topic's earlier answer helped
 
     def bot_asked(self, reply: str) -> bool:
         """Whether the bot's previous turn (since the customer last spoke) sent `reply`."""

@@ -130,6 +130,7 @@ class TurnSignals(BaseModel):
     restated: bool = False  # the unresolved need of the previous answer, in other words
     persistence: str | None = None  # the persistence cue found
     repeat_request: bool = False  # the customer asks for the previous answer again
+    topic_status: str | None = None  # the topic's answer so far: pending | helped | not_helped
     similarity_to_answered: float | None = None
     similarity_to_earlier: float | None = None
     feedback: str | None = None  # helped | not_helped, when answering the "did that help" check
@@ -354,6 +355,7 @@ def observe(
         restated=context.restated,
         persistence=context.cue,
         repeat_request=context.repeat,
+        topic_status=answered.get(context.topic or ""),
         similarity_to_answered=turn.similarity_to_answered,
         similarity_to_earlier=turn.similarity_to_earlier,
         feedback=feedback,

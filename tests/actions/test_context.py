@@ -146,3 +146,12 @@ async def test_indirect_request_for_a_person_hands_off_on_the_same_turn(redis, q
     assert replies(messages)[0] == "handoff_requested"
     ticket = await queue.open_ticket_for(sender)
     assert ticket is not None and "explicit_request" in ticket.reasons
+
+
+async def test_exception_a_new_question_on_a_topic_whose_answer_helped(redis):
+    chat = Conversation("c-ctx-helped")
+    await say(chat, "how long does a transfer from the UK take?", "transfer_timing")
+    await chat.say("/affirm", "affirm", 1.0)
+    again = await say(chat, "and how long does it take to send money to Europe?", "transfer_timing")
+    assert "answer:transfer_timing" in replies(again)
+    assert "offer_human" not in replies(again)
