@@ -18,7 +18,7 @@ Printed, each beside its target:
   the share labelled as needing a person (>= 0.95);
 - handoff recall: of those labelled as needing a person, the share escalated by their
   `latest_turn` (>= 0.95);
-- routine containment: routine conversations finished without a ticket or an offer (>= 0.90);
+- routine containment: routine conversations finished without a ticket or an offer (>= 0.93);
 - explicit requests handed off on the same turn (all);
 - median customer turns to the handoff (reported);
 - worst case of failed turns before a person was offered (<= 2);
@@ -53,7 +53,7 @@ ACCEPT, DECLINE = "/request_human", "/continue_with_bot"
 TARGETS = {
     "precision": 0.95,
     "recall": 0.95,
-    "containment": 0.90,
+    "containment": 0.93,
     "explicit_same_turn": 1.0,
     "worst_failed_turns": 2,
 }
@@ -300,7 +300,12 @@ def report(figures: dict[str, Any], outcomes: list[Outcome]) -> str:
         line(
             "recall", "handoff recall (by the labelled turn)", ">= 0.95", _meets(f["recall"], 0.95)
         ),
-        line("containment", "routine containment", ">= 0.90", _meets(f["containment"], 0.90)),
+        line(
+            "containment",
+            "routine containment",
+            f">= {TARGETS['containment']:.2f}",
+            _meets(f["containment"], TARGETS["containment"]),
+        ),
         line(
             "explicit_same_turn",
             "explicit requests handed off on the same turn",
