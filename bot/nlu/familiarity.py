@@ -59,8 +59,8 @@ class Familiarity:
 
     intent: str
     score: float | None  # mean cosine to the K nearest examples of `intent`; None if not scored
-    nearest_intent: str | None  # the intent of the single nearest training example
-    nearest: float  # its cosine
+    nearest_intent: str | None  # the intent whose examples' centroid is closest
+    nearest: float  # the cosine to that (unit-length) centroid
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -78,7 +78,16 @@ class ExampleIndex:
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)  # (examples, DIMENSION)
         self.labels = np.asarray(labels, dtype=np.int32)  # index into intents, per example
         self.intents = np.asarray(intents, dtype=str)
-        self._rows = {str(name): np.flatnonzero(self.labels == i) for i, name in enumerate(intents)}
+        # per intent, its examples as one contiguous block: a score reads ~100 rows, not all
+        self._blocks = {
+            str(name): np.ascontiguousarray(self.vectors[self.labels == i])
+            for i, name in enumerate(self.intents)
+        }
+        centroids = np.asarray(
+            [self._blocks[str(n)].mean(axis=0) for n in self.intents], dtype=np.float32
+        ).reshape(len(self.intents), -1)
+        norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+        self._centroids = centroids / np.where(norms > 0, norms, 1.0)
 
     @classmethod
     def fit(cls, vectors: np.ndarray, intents: list[str]) -> ExampleIndex:
@@ -105,21 +114,19 @@ class ExampleIndex:
             arrays[f"{prefix}_intents"],
         )
 
-    def similarities(self, vector: np.ndarray) -> np.ndarray:
-        return self.vectors @ np.asarray(vector, dtype=np.float32).reshape(-1)
-
     def score(self, vector: np.ndarray, intent: str, k: int = K) -> Familiarity:
         """Familiarity of `vector` for `intent` (score None for an intent not in the index)."""
-        sims = self.similarities(vector)
-        if not len(sims):
+        if not len(self.intents):
             return Familiarity(intent, None, None, 0.0)
-        best = int(np.argmax(sims))
-        rows = self._rows.get(intent)
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        to_centroids = self._centroids @ query
+        best = int(np.argmax(to_centroids))
+        block = self._blocks.get(intent)
         value = None
-        if rows is not None and len(rows):
-            own = sims[rows]
+        if block is not None and len(block):
+            own = block @ query
             top = own if len(own) <= k else np.partition(own, len(own) - k)[-k:]
             value = round(float(top.mean()), 4)
         return Familiarity(
-            intent, value, str(self.intents[self.labels[best]]), round(float(sims[best]), 4)
+            intent, value, str(self.intents[best]), round(float(to_centroids[best]), 4)
         )

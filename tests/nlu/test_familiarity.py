@@ -36,7 +36,8 @@ def test_score_is_the_mean_of_the_nearest_examples_of_the_intent():
     assert index.score(query, "a", k=1).score == pytest.approx(1.0)
     assert index.score(query, "b").score == pytest.approx(0.0)
     assert index.score(query, "out_of_scope").score is None
-    assert index.score(query, "b").nearest_intent == "a"
+    assert index.score(query, "b").nearest_intent == "a"  # the closest centroid
+    assert index.score(query, "b").nearest == pytest.approx(2**-0.5, abs=1e-4)
 
 
 def test_classifier_output_carries_familiarity_and_embedding(storage, trained):  # noqa: F811
