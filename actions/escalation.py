@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from rasa_sdk.events import EventType, SlotSet
@@ -31,6 +32,7 @@ from actions.advice import advise
 from actions.connections import redis_client
 from actions.context import POLICY, Answer, Assessment, TurnContext, audit_entries
 from actions.escalation_messages import OFFER_TAG, say
+from actions.turn import TrackerTurn
 from bot import keys
 from bot.config import get_settings
 from bot.escalation import Decision, Policy, Verdict, evaluate
@@ -42,13 +44,11 @@ if TYPE_CHECKING:
     from rasa_sdk import Tracker
     from rasa_sdk.executor import CollectingDispatcher
 
-    from actions.turn import TrackerTurn
-
 log = logging.getLogger(__name__)
 
 AUDIT_SLOT_TURNS = 30
 CONTROL_INTENTS = ("cancel_handoff", "continue_with_bot", "leave_contact", "csat_rating")
-QUESTION_TAGS = ("did_that_help", "rephrase", "rephrase_no_topics")
+QUESTION_TAGS = ("did_that_help", "rephrase", "rephrase_no_topics", "unfamiliar")
 
 
 def explain(signals: TurnSignals, decision: Decision, policy: Policy) -> str:
@@ -78,6 +78,9 @@ def assess(
         confidence=turn.confidence,
         ranking=list(turn.ranking),
         bot_replies=list(turn.previous_replies),
+        familiarity=turn.familiarity,
+        similarity_to_answered=turn.similarity_to_answered,
+        similarity_to_earlier=turn.similarity_to_earlier,
     )
     signals, next_state = observe(state, signal_turn, policy.signal_config())
     signals = signals.copy(update={"mode": str(mode)})
@@ -134,7 +137,15 @@ class EscalationGate:
             SlotSet("escalation_audit", _audit(tracker, assessment.entry)),
             SlotSet("handoff_mode", state.mode.value),
         ]
-        context = TurnContext(turn, tracker, dispatcher, state, assessment, answer, self.policy)
+        context = TurnContext(
+            read_in_context(turn, assessment.signals),
+            tracker,
+            dispatcher,
+            state,
+            assessment,
+            answer,
+            self.policy,
+        )
         return events + await self.route(context)
 
     async def route(self, ctx: TurnContext) -> list[EventType]:
@@ -195,6 +206,21 @@ class EscalationGate:
         waiting = ctx.state.mode == ConversationMode.WAITING
         say(ctx.dispatcher, "keep_waiting" if waiting else "continue_with_bot")
         return []
+
+
+def read_in_context(turn: TrackerTurn, signals: TurnSignals) -> TrackerTurn:
+    """The turn as the answer sees it: about the topic it keeps (a restated or short follow-up
+    keeps the previous topic), with what the signals found."""
+    intent = signals.topic if signals.kept_topic and signals.topic else turn.intent
+    return replace(
+        turn,
+        intent=intent,
+        unfamiliar=signals.unfamiliar,
+        kept_topic=signals.kept_topic,
+        restated=signals.restated,
+        repeat_request=signals.repeat_request,
+        topic_helped=signals.topic_status == "helped",
+    )
 
 
 def offer(dispatcher: CollectingDispatcher, assessment: Assessment) -> None:

@@ -9,7 +9,13 @@ Rules (`data/rules/respond.yml`) send every intent, `out_of_scope` and `nlu_fall
 - greet, goodbye, thanks, bot_challenge: their reply; request_human: a person is offered;
 - out_of_scope: an honest "I can't help with that" and what the bot does cover;
 - nlu_fallback (or anything unknown): never a guess, but a request to rephrase with the closest
-  routine topics as buttons, and a person.
+  routine topics as buttons, and a person; the same for a routine intent predicted for an
+  unfamiliar message (far from that intent's training examples) and for a short follow-up on the
+  topic just answered that the NLU reads as some other topic;
+- never the same answer twice: an answer already given in the conversation is not given again
+  (the customer restating the need means it did not solve it); the bot says so and offers a
+  person, unless the customer asks for it again ("can you repeat that", the topic's button, or
+  a new question on a topic whose answer they confirmed helped).
 
 `run` first passes the turn through the escalation gate (`actions/escalation.py`): it measures
 the turn, asks the escalation policy, records the audit entry, and then calls `answer`, offers a
@@ -26,6 +32,8 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.context import Answer
 from actions.escalation import EscalationGate
+from actions.escalation_messages import OFFER_TAG
+from actions.escalation_messages import say as say_escalation
 from actions.responses import Button, Message, Responses, get_responses
 from actions.topics import closest_topics
 from actions.turn import REPLY_KEY, TrackerTurn, answer_tag, read_turn
@@ -90,11 +98,29 @@ class ActionRespond(Action):
     def answer_routine(
         self, turn: TrackerTurn, dispatcher: CollectingDispatcher
     ) -> list[EventType]:
+        if turn.unfamiliar or (turn.kept_topic and not turn.restated and not turn.repeat_request):
+            return self.ask_to_rephrase(turn, dispatcher)
+        if self.repeats_an_answer(turn):
+            # never the same answer twice: it did not solve it, so offer a person instead
+            say_escalation(dispatcher, "offer_repeated_answer", tag=OFFER_TAG)
+            return []
         answer = self.responses.answer(turn.intent)
         assert answer is not None
         say(dispatcher, answer.message, answer_tag(turn.intent))
         say(dispatcher, self.responses.reply("did_that_help"), "did_that_help")
         return []
+
+    def repeats_an_answer(self, turn: TrackerTurn) -> bool:
+        """Whether answering would repeat an answer already given in this conversation, unless
+        the customer asks for it again: in words, with the topic's button, or with a new
+        question on a topic whose answer they confirmed helped."""
+        return (
+            self._gate.policy.context.never_repeat_answer
+            and answer_tag(turn.intent) in turn.given_answers
+            and not turn.repeat_request
+            and not turn.topic_helped
+            and not turn.text.startswith("/")
+        )
 
     def reply_simply(self, turn: TrackerTurn, dispatcher: CollectingDispatcher) -> list[EventType]:
         name = SIMPLE_REPLIES[turn.intent]
@@ -115,7 +141,12 @@ class ActionRespond(Action):
         self, turn: TrackerTurn, dispatcher: CollectingDispatcher
     ) -> list[EventType]:
         """Never answer a guess: ask again, offering the closest topics and a person."""
-        topics = closest_topics(turn.ranking, self.responses)
+        ranking = turn.ranking
+        if turn.kept_topic:  # a follow-up on the answered topic: that topic first
+            ranking = ((turn.intent, 1.0), *ranking)
+        topics = closest_topics(ranking, self.responses)
         name = "rephrase" if topics else "rephrase_no_topics"
+        if topics and (turn.unfamiliar or turn.kept_topic):
+            name = "unfamiliar"
         say(dispatcher, self.responses.reply(name).with_buttons(topics + (TALK_TO_A_PERSON,)), name)
         return []

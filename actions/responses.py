@@ -37,6 +37,7 @@ REQUIRED_REPLIES = (
     "rephrase",
     "rephrase_no_topics",
     "thanks",
+    "unfamiliar",
 )
 
 

@@ -7,7 +7,7 @@ customer wants a person) or `handoff` (create the ticket now), with the reason c
 ticket priority and the topic (agent skill). The reason codes travel with the ticket.
 
 Reason codes: `explicit_request`, `sensitive:<rule name>`, `not_helped`, `failed_turns` (with `unclear`,
-`not_helped`, `loop` in the signals), `negative_sentiment`, `negative_failed_turn`,
+`not_helped`, `loop` in the signals; `unfamiliar` and `restated` say why a turn was unclear or a loop), `negative_sentiment`, `negative_failed_turn`,
 `negative_streak`, `sentiment_falling`, `conversation_length`.
 """
 
@@ -137,6 +137,23 @@ class SensitiveRule(_Strict):
         return values
 
 
+class ContextRule(_Strict):
+    """How a message is read against the conversation before it (docs/escalation.md, Context).
+    The defaults switch it off; escalation_policy.yml sets the calibrated values."""
+
+    unfamiliar_below: float = Field(0.0, ge=0.0, le=1.0)
+    restate_similarity: float = Field(2.0, ge=0.0, le=2.0)
+    cue_similarity: float = Field(2.0, ge=0.0, le=2.0)
+    persistence_phrases: list[str] = Field(default_factory=list)
+    shouting_letters: int = Field(0, ge=0)
+    repeat_phrases: list[str] = Field(default_factory=list)
+    followup_words: int = Field(0, ge=0, le=30)
+    new_topic_confidence: float = Field(1.0, ge=0.0, le=1.0)
+    never_repeat_answer: bool = False  # an answer already given: say so and offer a person
+
+    _patterns = validator("persistence_phrases", "repeat_phrases", allow_reuse=True)(_compile)
+
+
 class OpeningHours(_Strict):
     timezone: str = "Europe/London"
     days: list[str] = Field(default_factory=lambda: list(DAYS))
@@ -203,6 +220,7 @@ class Policy(_Strict):
     offer_cooldown_turns: int = Field(2, ge=0)
     sensitive: list[SensitiveRule] = Field(default_factory=list)
     handoff: HandoffRule = Field(default_factory=HandoffRule)
+    context: ContextRule = Field(default_factory=ContextRule)
     _signal_config: SignalConfig | None = PrivateAttr(None)  # built on first use
 
     @validator("priorities")
@@ -272,6 +290,17 @@ class Policy(_Strict):
             unclear_below=self.failed_turns.unclear_below,
             negative_sentiment=self.sentiment.negative,
             reset_failed_when_helped=self.failed_turns.reset_when_helped,
+            unfamiliar_below=self.context.unfamiliar_below,
+            restate_similarity=self.context.restate_similarity,
+            cue_similarity=self.context.cue_similarity,
+            persistence_patterns=tuple(
+                re.compile(p, flags) for p in self.context.persistence_phrases
+            ),
+            shouting_letters=self.context.shouting_letters,
+            repeat_patterns=tuple(re.compile(p, flags) for p in self.context.repeat_phrases),
+            followup_words=self.context.followup_words,
+            new_topic_confidence=self.context.new_topic_confidence,
+            no_context_intents=CONVERSATIONAL_INTENTS - {"deny"},
         )
 
 

@@ -10,7 +10,17 @@ memory and a restart loses nothing. It returns the turn's `TurnSignals` and the 
 A *failed turn* is one where the bot did not help: the message was unclear or out of scope (the NLU
 answered `nlu_fallback` / `out_of_scope`, or the top intent is below the configured confidence), the
 customer said "no" to "Did that answer your question?", or the customer raised again a need the bot
-had already answered without being told it helped (a loop). Failed turns are counted since the last
+had already answered without being told it helped (a loop). A loop is also a message that
+*restates* the unresolved need in other words, whatever intent the NLU reads in it: right after an
+answer that was not confirmed as helpful, a message that is close to the customer's message that
+answer answered (cosine of their MiniLM embeddings, `SignalTurn.similarity_to_answered`), or that
+carries a persistence cue ("still", "again", "already tried", "same", capitals, ...) and is either
+somewhat close or a short follow-up. Such a message keeps
+the previous topic (`TurnSignals.topic`), as does a short follow-up that the NLU reads as another
+routine intent without clearly naming it, so the bot never answers it with an unrelated answer
+(such a follow-up is unclear: the bot asks, offering the topics). A routine intent predicted for a
+message far from that intent's training examples (`familiarity` below `unfamiliar_below`) is
+*unfamiliar*, an unclear turn: the bot asks instead of answering. Failed turns are counted since the last
 time a person was offered (an `offer_human` reply in the bot's output resets the count) or, unless
 configured otherwise, since the customer last confirmed that an answer helped.
 """
@@ -47,6 +57,16 @@ class SignalConfig:
     reset_failed_when_helped: bool = True  # "yes, that helped" starts the count again
     affirm_intent: str = "affirm"
     deny_intent: str = "deny"
+    # context (docs/escalation.md, "Context"); the defaults switch it off
+    unfamiliar_below: float = 0.0  # familiarity under this: not answered with a routine answer
+    restate_similarity: float = 2.0  # this close to the answered message: the need restated
+    cue_similarity: float = 2.0  # this close, with a persistence cue: restated
+    persistence_patterns: tuple[re.Pattern[str], ...] = ()
+    shouting_letters: int = 0  # a word of this many capitals or more is a persistence cue; 0 off
+    repeat_patterns: tuple[re.Pattern[str], ...] = ()  # "say that again": not a loop
+    followup_words: int = 0  # a message of at most this many words is a short follow-up
+    new_topic_confidence: float = 1.0  # a follow-up names a new topic at this confidence
+    no_context_intents: frozenset[str] = frozenset()  # affirm, thanks, ...: never restate a need
 
 
 @dataclass
@@ -58,6 +78,9 @@ class SignalTurn:
     confidence: float = 0.0
     ranking: list[tuple[str, float]] = field(default_factory=list)
     bot_replies: list[str] = field(default_factory=list)  # reply tags, in order
+    familiarity: float | None = None  # bot.nlu.familiarity score of the top intent
+    similarity_to_answered: float | None = None  # to the message the latest answer answered
+    similarity_to_earlier: float | None = None  # highest, to the customer's earlier messages
 
 
 class SignalState(BaseModel):
@@ -70,6 +93,7 @@ class SignalState(BaseModel):
     sentiments: list[float] = Field(default_factory=list)
     negative_streak: int = 0
     prev_intent: str | None = None
+    last_answer: str | None = None  # the intent of the latest routine answer
     answered: dict[str, str] = Field(default_factory=dict)  # intent -> pending|helped|not_helped
     not_helped: int = 0
     loops: int = 0
@@ -99,6 +123,16 @@ class TurnSignals(BaseModel):
     margin: float
     unclear: bool
     fallback_streak: int
+    unfamiliar: bool = False
+    familiarity: float | None = None
+    topic: str | None = None  # what the message is about: the intent, or the topic it keeps
+    kept_topic: bool = False  # a follow-up that keeps the previous topic
+    restated: bool = False  # the unresolved need of the previous answer, in other words
+    persistence: str | None = None  # the persistence cue found
+    repeat_request: bool = False  # the customer asks for the previous answer again
+    topic_status: str | None = None  # the topic's answer so far: pending | helped | not_helped
+    similarity_to_answered: float | None = None
+    similarity_to_earlier: float | None = None
     feedback: str | None = None  # helped | not_helped, when answering the "did that help" check
     loop: bool = False
     failed: bool = False
@@ -168,6 +202,69 @@ def _is_topic(intent: str | None, config: SignalConfig) -> bool:
     )
 
 
+def persistence_cue(text: str, config: SignalConfig) -> str | None:
+    """The persistence cue in `text` ("still", "again", capitals, ...), else None."""
+    for pattern in config.persistence_patterns:
+        match = pattern.search(text or "")
+        if match:
+            return match.group(0).strip().lower()
+    if config.shouting_letters:
+        for word in re.findall(r"[A-Za-z]+", text or ""):
+            if len(word) >= config.shouting_letters and word.isupper():
+                return "capitals"
+    return None
+
+
+def repeat_request(text: str, config: SignalConfig) -> bool:
+    """Whether the customer asks to see the previous answer again."""
+    return any(p.search(text or "") for p in config.repeat_patterns)
+
+
+@dataclass(frozen=True)
+class Context:
+    """How the turn relates to the answer before it."""
+
+    topic: str | None
+    kept: bool
+    restated: bool
+    cue: str | None
+    repeat: bool
+
+
+def _context(
+    state: SignalState, turn: SignalTurn, answered: dict[str, str], config: SignalConfig
+) -> Context:
+    prior = state.last_answer
+    for reply in turn.bot_replies:
+        if reply.startswith(ANSWER_PREFIX):
+            prior = reply[len(ANSWER_PREFIX) :]
+    text = turn.text or ""
+    cue = None if text.startswith("/") else persistence_cue(text, config)
+    repeat = not text.startswith("/") and repeat_request(text, config)
+    if repeat and prior is not None:  # "say that again": the previous answer, on purpose
+        return Context(prior, True, False, cue, True)
+    unresolved = prior is not None and answered.get(prior) in ("pending", "not_helped")
+    if (
+        not unresolved
+        or text.startswith("/")  # a button says exactly what it asks
+        or turn.intent in config.no_context_intents
+        or turn.intent == prior  # the plain loop, counted as such
+    ):
+        return Context(turn.intent, False, False, cue, repeat)
+    similarity = turn.similarity_to_answered if turn.similarity_to_answered is not None else -1.0
+    short = len(text.split()) <= config.followup_words
+    clear_new = (
+        _is_topic(turn.intent, config)
+        and turn.confidence >= config.new_topic_confidence
+        and (turn.familiarity is None or turn.familiarity >= config.unfamiliar_below)
+    )
+    restated = similarity >= config.restate_similarity or bool(
+        cue and (similarity >= config.cue_similarity or short)
+    )
+    kept = restated or (short and not clear_new and _is_topic(turn.intent, config))
+    return Context(prior if kept else turn.intent, kept, restated, cue, repeat)
+
+
 def _record_answer(state: SignalState, turn: SignalTurn, config: SignalConfig) -> dict[str, str]:
     """Answered intents, adding those the bot answered since the customer's previous message."""
     answered = dict(state.answered)
@@ -196,13 +293,30 @@ def observe(
         if last_pending:
             answered[last_pending[-1]] = feedback
 
-    unclear = turn.intent in config.unanswerable_intents or (
-        turn.intent is not None and turn.confidence < config.unclear_below
+    context = _context(state, turn, answered, config)
+    unfamiliar = (
+        not context.kept
+        and _is_topic(turn.intent, config)
+        and turn.familiarity is not None
+        and turn.familiarity < config.unfamiliar_below
     )
-    loop = _is_topic(turn.intent, config) and answered.get(turn.intent or "") in (
-        "pending",
-        "not_helped",
+    on_purpose = context.kept and context.repeat  # the previous answer, asked for again
+    unclear = (
+        not context.restated
+        and not on_purpose
+        and (
+            turn.intent in config.unanswerable_intents
+            or (turn.intent is not None and turn.confidence < config.unclear_below)
+            or unfamiliar
+            or (context.kept and not context.repeat)  # a follow-up the bot cannot answer further
+        )
     )
+    plain_loop = (
+        _is_topic(turn.intent, config)
+        and not context.repeat
+        and answered.get(turn.intent or "") in ("pending", "not_helped")
+    )
+    loop = plain_loop or context.restated
     failed_why = [
         why
         for why, hit in (
@@ -234,6 +348,16 @@ def observe(
         margin=gap,
         unclear=unclear,
         fallback_streak=state.fallback_streak + 1 if unclear else 0,
+        unfamiliar=unfamiliar,
+        familiarity=turn.familiarity,
+        topic=context.topic,
+        kept_topic=context.kept,
+        restated=context.restated,
+        persistence=context.cue,
+        repeat_request=context.repeat,
+        topic_status=answered.get(context.topic or ""),
+        similarity_to_answered=turn.similarity_to_answered,
+        similarity_to_earlier=turn.similarity_to_earlier,
         feedback=feedback,
         loop=loop,
         failed=failed,
@@ -250,8 +374,8 @@ def observe(
         turns_since_offer=None if last_offer is None else number - last_offer,
         offers=offers,
     )
-    if loop and turn.intent:
-        answered.pop(turn.intent)  # answered again now; a further repeat is a further loop
+    if loop and context.topic in answered:
+        answered.pop(context.topic)  # a further repeat is a further loop
     next_state = SignalState(
         turns=number,
         fallback_streak=signals.fallback_streak,
@@ -259,7 +383,8 @@ def observe(
         failed_total=signals.failed_total,
         sentiments=sentiments[-SENTIMENT_HISTORY:],
         negative_streak=negative_streak,
-        prev_intent=turn.intent,
+        prev_intent=context.topic,
+        last_answer=_last_answer(state, turn),
         answered=answered,
         not_helped=state.not_helped + (1 if feedback == "not_helped" else 0),
         loops=state.loops + (1 if loop else 0),
@@ -267,3 +392,8 @@ def observe(
         last_offer_turn=last_offer,
     )
     return signals, next_state
+
+
+def _last_answer(state: SignalState, turn: SignalTurn) -> str | None:
+    answers = [r[len(ANSWER_PREFIX) :] for r in turn.bot_replies if r.startswith(ANSWER_PREFIX)]
+    return answers[-1] if answers else state.last_answer

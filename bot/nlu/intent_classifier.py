@@ -6,7 +6,9 @@ sentence features left by the featurizers before it (the all-MiniLM-L6-v2 embedd
 (sublinear tf, L2-normalised). The intent probabilities are their weighted mean (`dense_share`
 for the embedding model), which measured better and trains faster than one regression on the
 concatenated features. `process` sets `intent` and an `intent_ranking` of these probabilities,
-which `FallbackClassifier` then thresholds.
+which `FallbackClassifier` then thresholds. It also keeps the training embeddings by intent
+(`bot.nlu.familiarity.ExampleIndex`) and adds to the parse result how familiar the message is to
+the examples of its top intent (`familiarity`) and a compact copy of its embedding (`embedding`).
 
 What is persisted is plain data (no pickles): the n-gram vocabularies and idf weights as JSON,
 the weights, biases and intent names as a numpy archive.
@@ -32,6 +34,8 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+
+from bot.nlu.familiarity import ExampleIndex, pack
 
 logger = logging.getLogger(__name__)
 
@@ -113,12 +117,14 @@ class SentenceIntentClassifier(IntentClassifier, GraphComponent):
         resource: Resource,
         vectorizers: dict[str, TfidfVectorizer] | None = None,
         models: dict[str, LinearModel] | None = None,
+        index: ExampleIndex | None = None,
     ) -> None:
         self.config = {**self.get_default_config(), **config}
         self._model_storage = model_storage
         self._resource = resource
         self._vectorizers = vectorizers or _vectorizers(self.config)
         self._models = models or {}
+        self._index = index
 
     @classmethod
     def create(
@@ -175,6 +181,7 @@ class SentenceIntentClassifier(IntentClassifier, GraphComponent):
         dense = self._dense(examples)
         if dense is not None:
             self._models["dense"] = self._fit(dense, intents, self.config["dense_C"])
+            self._index = ExampleIndex.fit(dense, intents)
         self.persist()
         return self._resource
 
@@ -196,11 +203,17 @@ class SentenceIntentClassifier(IntentClassifier, GraphComponent):
         if not self._models or not messages:
             return messages
         intents, probabilities = self.probabilities(messages)
-        for message, row in zip(messages, probabilities, strict=True):
+        dense = self._dense(messages) if self._index is not None else None
+        for number, (message, row) in enumerate(zip(messages, probabilities, strict=True)):
             order = np.argsort(-row, kind="stable")[: self.config["ranking_length"] or None]
             ranking = [{"name": str(intents[i]), "confidence": float(row[i])} for i in order]
             message.set(INTENT, ranking[0], add_to_output=True)
             message.set(INTENT_RANKING_KEY, ranking, add_to_output=True)
+            if dense is not None and self._index is not None:
+                vector = dense[number]
+                familiarity = self._index.score(vector, ranking[0]["name"])
+                message.set("familiarity", familiarity.as_dict(), add_to_output=True)
+                message.set("embedding", pack(vector), add_to_output=True)
         return messages
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
@@ -217,6 +230,8 @@ class SentenceIntentClassifier(IntentClassifier, GraphComponent):
                 for name, model in self._models.items()
                 for part in ("weights", "bias", "intents")
             }
+            if self._index is not None:
+                arrays.update(self._index.arrays())
             np.savez_compressed(directory / WEIGHTS_FILE, **arrays)
             state = {
                 name: {
@@ -254,4 +269,5 @@ class SentenceIntentClassifier(IntentClassifier, GraphComponent):
         vectorizers = {
             name: _restored_vectorizer(templates[name], state[name]) for name in templates
         }
-        return cls(config, model_storage, resource, vectorizers, models)
+        index = ExampleIndex.from_arrays(arrays) if "index_vectors" in arrays else None
+        return cls(config, model_storage, resource, vectorizers, models, index)

@@ -71,9 +71,17 @@ class Conversation:
             )
 
     async def say(
-        self, text: str, intent: str, confidence: float = 0.95, entities: list | None = None
+        self,
+        text: str,
+        intent: str,
+        confidence: float = 0.95,
+        entities: list | None = None,
+        **nlu: Any,
     ) -> list[dict[str, Any]]:
+        """The customer says `text`, read by the NLU as `intent`; `nlu` adds parse-result keys
+        (`familiarity`, `embedding`) as the NLU pipeline does."""
         latest = {
+            **nlu,
             "text": text,
             "intent": {"name": intent, "confidence": confidence},
             "intent_ranking": [

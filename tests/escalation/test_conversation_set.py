@@ -5,16 +5,10 @@ from collections import Counter
 
 import yaml
 
-from bench.escalation import (
-    CONVERSATIONS_DIR,
-    Outcome,
-    conversation_files,
-    load_conversations,
-    score,
-)
+from bench.escalation import PARTS, Outcome, load_parts, score
 from bot.config import PROJECT_ROOT
 
-CONVERSATIONS = load_conversations()
+CONVERSATIONS = load_parts(["main", "dev"])  # never the held-out part: nothing is tuned on it
 DEV = [c for c in CONVERSATIONS if c.part == "dev"]
 BANKING_INTENTS = set(yaml.safe_load((PROJECT_ROOT / "domain/faq.yml").read_text())["intents"])
 
@@ -62,12 +56,9 @@ def test_every_sensitive_rule_is_exercised():
         assert word in text, word
 
 
-def test_files_of_the_subfolders_are_their_own_parts():
-    parts = {part for part, _ in conversation_files()}
-    assert {"original", "dev"} <= parts <= {"original", "dev", "heldout"}
-    for part, path in conversation_files():
-        expected = CONVERSATIONS_DIR if part == "original" else CONVERSATIONS_DIR / part
-        assert path.parent == expected
+def test_the_top_level_files_and_each_subfolder_are_their_own_parts():
+    assert {c.part for c in CONVERSATIONS} == {"main", "dev"}
+    assert PARTS["dev"] == PARTS["main"] / "dev" and PARTS["heldout"] == PARTS["main"] / "heldout"
 
 
 def test_dev_part_has_130_conversations_half_of_them_routine_and_every_category():

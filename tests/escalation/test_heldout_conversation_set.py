@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.escalation import CONVERSATIONS_DIR, load_conversations
+from bench.escalation import CONVERSATIONS_DIR, load_parts
 
 HELDOUT_DIR = CONVERSATIONS_DIR / "heldout"
 CATEGORIES = {
@@ -52,7 +52,7 @@ def test_heldout_has_at_least_120_conversations_covering_every_category():
 def test_heldout_ids_are_unique_and_distinct_from_the_development_set():
     ids = [c["id"] for c in HELDOUT]
     assert len(ids) == len(set(ids))
-    assert not set(ids) & {c.id for c in load_conversations()}
+    assert not set(ids) & {c.id for c in load_parts(["main", "dev"])}
 
 
 def test_heldout_conversations_have_only_known_fields_and_non_empty_turns():
