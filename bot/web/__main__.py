@@ -8,6 +8,7 @@ import logging
 from aiohttp import web
 from redis.asyncio import Redis
 
+from bot import logs
 from bot.config import get_settings
 from bot.web.app import create_app
 
@@ -30,9 +31,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=settings.gateway_port)
     args = parser.parse_args()
     _fast_event_loop()
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(logging.INFO)  # JSON lines carrying the conversation id
     redis_url = settings.redis_address()
     redis = Redis.from_url(
         redis_url,
