@@ -138,7 +138,8 @@ def create_app(
     `desk_factory` (default: over the queue)."""
     proxies = forwarded_headers(parse_networks(settings.trusted_proxies))
     app = web.Application(
-        middlewares=[proxies, headers, metrics.observe, json_errors, path_ids], client_max_size=MAX_BODY_BYTES
+        middlewares=[proxies, headers, metrics.observe, json_errors, path_ids],
+        client_max_size=MAX_BODY_BYTES,
     )
     app[LIMITS] = Limits(redis, settings)  # rate limits and socket caps (bot/web/limits.py)
     typing_relay.setup(app, redis, settings.queue_namespace)  # typing on Pub/Sub, never stored

@@ -31,11 +31,11 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from redis.asyncio import Redis
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from redis.asyncio import Redis
 
-from bot.logs import CONVERSATION_ID
 from bot.config import Settings
+from bot.logs import CONVERSATION_ID
 from bot.queue import HandoffQueue, open_queue
 from bot.web.errors import error_response
 
@@ -73,8 +73,10 @@ BY_STATUS |= {409: "conflict", 413: "too_large", 422: "bad_request", 429: "rate_
 
 
 def is_turn(request: web.Request) -> bool:
-    return request.method == "POST" and request.path.endswith("/messages") and (
-        request.path.startswith("/api/conversations/")
+    return (
+        request.method == "POST"
+        and request.path.endswith("/messages")
+        and (request.path.startswith("/api/conversations/"))
     )
 
 
