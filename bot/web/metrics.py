@@ -69,7 +69,8 @@ KINDS = {
     "internal_error": "internal_error",
 }
 BY_STATUS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found"}
-BY_STATUS |= {409: "conflict", 413: "too_large", 422: "bad_request", 429: "rate_limited"}
+BY_STATUS |= {409: "conflict", 413: "too_large", 415: "bad_request", 422: "bad_request"}
+BY_STATUS |= {429: "rate_limited"}
 
 
 def is_turn(request: web.Request) -> bool:
