@@ -58,13 +58,10 @@ QUESTIONS = [
 
 
 def schedule(conversations: int, messages: int) -> list[list[bool]]:
-    """Per customer, per turn: is it marked? Turn i of the global order (customer-major
-    interleaving: turn t of customer c is ``t * conversations + c``) is marked when
-    ``i % EVERY == EVERY - 1``."""
-    return [
-        [(t * conversations + c) % EVERY == EVERY - 1 for t in range(messages)]
-        for c in range(conversations)
-    ]
+    """Per customer, per turn: is it marked? One turn in ``EVERY`` of each customer's, at a
+    different place for each customer (turn t of customer c when ``(t + c) % EVERY`` is
+    ``EVERY - 1``), so the marked turns are spread over customers and time."""
+    return [[(t + c) % EVERY == EVERY - 1 for t in range(messages)] for c in range(conversations)]
 
 
 def percentile(values: list[float], q: float) -> float:
