@@ -17,7 +17,8 @@ Two phases with the same schedule, alternated for ``--rounds``:
 * **with slow**: marked turns carry the marker and wait 5 s on I/O in the action server.
 
 Printed: p50 / p95 / max of the other (unmarked) turns' gateway round trips in each phase, the
-p95 ratio (target <= 1.20), the marked turns' round trips and the errors. The figures are from a
+p95 ratio (target <= 1.20), the marked turns' round trips, the errors and the turns answered
+without a bot reply (Rasa could not run the action: counted, not timed). The figures are from a
 2-core machine shared with other work: run it on a quiet machine for numbers to quote.
 """
 
@@ -71,11 +72,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
+class NoReply(Exception):
+    """The gateway answered, but without a reply from the bot."""
+
+
 @dataclass
 class Phase:
     others: list[float] = field(default_factory=list)
     marked: list[float] = field(default_factory=list)
-    errors: int = 0
+    errors: int = 0  # error statuses and failed requests
+    no_reply: int = 0  # 200 without a bot message (Rasa could not run the action)
 
 
 def start_stack(stack: ExitStack, log_dir: Path) -> str:
@@ -107,14 +113,19 @@ def start_stack(stack: ExitStack, log_dir: Path) -> str:
 
 
 async def send(http: aiohttp.ClientSession, gateway: str, conversation, text: str) -> float:
-    """One customer turn through the gateway; its round trip (raises on an error answer)."""
+    """One customer turn through the gateway; its round trip. Raises :class:`NoReply` when the
+    gateway answered 200 without a bot message (Rasa failed to run the action), and
+    ``RuntimeError`` on an error status."""
     conversation_id, headers = conversation
     url = f"{gateway}/api/conversations/{conversation_id}/messages"
     started = time.perf_counter()
     async with http.post(url, json={"text": text}, headers=headers) as response:
-        await response.read()
         if response.status != 200:
+            await response.read()
             raise RuntimeError(f"status {response.status}")
+        body = await response.json()
+    if not any(m.get("from") == "bot" for m in body.get("messages", [])):
+        raise NoReply()
     return time.perf_counter() - started
 
 
@@ -134,6 +145,8 @@ async def run_phase(
         try:
             conversation = await new_conversation(http, gateway)
             phase.marked.append(await send(http, gateway, conversation, text))
+        except NoReply:
+            phase.no_reply += 1
         except Exception:
             phase.errors += 1
 
@@ -147,6 +160,8 @@ async def run_phase(
                 continue
             try:
                 phase.others.append(await send(http, gateway, conversation, question))
+            except NoReply:
+                phase.no_reply += 1
             except Exception:
                 phase.errors += 1
 
@@ -164,6 +179,7 @@ def summary(phase: Phase) -> dict[str, float]:
         "marked_turns": len(phase.marked),
         "marked_p50": statistics.median(phase.marked) if phase.marked else float("nan"),
         "errors": phase.errors,
+        "no_reply": phase.no_reply,
     }
 
 
@@ -182,18 +198,19 @@ async def measure(args: argparse.Namespace, gateway: str) -> dict[str, dict[str,
                 totals[name].others += phase.others
                 totals[name].marked += phase.marked
                 totals[name].errors += phase.errors
+                totals[name].no_reply += phase.no_reply
     figures = {name: summary(phase) for name, phase in totals.items()}
     base, slow = figures["baseline"], figures["with slow"]
     print()
     print(
         f"{'phase':<10} {'turns':>6} {'p50 s':>7} {'p95 s':>7} {'max s':>7} "
-        f"{'marked':>7} {'marked p50 s':>13} {'errors':>7}"
+        f"{'marked':>7} {'marked p50 s':>13} {'errors':>7} {'no reply':>9}"
     )
     for name, row in figures.items():
         print(
             f"{name:<10} {row['turns']:>6} {row['p50']:>7.3f} {row['p95']:>7.3f} "
             f"{row['max']:>7.3f} {row['marked_turns']:>7} {row['marked_p50']:>13.3f} "
-            f"{row['errors']:>7}"
+            f"{row['errors']:>7} {row['no_reply']:>9}"
         )
     ratio = slow["p95"] / base["p95"]
     print(f"\nother turns' p95 with slow / baseline: {ratio:.2f} (target <= 1.20)")
