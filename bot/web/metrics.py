@@ -67,6 +67,10 @@ KINDS = {
     "conflict": "conflict",
     "too_large": "too_large",
     "internal_error": "internal_error",
+    "turn_pending": "turn_pending",  # the bot took longer than TURN_WAIT_SECONDS (503, retry)
+    "busy": "busy",
+    "too_many_attempts": "rate_limited",
+    "unavailable": "unavailable",
 }
 BY_STATUS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found"}
 BY_STATUS |= {409: "conflict", 413: "too_large", 415: "bad_request", 422: "bad_request"}
