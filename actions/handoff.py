@@ -29,6 +29,7 @@ from actions.context import POLICY, Answer, TurnContext, audit_entries
 from actions.escalation_messages import eta_text, say
 from bot.handoff import AgentAlreadyJoined, ConversationMode, HandoffState, TicketRequest
 from bot.queue import IntentScore, QueuePosition, Summary, TranscriptLine
+from bot.runtime import action_metrics
 from bot.sentiment import sentiment
 from bot.signals import SignalState
 
@@ -137,8 +138,11 @@ async def start(ctx: TurnContext) -> list[EventType]:
         state = await store.request(request)
     except Exception:
         log.exception("could not open a ticket for %s", ctx.conversation_id)
+        action_metrics.ERRORS.labels("handoff_failed").inc()
         say(dispatcher, "handoff_unavailable")
         return []
+    for reason in request.reasons:
+        action_metrics.HANDOFFS.labels(reason).inc()
     say(dispatcher, intro or "handoff_requested")
     state = await store.sync(state.conversation_id)  # a free agent may have it already
     if state.mode == ConversationMode.AGENT:

@@ -294,6 +294,11 @@ class Settings(BaseSettings):
     max_sockets_per_ip: int = Field(
         50, env="MAX_SOCKETS_PER_IP", description="Open WebSockets per client IP."
     )
+    metrics_token: SecretStr | None = Field(
+        None,
+        env="METRICS_TOKEN",
+        description="Bearer token a scrape of the gateway's /metrics must send; unset: loopback clients only.",
+    )
     trusted_proxies: str = Field(
         "",
         env="TRUSTED_PROXIES",

@@ -2,7 +2,8 @@
 
 ``python -m bot.runtime.action_server --actions actions --port 5055`` takes the options of
 ``rasa run actions`` plus ``--interface`` (default `ACTION_SERVER_HOST`, 127.0.0.1) and serves the
-same routes (``POST /webhook``, ``GET /actions``, ``GET /health``). rasa_sdk has no
+same routes (``POST /webhook``, ``GET /actions``, ``GET /health``) plus ``GET /metrics``
+(:mod:`bot.runtime.action_metrics`). rasa_sdk has no
 authentication, so a request middleware checks every call but the health check: the query
 parameter ``token`` (what Rasa sends for ``action_endpoint: token:`` in endpoints.yml) must equal
 `ACTION_SERVER_TOKEN`, compared in constant time; anything else gets a 401 and runs nothing. With
@@ -24,7 +25,9 @@ from sanic import Sanic, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot import logs
 from bot.config import get_settings
+from bot.runtime.action_metrics import instrument
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,7 @@ def secured_app(
     asked: no browser calls the action server)."""
     app = create_app(action_package, cors_origins=cors, auto_reload=auto_reload)
     require_token(app, token)
+    instrument(app)  # GET /metrics (behind the token) and per-run timing and log context
     return app
 
 
@@ -84,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     if not token:
         sys.exit("error: ACTION_SERVER_TOKEN is not set; the action server will not run open")
     logging.getLogger("matplotlib").setLevel(logging.WARN)
-    utils.configure_colored_logging(args.loglevel)
+    logs.configure(args.loglevel or logging.INFO)  # JSON lines carrying the conversation id
     utils.configure_file_logging(
         logging.getLogger(APPLICATION_ROOT_LOGGER_NAME),
         args.log_file,

@@ -14,6 +14,8 @@ gateway reaches it. :func:`bot.runtime.services.rasa_server` starts Rasa this wa
 
 from __future__ import annotations
 
+import logging
+import re
 import sys
 
 from bot.config import get_settings
@@ -31,10 +33,35 @@ def rasa_argv(argv: list[str], token: str) -> list[str]:
     return [*argv, f"--auth-token={token}"]  # one word: a token may start with "-"
 
 
+_TOKEN_PARAM = re.compile(r"((?:^|[?&])(?:token|auth_token)=)[^&\s'\"]+")
+
+
+def redact(text: str) -> str:
+    """``text`` with the value of every ``token=`` query parameter replaced by ``***``."""
+    return _TOKEN_PARAM.sub(r"\1***", text)
+
+
+def _redact_tokens_in_logs() -> None:
+    """Rasa logs the action server's URL, query string included, when a call fails: every log
+    record's message is redacted before any handler sees it (a record factory, so it holds for
+    every logger and handler Rasa configures later)."""
+    make_record = logging.getLogRecordFactory()
+
+    def redacting(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        message = record.getMessage()
+        if "token=" in message:
+            record.msg, record.args = redact(message), None
+        return record
+
+    logging.setLogRecordFactory(redacting)
+
+
 def main() -> None:
     settings = get_settings()
     token = settings.rasa_auth_token.get_secret_value() if settings.rasa_auth_token else ""
     sys.argv = ["rasa", *rasa_argv(sys.argv[1:], token)]
+    _redact_tokens_in_logs()
     action_validation.apply()
     event_lookup.apply()
     from rasa.__main__ import main as rasa_main  # noqa: PLC0415 - Rasa loads slowly

@@ -7,6 +7,7 @@ import logging
 
 from aiohttp import web
 
+from bot import logs
 from bot.config import get_settings
 from bot.redis_clients import async_redis
 from bot.web.app import create_app
@@ -30,9 +31,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=settings.gateway_port)
     args = parser.parse_args()
     _fast_event_loop()
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(logging.INFO)  # JSON lines carrying the conversation id
     redis = async_redis(
         settings,
         decode_responses=True,

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from bot.analytics import api as analytics_api
 from bot.config import Settings
-from bot.web import admin_api, agent_api, customer_api, typing_relay, websocket
+from bot.web import admin_api, agent_api, customer_api, metrics, typing_relay, websocket
 from bot.web.auth import AgentAccounts, ensure_demo_agent
 from bot.web.conversations import Conversations
 from bot.web.dependencies import Dependencies
@@ -141,7 +141,8 @@ def create_app(
     urls = [rasa_urls] if isinstance(rasa_urls, str) else list(rasa_urls)
     proxies = forwarded_headers(parse_networks(settings.trusted_proxies))
     app = web.Application(
-        middlewares=[proxies, headers, json_errors, path_ids], client_max_size=MAX_BODY_BYTES
+        middlewares=[proxies, headers, metrics.observe, json_errors, path_ids],
+        client_max_size=MAX_BODY_BYTES,
     )
     app[LIMITS] = Limits(redis, settings)  # rate limits and socket caps (bot/web/limits.py)
     typing_relay.setup(app, redis, settings.queue_namespace)  # typing on Pub/Sub, never stored
@@ -189,6 +190,7 @@ def create_app(
     app.router.add_get("/agent", _page("console.html"))
     app.router.add_get("/api/docs", _page("docs.html"))
     app.router.add_get("/healthz", healthz)
+    metrics.register(app, redis, settings)  # GET /metrics: bearer METRICS_TOKEN, else loopback only
     app.router.add_get("/api/openapi.yml", openapi_yaml)
     app.router.add_get("/api/openapi.json", openapi_json)
     app.router.add_routes(customer_api.routes)

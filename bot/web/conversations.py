@@ -43,7 +43,7 @@ from bot.config import Settings, get_settings
 from bot.escalation import load_policy
 from bot.masking import mask_card_numbers
 from bot.queue.validate import MAX_MESSAGE_CHARS
-from bot.web import fallback
+from bot.web import fallback, metrics
 from bot.web.card_tail import CardMasker
 from bot.web.desk import Desk, DeskState
 from bot.web.errors import ApiError
@@ -301,6 +301,7 @@ class Conversations:
                         conversation_id, to_rasa, timeout=self._rasa_timeout
                     )
                 except RasaUnavailable:
+                    metrics.ERRORS.labels("rasa_unavailable").inc()
                     replies = None
                 answered = True
                 events = bot_events(replies or [])
@@ -341,6 +342,7 @@ class Conversations:
         history = await self.events.history(conversation_id)
         request = fallback.ticket_request(conversation_id, handoff, history)
         state, online = await self.desk.request_person(request)
+        metrics.HANDOFFS.labels("bot_unavailable").inc()
         await self.offers.replace(conversation_id, [])
         notice = await self.events.append(conversation_id, [fallback.queued_notice(state, online)])
         return [*first, *notice], await self.sync_mode(conversation_id, state)

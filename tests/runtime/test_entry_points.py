@@ -70,3 +70,28 @@ def test_without_a_token_the_service_will_not_start(module, variable, tmp_path):
     )
     assert done.returncode != 0
     assert f"{variable} is not set" in done.stderr
+
+
+def test_rasa_log_lines_never_carry_a_token_query_parameter() -> None:
+    import logging
+
+    from bot.runtime import rasa_server
+
+    assert rasa_server.redact("http://127.0.0.1:5055/webhook?token=s3cr-et&x=1") == (
+        "http://127.0.0.1:5055/webhook?token=***&x=1"
+    )
+    original = logging.getLogRecordFactory()
+    try:
+        rasa_server._redact_tokens_in_logs()
+        record = logging.getLogger("rasa.core.actions.action").makeRecord(
+            "rasa",
+            logging.ERROR,
+            __file__,
+            1,
+            "Failed to run %s",
+            ("http://h/webhook?token=abc",),
+            None,
+        )
+        assert record.getMessage() == "Failed to run http://h/webhook?token=***"
+    finally:
+        logging.setLogRecordFactory(original)
