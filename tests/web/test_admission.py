@@ -36,8 +36,8 @@ async def test_a_waiting_turn_gets_the_next_released_place_first_come_first_serv
         slot.release()
 
     waiters = [asyncio.create_task(wait(name)) for name in ("a", "b", "c")]
-    while gate.waiting < 3:
-        await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one pass of the loop: each waiter runs until it waits
+    assert gate.waiting == 3
     assert gate.in_flight == 1 and order == []
     first.release()
     await asyncio.gather(*waiters)
@@ -60,8 +60,8 @@ async def test_a_cancelled_waiter_does_not_leak_a_place():
     gate = TurnGate(limit=1, queue_max=5, queue_wait=60)
     held = await gate.enter()
     waiter = asyncio.create_task(gate.enter())
-    while gate.waiting < 1:
-        await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert gate.waiting == 1
     held.release()  # handed to the waiter ...
     waiter.cancel()  # ... which is cancelled before it runs: the place comes back
     with pytest.raises(asyncio.CancelledError):

@@ -70,7 +70,7 @@ async def test_turns_beyond_the_bound_get_503_busy_with_retry_after_while_rasa_i
             ]
             turns = [
                 asyncio.create_task(send(http, target, body))
-                for target, body in zip(customers, bodies)
+                for target, body in zip(customers, bodies, strict=True)
             ]
             done, pending = await asyncio.wait(
                 turns, timeout=60, return_when=asyncio.FIRST_COMPLETED
