@@ -89,9 +89,26 @@ class Level:
 # -- the stack ---------------------------------------------------------------------------------
 
 
+@dataclass
+class RunningStack:
+    """The started stack: the gateway's URL, the Redis URL and each process's pid."""
+
+    gateway: str
+    redis_url: str
+    pids: dict[str, int]
+
+
 def start_stack(stack: ExitStack, log_dir: Path) -> tuple[str, dict[str, int]]:
     """Redis, action server, event sink, Rasa and gateway on free ports, healthy; returns the
     gateway's URL and each process's pid."""
+    running = run_stack(stack, log_dir)
+    return running.gateway, running.pids
+
+
+def run_stack(
+    stack: ExitStack, log_dir: Path, gateway_env: dict[str, str] | None = None
+) -> RunningStack:
+    """:func:`start_stack`, with ``gateway_env`` on top of the gateway's environment."""
     redis = RedisServer(data_dir=log_dir / "redis", appendonly=True, appendfsync="always")
     stack.enter_context(redis)
     model = ensure_model(quiet=True)
@@ -108,7 +125,10 @@ def start_stack(stack: ExitStack, log_dir: Path) -> tuple[str, dict[str, int]]:
             rasa_port, model, f"http://127.0.0.1:{actions_port}/webhook", log_dir, env
         ),
         "gateway": services.gateway_service(
-            "127.0.0.1", gateway_port, log_dir, {**env, "RASA_URL": rasa_url}
+            "127.0.0.1",
+            gateway_port,
+            log_dir,
+            {**env, "RASA_URL": rasa_url, **(gateway_env or {})},
         ),
     }
     sink = getattr(services, "event_sink_service", None)  # absent before the event sink existed
@@ -118,7 +138,7 @@ def start_stack(stack: ExitStack, log_dir: Path) -> tuple[str, dict[str, int]]:
     pids = {name: service.process.pid for name, service in named.items() if service.process}
     if redis.pid is not None:
         pids["redis"] = redis.pid
-    return f"http://127.0.0.1:{gateway_port}", pids
+    return RunningStack(f"http://127.0.0.1:{gateway_port}", redis.url, pids)
 
 
 # -- load --------------------------------------------------------------------------------------
