@@ -1,7 +1,8 @@
 """1,000 concurrent conversations with think time, through the gateway of the real stack.
 
     python -m bench.load [--customers 1000] [--ramp 60] [--think 5,15] [--messages 3,6]
-                         [--buttons 0.3] [--ask-person 0.04] [--no-flood] [--seed 11] [--json out]
+                         [--duration 240] [--drain 60] [--buttons 0.3] [--ask-person 0.04]
+                         [--no-flood] [--json out]
 
 Starts its own stack like :mod:`bench.turns` (redis-server with AOF, action server, event sink,
 Rasa with the trained model, gateway) with ``TRUSTED_PROXIES=127.0.0.1``: each simulated
@@ -12,7 +13,9 @@ with 5-15 s of think time before each: a routine question, or (``--buttons``) th
 button the bot's previous reply offered, and a few (``--ask-person``) ask for a person at their
 second message. A 429 or 503 with ``Retry-After`` is not an error: the customer waits as told and
 retries with the same ``client_id`` (counted apart). Anything else that is not a 200 (or no
-answer within 120 s: a hang) is an error.
+answer within 120 s: a hang) is an error. The run is bounded: no new message after
+``--duration`` seconds, and no retry after ``--drain`` more (such a message is counted as
+unanswered at the end).
 
 Run twice on the same stack: ``normal``, then ``flood`` with one more customer that sends as fast
 as it can on 8 connections, ignoring ``Retry-After``. Printed per run, each beside its target:
@@ -65,6 +68,8 @@ class Run:
     attempt_ms: list[float] = field(default_factory=list, repr=False)
     errors: dict[str, int] = field(default_factory=dict)
     refused: dict[str, int] = field(default_factory=dict)  # 429/503 with Retry-After, retried
+    unanswered_at_end: int = 0  # still refused (Retry-After) when the run's time was over
+    offered_per_second: float = 0.0
     buttons_pressed: int = 0
     asked_person: int = 0
     flood: dict[str, int] = field(default_factory=dict)
@@ -93,10 +98,12 @@ class Plan:
     messages: tuple[int, int]
     buttons: float
     ask_person: float
+    stop_at: float  # perf_counter time: no new message after it
+    give_up_at: float  # ... and no more retries of an unanswered one
 
 
 async def send_turn(
-    http: aiohttp.ClientSession, url: str, headers: dict[str, str], body: dict, run: Run
+    http: aiohttp.ClientSession, url: str, headers: dict[str, str], body: dict, run: Run, plan: Plan
 ) -> dict | None:
     """One message until it is answered: retried as told on 429/503 with Retry-After."""
     started = time.perf_counter()
@@ -122,6 +129,9 @@ async def send_turn(
         code = (answer.get("error") or {}).get("code", "") if isinstance(answer, dict) else ""
         if status in (429, 503) and retry_after:
             run.count(run.refused, f"{status} {code}")
+            if time.perf_counter() > plan.give_up_at:
+                run.unanswered_at_end += 1
+                return None
             await asyncio.sleep(float(retry_after))
             continue
         run.count(run.errors, f"{status} {code}")
@@ -156,6 +166,8 @@ async def customer(
     offered: list[dict] = []
     for number in range(rng.randint(*plan.messages)):
         await asyncio.sleep(rng.uniform(*plan.think))
+        if time.perf_counter() > plan.stop_at:
+            return
         body: dict[str, Any] = {"client_id": uuid.uuid4().hex}
         if asks and number == 1:
             body["text"] = rng.choice(ASK_PERSON)
@@ -165,7 +177,7 @@ async def customer(
             run.buttons_pressed += 1
         else:
             body["text"] = rng.choice(ROUTINE)
-        answer = await send_turn(http, url, headers, body, run)
+        answer = await send_turn(http, url, headers, body, run, plan)
         if answer is None:
             return
         replies = [m for m in answer.get("messages", []) if m.get("from") == "bot"]
@@ -203,11 +215,15 @@ async def run_once(
     name: str, gateway: str, redis_url: str, pids: dict[str, int], args: argparse.Namespace
 ) -> Run:
     run = Run(name, args.customers)
-    plan = Plan(args.think, args.messages, args.buttons, args.ask_person)
+    started = time.perf_counter()
+    stop_at = started + args.duration
+    plan = Plan(
+        args.think, args.messages, args.buttons, args.ask_person, stop_at, stop_at + args.drain
+    )
+    run.offered_per_second = args.customers / (sum(args.think) / 2)
     before = {process: cpu_seconds(pid) for process, pid in pids.items()}
     timeout = aiohttp.ClientTimeout(total=HANG_SECONDS)
     stop = asyncio.Event()
-    started = time.perf_counter()
     async with aiohttp.ClientSession(
         timeout=timeout, connector=aiohttp.TCPConnector(limit=0)
     ) as http:
@@ -249,8 +265,10 @@ def report(run: Run) -> None:
         f"{s['reply_p99_ms']:.0f} ms   target: p99 reported (retries included)\n"
         f"  per attempt p50/p95/p99{s['attempt_p50_ms']:>8.0f} / {s['attempt_p95_ms']:.0f} / "
         f"{s['attempt_p99_ms']:.0f} ms\n"
+        f"  unanswered at the end  {run.unanswered_at_end:>8}          "
+        f"(still refused when the run's time was over)\n"
         f"  turns/s                {s['turns_per_second']:>8.1f}          "
-        f"offered ~{run.customers / 10:.0f}/s at 1 msg per 10 s each once all are in\n"
+        f"offered ~{run.offered_per_second:.0f}/s once all customers are in\n"
         f"  gateway RSS            {run.gateway_rss_mib:>8.0f} MiB      reported\n"
         f"  Redis used_memory      {run.redis_used_memory_mib:>8.1f} MiB      reported (at the end)\n"
         f"  CPU ms/turn: {cpu}",
@@ -269,6 +287,8 @@ def main() -> None:
     parser.add_argument("--messages", type=pair(int), default=(3, 6))
     parser.add_argument("--buttons", type=float, default=0.3, help="share of turns on a button")
     parser.add_argument("--ask-person", type=float, default=0.04, help="share asking for a person")
+    parser.add_argument("--duration", type=float, default=240.0, help="no new message after")
+    parser.add_argument("--drain", type=float, default=60.0, help="retries after --duration")
     parser.add_argument("--no-flood", action="store_true", help="skip the run with a flooder")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()

@@ -46,6 +46,7 @@ import aiohttp
 
 from bench.web import ROUTINE, percentile
 from bot.runtime import services
+from bot.runtime.internal_secrets import InternalSecrets
 from bot.runtime.ports import free_port
 from bot.runtime.redis_server import RedisServer
 from bot.runtime.training import ensure_model
@@ -119,16 +120,22 @@ def run_stack(
     }
     actions_port, rasa_port, gateway_port = free_port(), free_port(), free_port()
     rasa_url = f"http://127.0.0.1:{rasa_port}"
+    action_url = f"http://127.0.0.1:{actions_port}/webhook"
+    secrets = InternalSecrets.generate()  # the tokens Rasa, the action server, the gateway share
     named = {
-        "actions": services.action_server(actions_port, log_dir, env),
-        "rasa": services.rasa_server(
-            rasa_port, model, f"http://127.0.0.1:{actions_port}/webhook", log_dir, env
-        ),
+        "actions": services.action_server(actions_port, log_dir, env, secrets=secrets),
+        "rasa": services.rasa_server(rasa_port, model, action_url, log_dir, env, secrets=secrets),
         "gateway": services.gateway_service(
             "127.0.0.1",
             gateway_port,
             log_dir,
-            {**env, "RASA_URL": rasa_url, **(gateway_env or {})},
+            {
+                **env,
+                **secrets.gateway_env(),
+                "RASA_URL": rasa_url,
+                "ACTION_SERVER_URL": action_url,
+                **(gateway_env or {}),
+            },
         ),
     }
     sink = getattr(services, "event_sink_service", None)  # absent before the event sink existed
