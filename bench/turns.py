@@ -46,6 +46,7 @@ import aiohttp
 
 from bench.web import ROUTINE, percentile
 from bot.runtime import services
+from bot.runtime.internal_secrets import InternalSecrets
 from bot.runtime.ports import free_port
 from bot.runtime.redis_server import RedisServer
 from bot.runtime.training import ensure_model
@@ -89,9 +90,26 @@ class Level:
 # -- the stack ---------------------------------------------------------------------------------
 
 
+@dataclass
+class RunningStack:
+    """The started stack: the gateway's URL, the Redis URL and each process's pid."""
+
+    gateway: str
+    redis_url: str
+    pids: dict[str, int]
+
+
 def start_stack(stack: ExitStack, log_dir: Path) -> tuple[str, dict[str, int]]:
     """Redis, action server, event sink, Rasa and gateway on free ports, healthy; returns the
     gateway's URL and each process's pid."""
+    running = run_stack(stack, log_dir)
+    return running.gateway, running.pids
+
+
+def run_stack(
+    stack: ExitStack, log_dir: Path, gateway_env: dict[str, str] | None = None
+) -> RunningStack:
+    """:func:`start_stack`, with ``gateway_env`` on top of the gateway's environment."""
     redis = RedisServer(data_dir=log_dir / "redis", appendonly=True, appendfsync="always")
     stack.enter_context(redis)
     model = ensure_model(quiet=True)
@@ -102,13 +120,22 @@ def start_stack(stack: ExitStack, log_dir: Path) -> tuple[str, dict[str, int]]:
     }
     actions_port, rasa_port, gateway_port = free_port(), free_port(), free_port()
     rasa_url = f"http://127.0.0.1:{rasa_port}"
+    action_url = f"http://127.0.0.1:{actions_port}/webhook"
+    secrets = InternalSecrets.generate()  # the tokens Rasa, the action server, the gateway share
     named = {
-        "actions": services.action_server(actions_port, log_dir, env),
-        "rasa": services.rasa_server(
-            rasa_port, model, f"http://127.0.0.1:{actions_port}/webhook", log_dir, env
-        ),
+        "actions": services.action_server(actions_port, log_dir, env, secrets=secrets),
+        "rasa": services.rasa_server(rasa_port, model, action_url, log_dir, env, secrets=secrets),
         "gateway": services.gateway_service(
-            "127.0.0.1", gateway_port, log_dir, {**env, "RASA_URL": rasa_url}
+            "127.0.0.1",
+            gateway_port,
+            log_dir,
+            {
+                **env,
+                **secrets.gateway_env(),
+                "RASA_URL": rasa_url,
+                "ACTION_SERVER_URL": action_url,
+                **(gateway_env or {}),
+            },
         ),
     }
     sink = getattr(services, "event_sink_service", None)  # absent before the event sink existed
@@ -118,7 +145,7 @@ def start_stack(stack: ExitStack, log_dir: Path) -> tuple[str, dict[str, int]]:
     pids = {name: service.process.pid for name, service in named.items() if service.process}
     if redis.pid is not None:
         pids["redis"] = redis.pid
-    return f"http://127.0.0.1:{gateway_port}", pids
+    return RunningStack(f"http://127.0.0.1:{gateway_port}", redis.url, pids)
 
 
 # -- load --------------------------------------------------------------------------------------

@@ -175,6 +175,24 @@ class Settings(BaseSettings):
         env="RASA_TURN_TIMEOUT_SECONDS",
         description="How long the gateway waits for Rasa's answer to one customer turn before giving it up as unknown.",
     )
+    max_turns_in_flight: int = Field(
+        32,
+        env="MAX_TURNS_IN_FLIGHT",
+        ge=0,
+        description="Customer turns one gateway has at Rasa at once; more wait briefly, then get 503 busy with Retry-After (0: no bound).",
+    )
+    turn_queue_max: int = Field(
+        256,
+        env="TURN_QUEUE_MAX",
+        ge=0,
+        description="Turns that may wait for a place among those in flight; beyond, 503 busy at once.",
+    )
+    turn_queue_wait_seconds: float = Field(
+        5.0,
+        env="TURN_QUEUE_WAIT_SECONDS",
+        ge=0,
+        description="How long a turn waits for a place among those in flight before 503 busy with Retry-After.",
+    )
     redis_sentinels: str = Field(
         "",
         env="REDIS_SENTINELS",

@@ -44,6 +44,7 @@ from bot.escalation import load_policy
 from bot.masking import mask_card_numbers
 from bot.queue.validate import MAX_MESSAGE_CHARS
 from bot.web import fallback, metrics
+from bot.web.admission import TurnGate, TurnSlot
 from bot.web.card_tail import CardMasker
 from bot.web.desk import Desk, DeskState
 from bot.web.errors import ApiError
@@ -165,6 +166,11 @@ class Conversations:
         self._wait = settings.turn_wait_seconds
         self.turns = TurnReservations(redis, namespace, int(self._rasa_timeout) + 30, CLIENT_ID_TTL)
         self._running: set[asyncio.Task] = set()
+        self.admission = TurnGate(  # bot turns at Rasa at once (bot/web/admission.py)
+            settings.max_turns_in_flight,
+            settings.turn_queue_max,
+            settings.turn_queue_wait_seconds,
+        )
 
     def _key(self, conversation_id: str) -> str:
         return keys.WEB_CONVERSATION.format(ns=self._ns, conversation=conversation_id)
@@ -281,8 +287,11 @@ class Conversations:
     ) -> tuple[list[dict], DeskState]:
         """Route the reserved message and record the outcome of its reservation."""
         answered = False
+        slot: TurnSlot | None = None
         try:
             state = await self.desk.state(conversation_id)
+            if not (state.mode == "agent" and state.ticket_id):
+                slot = await self.admission.enter()  # else 503 busy: not sent, a retry runs it
             if incoming.payload is not None:
                 shown = incoming.title or ""
             else:
@@ -315,6 +324,9 @@ class Conversations:
             outcome = TurnState.unknown if answered else TurnState.absent
             await asyncio.shield(self.turns.finish(conversation_id, client_id, outcome))
             raise
+        finally:
+            if slot is not None:
+                slot.release()
         await self.turns.finish(conversation_id, client_id, TurnState.done)
         return result
 
