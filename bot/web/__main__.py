@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from aiohttp import web
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from bot.config import get_settings
 from bot.web.app import create_app
@@ -34,13 +35,19 @@ def main() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     redis_url = settings.redis_address()
-    redis = Redis.from_url(
+    # A bounded pool: however many sockets are open, the gateway holds at most this many Redis
+    # connections (callers wait for a free one); each is named gateway-<pid> in CLIENT LIST.
+    pool = BlockingConnectionPool.from_url(
         redis_url,
+        max_connections=settings.gateway_redis_max_connections,
+        timeout=20,
+        client_name=f"gateway-{os.getpid()}",
         decode_responses=True,
         socket_connect_timeout=2,
         socket_timeout=10,
         health_check_interval=30,
     )
+    redis = Redis(connection_pool=pool)
     app = create_app(settings, redis, settings.rasa_replica_urls())
     # The access log shows method, path and status only: never bodies (customer text).
     web.run_app(app, host=args.host, port=args.port, access_log_format='%a "%r" %s %Tf', print=None)
