@@ -79,6 +79,7 @@ class Sockets:
         self.arrived: dict[str, float] = {}
         self.waiters: dict[str, asyncio.Future[float]] = {}
         self.sockets: list[aiohttp.ClientWebSocketResponse] = []
+        self.by_conversation: dict[str, aiohttp.ClientWebSocketResponse] = {}
         self.readers: list[asyncio.Task] = []
         self.wrong = 0
 
@@ -93,6 +94,7 @@ class Sockets:
         if ready.get("type") != "ready":
             raise RuntimeError(f"socket refused: {ready}")
         self.sockets.append(ws)
+        self.by_conversation[conversation_id] = ws
         self.readers.append(asyncio.create_task(self._read(ws, conversation_id)))
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse, conversation_id: str) -> None:
@@ -153,19 +155,28 @@ async def bench(args: argparse.Namespace, url: str, redis_url: str, pid: int) ->
         started = time.perf_counter()
         opening = asyncio.Semaphore(100)
 
+        refused: list[str] = []
+
         async def open_one(conversation_id: str, token: str) -> None:
             async with opening:
-                await sockets.open(http, url, conversation_id, token)
+                try:
+                    await sockets.open(http, url, conversation_id, token)
+                except (aiohttp.ClientError, asyncio.TimeoutError, RuntimeError) as error:
+                    refused.append(f"{type(error).__name__}: {error}")
 
         await asyncio.gather(*(open_one(c, t) for c, t in conversations))
         print(f"opened {len(sockets.sockets)} sockets in {time.perf_counter() - started:.1f}s")
+        for reason in sorted(set(refused))[:5]:
+            print(f"  refused: {reason}")
         await asyncio.sleep(args.settle)
         rss_after = rss_kib(pid)
         named, by_info = await gateway_connections(redis, pid)
 
         latencies: list[float] = []
         lost = 0
-        sample = conversations[:: max(1, len(conversations) // args.sample)][: args.sample]
+        opened = set(sockets.by_conversation)
+        sample = [c for c in conversations if c[0] in opened]
+        sample = sample[:: max(1, len(sample) // args.sample)][: args.sample]
 
         async def one(conversation_id: str) -> None:
             nonlocal lost
@@ -192,6 +203,7 @@ async def bench(args: argparse.Namespace, url: str, redis_url: str, pid: int) ->
     open_count = len(sockets.sockets)
     return {
         "sockets": open_count,
+        "sockets_refused": len(refused),
         "gateway_redis_connections_named": max(named, named_end),
         "gateway_redis_connections_info": max(by_info, by_info_end),
         "gateway_redis_connections_before_sockets": idle_before[0],
@@ -213,6 +225,7 @@ def report(figures: dict[str, Any]) -> None:
 
     rows = [
         ("open idle sockets", f"{figures['sockets']}", "5,000"),
+        ("sockets refused", f"{figures['sockets_refused']}", "0"),
         (
             "gateway Redis connections (CLIENT LIST, named)",
             f"{figures['gateway_redis_connections_named']}",

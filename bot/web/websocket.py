@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -50,7 +51,11 @@ from bot.web.security import origin_allowed
 from bot.web.typing_relay import Send, typing_relay
 
 BLOCK_MS = 1000
-STATE_POLL_SECONDS = {"waiting": 2.0, "agent": 5.0, "bot": 5.0}
+# How often an open customer socket re-reads the handoff state. In bot mode a change comes from a
+# turn, and the turn records it in the stream (a ``mode`` event), which makes the socket re-read
+# at once; the slow poll only backs that up, so thousands of idle sockets cost little.
+STATE_POLL_SECONDS = {"waiting": 2.0, "agent": 5.0, "bot": 30.0}
+POLL_JITTER = 0.2  # +-20 %: idle sockets' polls spread out instead of arriving together
 MAX_BLOCK_SECONDS = 5.0
 WAIT_CHECK_SECONDS = 30.0
 QUEUE_POLL_SECONDS = 1.5
@@ -211,8 +216,9 @@ async def _customer_pump(
 
     Events arrive as soon as they are appended, through the gateway's stream readers
     (:mod:`bot.web.fanout`: no Redis connection of the socket's own). The handoff state is polled
-    every STATE_POLL_SECONDS[mode] to push position and ETA changes while waiting and to notice
-    changes made elsewhere (e.g. a lapsed agent lease puts the customer back in the queue).
+    every STATE_POLL_SECONDS[mode] (and at once after a ``mode`` event) to push position and ETA
+    changes while waiting and to notice changes made elsewhere (e.g. a lapsed agent lease puts the
+    customer back in the queue).
     """
     last_state: dict[str, Any] | None = None
     loop = asyncio.get_running_loop()
@@ -227,10 +233,13 @@ async def _customer_pump(
                 await ws.send_json(
                     {"type": "event", "conversation_id": conversation_id, "event": event}
                 )
+                if event.get("type") == "mode":
+                    next_poll = 0.0
             if loop.time() < next_poll:
                 continue
             state = (await gateway.conversations.sync_mode(conversation_id)).public()
-            next_poll = loop.time() + STATE_POLL_SECONDS.get(state["mode"], 5.0)
+            interval = STATE_POLL_SECONDS.get(state["mode"], 5.0)
+            next_poll = loop.time() + interval * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
             if state != last_state:
                 last_state = state
                 await ws.send_json({"type": "state", **state})
