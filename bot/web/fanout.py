@@ -168,26 +168,29 @@ class StreamFanout:
         return self._readers[zlib.crc32(conversation_id.encode()) % len(self._readers)]
 
     async def _add(self, conversation_id: str, subscription: Subscription) -> None:
+        """Have the reader follow the stream for this subscription. The first follower sets the
+        reader's cursor (the stream's last id); the others wait for it, so that their catch-up
+        starts no earlier than the reader does."""
         reader = self._reader(conversation_id)
-        stream = reader.streams.get(conversation_id)
-        if stream is None:
-            stream = reader.streams[conversation_id] = _Stream()
-            stream.ready = asyncio.get_running_loop().create_future()
+        while (stream := reader.streams.get(conversation_id)) is not None:
             stream.subscriptions.add(subscription)
-            try:
-                stream.cursor = await self.events.last_id(conversation_id)
-            except BaseException as error:
-                stream.ready.set_exception(error)
-                stream.ready.exception()  # retrieved: the other waiters re-raise it
-                if reader.streams.get(conversation_id) is stream:
-                    del reader.streams[conversation_id]
-                raise
-            stream.ready.set_result(None)
-            reader.wake()
-            return
-        stream.subscriptions.add(subscription)
-        if stream.ready is not None and not stream.ready.done():
+            if stream.ready is None or stream.ready.done():
+                return
             await asyncio.shield(stream.ready)
+            if reader.streams.get(conversation_id) is stream:
+                return
+            # the first follower failed or went away before the cursor was set: try again
+        stream = reader.streams[conversation_id] = _Stream(subscriptions={subscription})
+        stream.ready = asyncio.get_running_loop().create_future()
+        try:
+            stream.cursor = await self.events.last_id(conversation_id)
+        except BaseException:
+            if reader.streams.get(conversation_id) is stream:
+                del reader.streams[conversation_id]
+            raise
+        finally:
+            stream.ready.set_result(None)
+        reader.wake()
 
     def _remove(self, conversation_id: str, subscription: Subscription) -> None:
         reader = self._reader(conversation_id)
