@@ -156,18 +156,28 @@ async def bench(args: argparse.Namespace, url: str, redis_url: str, pid: int) ->
         opening = asyncio.Semaphore(100)
 
         refused: list[str] = []
+        client_errors: list[str] = []
 
         async def open_one(conversation_id: str, token: str) -> None:
             async with opening:
-                try:
-                    await sockets.open(http, url, conversation_id, token)
-                except (aiohttp.ClientError, asyncio.TimeoutError, RuntimeError) as error:
-                    refused.append(f"{type(error).__name__}: {error}")
+                for attempt in range(3):  # aiohttp's client reader trips now and then under load
+                    try:
+                        await sockets.open(http, url, conversation_id, token)
+                        return
+                    except (aiohttp.ClientError, asyncio.TimeoutError, RuntimeError) as error:
+                        failure = f"{type(error).__name__}: {error}"
+                    except TypeError as error:  # an error frame instead of "ready"
+                        failure = f"client: {error}"
+                        client_errors.append(failure)
+                    if attempt == 2:
+                        refused.append(failure)
 
         await asyncio.gather(*(open_one(c, t) for c, t in conversations))
         print(f"opened {len(sockets.sockets)} sockets in {time.perf_counter() - started:.1f}s")
         for reason in sorted(set(refused))[:5]:
             print(f"  refused: {reason}")
+        if client_errors:
+            print(f"  {len(client_errors)} opens retried after a client-side frame error")
         await asyncio.sleep(args.settle)
         rss_after = rss_kib(pid)
         named, by_info = await gateway_connections(redis, pid)
