@@ -60,6 +60,7 @@ def id_key(entry_id: str) -> tuple[int, int]:
 class _Stream:
     """One followed stream: who follows it and where its reader stands."""
 
+    key: str
     subscriptions: set[Subscription] = field(default_factory=set)
     cursor: str | None = None
     ready: asyncio.Future[None] | None = None
@@ -118,14 +119,13 @@ class _Reader:
                 await asyncio.sleep(RETRY_SECONDS)
 
     async def _loop(self, reader: Redis) -> None:
-        events = self.fanout.events
         while True:
             self.changed.clear()
-            by_key = {events.key(c): c for c, s in self.streams.items() if s.cursor}
+            by_key = {s.key: c for c, s in self.streams.items() if s.cursor}
             if not by_key:
                 await self.changed.wait()
                 continue
-            offsets = {key: self.streams[c].cursor for key, c in by_key.items()}
+            offsets = {s.key: s.cursor for s in self.streams.values() if s.cursor}
             self.blocked = True
             try:
                 result = await reader.xread(offsets, count=READ_COUNT, block=BLOCK_MS)
@@ -180,7 +180,9 @@ class StreamFanout:
             if reader.streams.get(conversation_id) is stream:
                 return
             # the first follower failed or went away before the cursor was set: try again
-        stream = reader.streams[conversation_id] = _Stream(subscriptions={subscription})
+        stream = reader.streams[conversation_id] = _Stream(
+            self.events.key(conversation_id), subscriptions={subscription}
+        )
         stream.ready = asyncio.get_running_loop().create_future()
         try:
             stream.cursor = await self.events.last_id(conversation_id)

@@ -39,6 +39,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.web.access import Watch, held_conversations, held_in, is_lead, revoked_frame
 from bot.web.conversations import ConversationNotFound, TokenRejected
@@ -237,7 +239,11 @@ async def _customer_pump(
                     next_poll = 0.0
             if loop.time() < next_poll:
                 continue
-            state = (await gateway.conversations.sync_mode(conversation_id)).public()
+            try:
+                state = (await gateway.conversations.sync_mode(conversation_id)).public()
+            except (RedisConnectionError, RedisTimeoutError):  # busy pool or Redis away: later
+                next_poll = loop.time() + STATE_POLL_SECONDS["waiting"]
+                continue
             interval = STATE_POLL_SECONDS.get(state["mode"], 5.0)
             next_poll = loop.time() + interval * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
             if state != last_state:
