@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import statistics
 import tempfile
@@ -65,6 +66,12 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -178,7 +185,9 @@ async def bench(args: argparse.Namespace, url: str, redis_url: str, pid: int) ->
             print(f"  refused: {reason}")
         if client_errors:
             print(f"  {len(client_errors)} opens retried after a client-side frame error")
+        cpu_idle = cpu_seconds(pid)
         await asyncio.sleep(args.settle)
+        cpu_idle = (cpu_seconds(pid) - cpu_idle) / args.settle
         rss_after = rss_kib(pid)
         named, by_info = await gateway_connections(redis, pid)
 
@@ -203,10 +212,12 @@ async def bench(args: argparse.Namespace, url: str, redis_url: str, pid: int) ->
             latencies.append((arrived - sent) * 1000)
 
         tasks = []
+        cpu_busy, busy_started = cpu_seconds(pid), time.perf_counter()
         for conversation_id, _token in sample:
             tasks.append(asyncio.create_task(one(conversation_id)))
             await asyncio.sleep(args.interval)
         await asyncio.gather(*tasks)
+        cpu_busy = (cpu_seconds(pid) - cpu_busy) / (time.perf_counter() - busy_started)
         named_end, by_info_end = await gateway_connections(redis, pid)
         await sockets.close()
     await redis.close()
@@ -220,6 +231,8 @@ async def bench(args: argparse.Namespace, url: str, redis_url: str, pid: int) ->
         "rss_before_mib": rss_before / 1024,
         "rss_after_mib": rss_after / 1024,
         "rss_per_socket_kib": (rss_after - rss_before) / max(1, open_count),
+        "gateway_cpu_idle": cpu_idle,
+        "gateway_cpu_during_latency": cpu_busy,
         "latency_samples": len(latencies),
         "latency_lost": lost,
         "latency_p50_ms": statistics.median(latencies) if latencies else None,
@@ -249,6 +262,8 @@ def report(figures: dict[str, Any]) -> None:
         ("gateway RSS before sockets", f"{figures['rss_before_mib']:.1f} MiB", "reported"),
         ("gateway RSS with sockets open", f"{figures['rss_after_mib']:.1f} MiB", "reported"),
         ("RSS per idle socket", f"{figures['rss_per_socket_kib']:.1f} KiB", "reported"),
+        ("gateway CPU, sockets idle", f"{figures['gateway_cpu_idle']:.0%}", "reported"),
+        ("gateway CPU, while sending", f"{figures['gateway_cpu_during_latency']:.0%}", "reported"),
         (
             f"XADD -> socket latency p50 ({figures['latency_samples']} msgs)",
             ms(figures["latency_p50_ms"]),
