@@ -118,6 +118,19 @@ class Settings(BaseSettings):
         env="WEB_ALLOWED_ORIGINS",
         description="Extra origins (comma-separated) whose pages may embed the widget; the gateway's own is always allowed.",
     )
+    gateway_redis_max_connections: int = Field(
+        16,
+        env="GATEWAY_REDIS_MAX_CONNECTIONS",
+        ge=8,
+        description="The gateway's Redis connections, all told (a bounded pool: callers wait for a free one); the stream readers and the typing subscriber hold theirs.",
+    )
+    gateway_stream_readers: int = Field(
+        4,
+        env="GATEWAY_STREAM_READERS",
+        ge=1,
+        le=8,
+        description="Tasks (one Redis connection each) that XREAD every open socket's conversation streams and fan entries out to the sockets.",
+    )
     escalation_policy: Path = Field(PROJECT_ROOT / "escalation_policy.yml", env="ESCALATION_POLICY")
     models_dir: Path = Field(PROJECT_ROOT / "models", env="SUPPORT_MODELS_DIR")
     queue_namespace: str = Field("support", env="SUPPORT_QUEUE_NAMESPACE")

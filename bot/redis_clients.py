@@ -156,6 +156,23 @@ def async_redis(
     return redis_target(settings, url).async_client(**options)
 
 
+def bounded_async_redis(
+    max_connections: int, settings: Settings | None = None, **options: Any
+) -> redis.asyncio.Redis:
+    """An asyncio client whose pool never holds more than ``max_connections`` connections.
+
+    On a URL the pool blocks a caller until a connection is free (``BlockingConnectionPool``, 20 s
+    at most); through Sentinel redis-py's pool refuses the call past the bound instead."""
+    target = redis_target(settings)
+    options = {"socket_timeout": SOCKET_TIMEOUT_SECONDS, **options}
+    if target.url:
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            target.url, max_connections=max_connections, timeout=20, **options
+        )
+        return redis.asyncio.Redis(connection_pool=pool)
+    return target.async_client(max_connections=max_connections, **options)
+
+
 def sync_redis(
     settings: Settings | None = None, url: str | None = None, **options: Any
 ) -> redis.Redis:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from aiohttp import web
 
 from bot import logs
 from bot.config import get_settings
-from bot.redis_clients import async_redis
+from bot.redis_clients import bounded_async_redis
 from bot.web.app import create_app
 
 
@@ -32,8 +33,12 @@ def main() -> None:
     args = parser.parse_args()
     _fast_event_loop()
     logs.configure(logging.INFO)  # JSON lines carrying the conversation id
-    redis = async_redis(
+    # A bounded pool: however many sockets are open, the gateway holds at most this many Redis
+    # connections (callers wait for a free one); each is named gateway-<pid> in CLIENT LIST.
+    redis = bounded_async_redis(
+        settings.gateway_redis_max_connections,
         settings,
+        client_name=f"gateway-{os.getpid()}",
         decode_responses=True,
         socket_connect_timeout=2,
         socket_timeout=10,

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from bot.analytics import api as analytics_api
 from bot.config import Settings
-from bot.web import admin_api, agent_api, customer_api, metrics, typing_relay, websocket
+from bot.web import admin_api, agent_api, customer_api, fanout, metrics, typing_relay, websocket
 from bot.web.auth import AgentAccounts, ensure_demo_agent
 from bot.web.conversations import Conversations
 from bot.web.dependencies import Dependencies
@@ -146,6 +146,8 @@ def create_app(
     )
     app[LIMITS] = Limits(redis, settings)  # rate limits and socket caps (bot/web/limits.py)
     typing_relay.setup(app, redis, settings.queue_namespace)  # typing on Pub/Sub, never stored
+    # sockets' live events: a few stream readers for all of them (bot/web/fanout.py)
+    fanout.setup(app, redis, settings.queue_namespace, settings.gateway_stream_readers)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession()

@@ -39,7 +39,8 @@ def stream_key(namespace: str, conversation_id: str) -> str:
     return keys.WEB_CONVERSATION_EVENTS.format(ns=namespace, conversation=conversation_id)
 
 
-def _decode(entry_id: bytes | str, fields: dict) -> dict[str, Any]:
+def decode(entry_id: bytes | str, fields: dict) -> dict[str, Any]:
+    """A stream entry as an event dict with its ``id``."""
     raw = fields.get(b"e") or fields.get("e")
     event = json.loads(raw)
     event["id"] = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
@@ -155,7 +156,7 @@ class ConversationEvents:
 
     async def _event(self, conversation_id: str, entry_id: str) -> dict[str, Any] | None:
         entries = await self._redis.xrange(self.key(conversation_id), entry_id, entry_id)
-        return _decode(*entries[0]) if entries else None
+        return decode(*entries[0]) if entries else None
 
     def _client_id_key(self, conversation_id: str, client_id: str) -> str:
         return keys.WEB_CONVERSATION_CLIENT_ID.format(
@@ -167,8 +168,13 @@ class ConversationEvents:
     ) -> list[dict]:
         """Events after an id (exclusive), oldest first, typing signals left out."""
         entries = await self._redis.xrange(self.key(conversation_id), f"({after}", "+", count=count)
-        events = [_decode(entry_id, fields) for entry_id, fields in entries]
+        events = [decode(entry_id, fields) for entry_id, fields in entries]
         return [e for e in events if e["type"] in HISTORY_TYPES]
+
+    async def since(self, conversation_id: str, after: str, count: int) -> list[dict]:
+        """Up to ``count`` events after an id (exclusive), oldest first, typing included."""
+        entries = await self._redis.xrange(self.key(conversation_id), f"({after}", "+", count=count)
+        return [decode(entry_id, fields) for entry_id, fields in entries]
 
     async def read(
         self, offsets: dict[str, str], block_ms: int, count: int = 100
@@ -186,7 +192,7 @@ class ConversationEvents:
         out: list[tuple[str, dict]] = []
         for key, entries in result or []:
             conversation_id = by_key[key.decode() if isinstance(key, bytes) else key]
-            out.extend((conversation_id, _decode(i, f)) for i, f in entries)
+            out.extend((conversation_id, decode(i, f)) for i, f in entries)
         return out
 
     async def last_id(self, conversation_id: str) -> str:

@@ -33,15 +33,19 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.web.access import Watch, held_conversations, held_in, is_lead, revoked_frame
 from bot.web.conversations import ConversationNotFound, TokenRejected
 from bot.web.errors import ApiError, forbidden
+from bot.web.fanout import StreamFanout, fanout_of
 from bot.web.gateway import GATEWAY, Gateway
 from bot.web.inputs import loads, valid_event_id
 from bot.web.limits import RateLimited, client_ip, limits_of
@@ -49,7 +53,11 @@ from bot.web.security import origin_allowed
 from bot.web.typing_relay import Send, typing_relay
 
 BLOCK_MS = 1000
-STATE_POLL_SECONDS = {"waiting": 2.0, "agent": 5.0, "bot": 5.0}
+# How often an open customer socket re-reads the handoff state. In bot mode a change comes from a
+# turn, and the turn records it in the stream (a ``mode`` event), which makes the socket re-read
+# at once; the slow poll only backs that up, so thousands of idle sockets cost little.
+STATE_POLL_SECONDS = {"waiting": 2.0, "agent": 5.0, "bot": 30.0}
+POLL_JITTER = 0.2  # +-20 %: idle sockets' polls spread out instead of arriving together
 MAX_BLOCK_SECONDS = 5.0
 WAIT_CHECK_SECONDS = 30.0
 QUEUE_POLL_SECONDS = 1.5
@@ -179,7 +187,8 @@ async def _customer_session(
     state = await gateway.conversations.sync_mode(conversation_id)
     await ws.send_json({"type": "ready", "conversation_id": conversation_id, **state.public()})
     typing = typing_relay(request).listen({conversation_id}, _typing_sender(ws))
-    pump = asyncio.create_task(_customer_pump(ws, gateway, conversation_id, offset))
+    fanout = fanout_of(request)
+    pump = asyncio.create_task(_customer_pump(ws, gateway, fanout, conversation_id, offset))
     try:
         async for msg in ws:
             frame = _frame(msg)
@@ -199,31 +208,44 @@ async def _customer_session(
 
 
 async def _customer_pump(
-    ws: web.WebSocketResponse, gateway: Gateway, conversation_id: str, offset: str
+    ws: web.WebSocketResponse,
+    gateway: Gateway,
+    fanout: StreamFanout,
+    conversation_id: str,
+    offset: str,
 ) -> None:
     """Relay the conversation's events (history after ``offset`` first) and waiting updates.
 
-    Events arrive as soon as they are appended (a blocking XREAD). The handoff state is polled
-    every STATE_POLL_SECONDS[mode] to push position and ETA changes while waiting and to notice
-    changes made elsewhere (e.g. a lapsed agent lease puts the customer back in the queue).
+    Events arrive as soon as they are appended, through the gateway's stream readers
+    (:mod:`bot.web.fanout`: no Redis connection of the socket's own). The handoff state is polled
+    every STATE_POLL_SECONDS[mode] (and at once after a ``mode`` event) to push position and ETA
+    changes while waiting and to notice changes made elsewhere (e.g. a lapsed agent lease puts the
+    customer back in the queue).
     """
     last_state: dict[str, Any] | None = None
     loop = asyncio.get_running_loop()
     next_poll = 0.0
     next_wait_check = loop.time() + WAIT_CHECK_SECONDS
+    subscription = fanout.subscribe()
     try:
+        await subscription.follow({conversation_id: offset})
         while not ws.closed:
-            block_ms = int(max(0.0, min(next_poll - loop.time(), MAX_BLOCK_SECONDS)) * 1000)
-            batch = await gateway.events.read({conversation_id: offset}, block_ms or 1)
-            for _conversation, event in batch:
-                offset = event["id"]
+            wait = max(0.0, min(next_poll - loop.time(), MAX_BLOCK_SECONDS))
+            for _conversation, event in await subscription.next(wait):
                 await ws.send_json(
                     {"type": "event", "conversation_id": conversation_id, "event": event}
                 )
+                if event.get("type") == "mode":
+                    next_poll = 0.0
             if loop.time() < next_poll:
                 continue
-            state = (await gateway.conversations.sync_mode(conversation_id)).public()
-            next_poll = loop.time() + STATE_POLL_SECONDS.get(state["mode"], 5.0)
+            try:
+                state = (await gateway.conversations.sync_mode(conversation_id)).public()
+            except (RedisConnectionError, RedisTimeoutError):  # busy pool or Redis away: later
+                next_poll = loop.time() + STATE_POLL_SECONDS["waiting"]
+                continue
+            interval = STATE_POLL_SECONDS.get(state["mode"], 5.0)
+            next_poll = loop.time() + interval * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
             if state != last_state:
                 last_state = state
                 await ws.send_json({"type": "state", **state})
@@ -238,6 +260,8 @@ async def _customer_pump(
     except Exception:
         log.exception("customer socket pump failed")
         await _fail(ws, "temporary problem; reconnect", 1011)
+    finally:
+        await subscription.close()
 
 
 async def _agent_socket(request: web.Request) -> web.WebSocketResponse:
@@ -256,7 +280,7 @@ async def _agent_socket(request: web.Request) -> web.WebSocketResponse:
     await ws.send_json({"type": "ready", "agent": agent.public()})
     typing = typing_relay(request).listen(watch.offsets, _typing_sender(ws))
     pumps = [
-        asyncio.create_task(_agent_events_pump(ws, gateway, watch, changed)),
+        asyncio.create_task(_agent_events_pump(ws, gateway, fanout_of(request), watch, changed)),
         asyncio.create_task(_agent_queue_pump(ws, gateway, watch, hello["token"])),
     ]
     try:
@@ -288,21 +312,27 @@ async def _revoke(ws: web.WebSocketResponse, gateway: Gateway, watch: Watch, hel
 
 
 async def _agent_events_pump(
-    ws: web.WebSocketResponse, gateway: Gateway, watch: Watch, changed: asyncio.Event
+    ws: web.WebSocketResponse,
+    gateway: Gateway,
+    fanout: StreamFanout,
+    watch: Watch,
+    changed: asyncio.Event,
 ) -> None:
-    """Relay the watched conversations' events. Each batch is relayed only after checking that
-    the agent still holds the conversations' tickets (a resolve, transfer or lapsed lease may
-    have ended it since the last batch); what it no longer holds is dropped and revoked."""
+    """Relay the watched conversations' events (through the gateway's stream readers, like a
+    customer's). Each batch is relayed only after checking that the agent still holds the
+    conversations' tickets (a resolve, transfer or lapsed lease may have ended it since the last
+    batch); what it no longer holds is dropped and revoked."""
     watched = watch.offsets
+    subscription = fanout.subscribe()
     try:
         while not ws.closed:
+            changed.clear()
+            await subscription.follow(dict(watched))
             if not watched:
-                changed.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(changed.wait(), BLOCK_MS / 1000)
                 continue
-            changed.clear()
-            batch = await gateway.events.read(dict(watched), BLOCK_MS)
+            batch = await subscription.next(BLOCK_MS / 1000)
             if batch and not is_lead(watch.agent):
                 await _revoke(
                     ws, gateway, watch, await held_conversations(gateway.desk, watch.agent)
@@ -319,6 +349,8 @@ async def _agent_events_pump(
     except Exception:
         log.exception("agent socket events pump failed")
         await _fail(ws, "temporary problem; reconnect", 1011)
+    finally:
+        await subscription.close()
 
 
 async def _agent_queue_pump(
