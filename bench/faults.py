@@ -175,6 +175,9 @@ def launched(
         "SUPPORT_DATA_DIR": str(data_dir),
         "RASA_URL": f"http://127.0.0.1:{ports['RASA_PORT']}",
         "EVENTS_DB_URL": f"sqlite:///{data_dir / 'events.db'}",
+        # the gateways probe the first action server's /health (the launcher passes them
+        # ACTION_SERVER_PORT but not the URL, which would default to port 5055)
+        "ACTION_SERVER_URL": f"http://127.0.0.1:{ports['ACTION_SERVER_PORT']}/webhook",
         # a killed service comes back after a short backoff; four faults never make it give up
         "SUPERVISOR_MAX_CRASHES": "20",
         "SUPERVISOR_BACKOFF_INITIAL_SECONDS": "0.5",
@@ -481,6 +484,10 @@ def table(outcomes: list[Outcome]) -> str:
     return "\n".join([head, *rows])
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--conversations", type=int, default=100)
@@ -495,6 +502,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown faults: {', '.join(sorted(unknown))}")
     outcomes = []
+    signal.signal(signal.SIGTERM, _interrupt)  # a SIGTERM stops the launcher too
     with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
         print(
             f"starting the launcher: --rasa {args.rasa} --actions {args.actions} "
