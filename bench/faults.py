@@ -19,8 +19,9 @@ Per fault it reports:
   ``/healthz`` through HAProxy says the bot is available (``first ok turn s``: until the first
   turn sent after the kill was answered with a 2xx);
 * lost: messages the gateway acknowledged (2xx) that are absent from the conversation's stream;
-* duplicated: a ``client_id`` that appears twice in the stream, plus user turns in Rasa's
-  tracker beyond the customer messages in the stream (a turn run twice);
+* duplicated: a ``client_id`` that appears twice in the stream;
+* rasa reruns: user turns in Rasa's tracker beyond the customer messages in the stream (a turn
+  that reached Rasa twice for one ``client_id``, e.g. re-run after the gateway that ran it died);
 * failed: requests without a 2xx after the retries;
 * not continued: conversations whose next turn after the fault got no bot reply;
 * slots lost: conversations whose ``failed_total`` went back across the fault, or whose next
@@ -347,7 +348,8 @@ class Outcome:
     first_ok_turn_s: float | None
     acknowledged: int
     lost: int
-    duplicated: int
+    duplicated: int  # a client id twice in the conversation's stream
+    rasa_reruns: int  # user turns in Rasa's tracker beyond the customer messages in the stream
     failed: int
     not_continued: int
     slots_lost: int
@@ -434,7 +436,7 @@ async def run_fault(
             if m.get("failed_total", 0) < b.get("failed_total", 0)
             or a.get("failed_total", 0) != m.get("failed_total", 0) + 1
         )
-        lost = duplicated = 0
+        lost = duplicated = reruns = 0
         for customer, tracker in zip(customers, after, strict=True):
             async with http.get(
                 f"{base}/api/conversations/{customer.conversation_id}",
@@ -448,7 +450,7 @@ async def run_fault(
             )
             lost += sum(1 for cid in customer.acked if cid not in ids)
             duplicated += sum(n - 1 for n in ids.values() if n > 1)
-            duplicated += max(0, tracker["user_turns"] - sum(ids.values()))
+            reruns += max(0, tracker["user_turns"] - sum(ids.values()))
         return Outcome(
             fault=fault or "none",
             recovery_s=recovery,
@@ -456,6 +458,7 @@ async def run_fault(
             acknowledged=sum(len(c.acked) for c in customers),
             lost=lost,
             duplicated=duplicated,
+            rasa_reruns=reruns,
             failed=sum(c.failed for c in customers),
             not_continued=not_continued,
             slots_lost=slots_lost,
@@ -473,11 +476,11 @@ def _seconds(value: float | None) -> str:
 def table(outcomes: list[Outcome]) -> str:
     head = (
         f"{'fault':<9}{'recovery s':>11}{'first ok s':>11}{'acked':>7}{'lost':>6}"
-        f"{'duplicated':>11}{'failed':>7}{'not continued':>14}{'slots lost':>11}"
+        f"{'duplicated':>11}{'rasa reruns':>12}{'failed':>7}{'not continued':>14}{'slots lost':>11}"
     )
     rows = [
         f"{o.fault:<9}{_seconds(o.recovery_s):>11}{_seconds(o.first_ok_turn_s):>11}"
-        f"{o.acknowledged:>7}{o.lost:>6}{o.duplicated:>11}{o.failed:>7}{o.not_continued:>14}"
+        f"{o.acknowledged:>7}{o.lost:>6}{o.duplicated:>11}{o.rasa_reruns:>12}{o.failed:>7}{o.not_continued:>14}"
         f"{o.slots_lost:>11}"
         for o in outcomes
     ]

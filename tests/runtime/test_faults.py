@@ -39,11 +39,13 @@ def _under_fault(stack: Stack, fault: str) -> Outcome:
     return asyncio.run(run_fault(stack, fault, CONVERSATIONS, phase=20.0, kill_after=3.0))
 
 
-def _assert_nothing_lost(outcome: Outcome) -> None:
+def _assert_nothing_lost(outcome: Outcome, reruns: bool = True) -> None:
     assert outcome.recovery_s is not None, outcome  # the supervisor brought it back
     assert outcome.acknowledged > CONVERSATIONS, outcome
     assert outcome.lost == 0, outcome
     assert outcome.duplicated == 0, outcome
+    if reruns:
+        assert outcome.rasa_reruns == 0, outcome
     assert outcome.not_continued == 0, outcome
     assert outcome.slots_lost == 0, outcome
 
@@ -55,7 +57,10 @@ def test_killing_one_rasa_replica_loses_and_duplicates_nothing_and_conversations
 
 
 def test_killing_one_gateway_behind_haproxy_loses_and_duplicates_nothing(stack: Stack) -> None:
-    _assert_nothing_lost(_under_fault(stack, "gateway"))
+    # Not checked here: a turn in flight on the killed gateway has reached Rasa, its retry on the
+    # other gateway runs it again once the dead gateway's "pending" reservation expires (Rasa's
+    # tracker then has the user turn twice; the stream has it once). Known, reported to the lead.
+    _assert_nothing_lost(_under_fault(stack, "gateway"), reruns=False)
 
 
 def test_killing_redis_keeps_every_acknowledged_message_and_the_stack_recovers(
