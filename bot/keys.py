@@ -251,7 +251,7 @@ WEB_CONVERSATION_CLIENT_ID = register(
 )  # fmt: skip
 WEB_CONVERSATION_TURN = register(
     "web.conversation_turn", "{ns}:web:conv:{conversation}:turn:{client_id}",
-    owner="bot.web.turns", type="string", retention="expires (Rasa timeout + 30 s, then 24 hours)",
+    owner="bot.web.turns", type="string", retention="expires 24 hours after the turn started or ended",
     bound="ttl", comment="a customer turn's reservation and outcome (pending, done, unknown)",
 )  # fmt: skip
 WEB_CONVERSATION_OFFERS = register(

@@ -134,7 +134,12 @@ def _services(
             host=settings.rasa_host,
         )
         services.append(_numbered(rasa, i, replicas.rasa))
-    gateway_env = {**env, **secrets.gateway_env()}
+    # the gateway probes the action server (/healthz, and a turn Rasa answered with nothing)
+    gateway_env = {
+        **env,
+        **secrets.gateway_env(),
+        "ACTION_SERVER_URL": f"http://127.0.0.1:{action_ports[0]}/webhook",
+    }
     if replicas.gateways == 1:
         services.append(
             gateway_service(settings.gateway_host, settings.gateway_port, log_dir, gateway_env)

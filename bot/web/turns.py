@@ -16,10 +16,15 @@ across gateways) and returns it. The marker then says what happened:
   answering), so the turn may have run: it is never run again for this client id; a retry gets
   a 409 that says so (the customer can send a new message);
 * no marker: the message never reached Rasa; a retry runs it.
+
+The ``pending`` marker records when the turn started and lives as long as a result, so a gateway
+that dies mid-turn leaves it behind: past ``pending_ttl`` it reads as ``unknown`` (409), never as
+"no marker", so another gateway never runs that turn a second time.
 """
 
 from __future__ import annotations
 
+import time
 from enum import Enum
 from typing import Any
 
@@ -79,6 +84,13 @@ def not_sent(retry_after: int) -> RetryLater:
     )
 
 
+def _started(marker: str) -> float | None:
+    try:
+        return float(marker.split(":", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
 class TurnReservations:
     """The per-client-id markers of customer turns."""
 
@@ -94,15 +106,27 @@ class TurnReservations:
         )
 
     async def reserve(self, conversation_id: str, client_id: str) -> bool:
-        """True for the one caller that may run this turn."""
+        """True for the one caller that may run this turn.
+
+        The marker is ``pending:<start time>`` and lives as long as a result: if the gateway that
+        holds it dies mid-turn, the marker does not vanish (which would let a retry run the turn
+        again although Rasa may have run it); once it is older than the pending limit it reads as
+        ``unknown`` instead."""
         key = self.key(conversation_id, client_id)
-        return bool(await self._redis.set(key, PENDING, nx=True, ex=self._pending_ttl))
+        marker = f"{PENDING}:{time.time():.3f}"
+        return bool(await self._redis.set(key, marker, nx=True, ex=self._result_ttl))
 
     async def state(self, conversation_id: str, client_id: str) -> TurnState:
         value = await self._redis.get(self.key(conversation_id, client_id))
         if value is None:
             return TurnState.absent
-        return TurnState(value.decode() if isinstance(value, bytes) else value)
+        value = value.decode() if isinstance(value, bytes) else value
+        if value.startswith(PENDING):
+            started = _started(value)
+            if started is not None and time.time() - started > self._pending_ttl:
+                return TurnState.unknown  # its gateway died mid-turn: the turn may have run
+            return TurnState.pending
+        return TurnState(value)
 
     async def finish(self, conversation_id: str, client_id: str, state: TurnState) -> None:
         """Record ``done`` or ``unknown``; ``absent`` releases the reservation."""
