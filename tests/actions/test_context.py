@@ -95,7 +95,7 @@ async def test_unfamiliar_message_gets_no_routine_answer_but_topics_and_a_person
     low = POLICY.context.unfamiliar_below - 0.1
     messages = await say(
         chat,
-        "should i send money to a man i met online who needs it for a flight",
+        "is there a way to make the app icon purple",  # unfamiliar, and no sensitive phrase
         "transfer_fee_charged",
         confidence=0.97,
         familiarity=low,
