@@ -185,25 +185,16 @@ class HandoffQueue(QueueStreams, QueueSweeper):
 
     async def open_ticket_for(self, conversation_id: str) -> Ticket | None:
         """The conversation's open (queued or assigned) ticket, if any."""
-        tid = await self.redis.get(
-            K.QUEUE_CONVERSATION_OPEN.format(
-                ns=self.namespace, conversation=check_id("conversation_id", conversation_id)
-            )
-        )
-        if tid is None:
-            return None
-        try:
-            return await self.get(tid)
-        except TicketNotFound:
-            return None
+        return await self._ticket_at(K.QUEUE_CONVERSATION_OPEN, conversation_id)
 
     async def last_ticket_for(self, conversation_id: str) -> Ticket | None:
         """The conversation's most recent closed ticket, if any."""
-        tid = await self.redis.get(
-            K.QUEUE_CONVERSATION_LAST.format(
-                ns=self.namespace, conversation=check_id("conversation_id", conversation_id)
-            )
-        )
+        return await self._ticket_at(K.QUEUE_CONVERSATION_LAST, conversation_id)
+
+    async def _ticket_at(self, pointer: K.KeySpec, conversation_id: str) -> Ticket | None:
+        """The ticket a per-conversation pointer key names, if it still exists."""
+        conversation = check_id("conversation_id", conversation_id)
+        tid = await self.redis.get(pointer.format(ns=self.namespace, conversation=conversation))
         if tid is None:
             return None
         try:
