@@ -27,7 +27,7 @@ from bot.runtime.redis_server import RedisServer
 from bot.runtime.services import Service, action_server
 from bot.runtime.supervisor import GaveUp, RedisUnit, RestartPolicy, Supervisor
 from tests.leftovers import listening_ports
-from tests.runtime.test_launcher import _listening, _processes_of
+from tests.runtime.test_launcher import _listening, _processes_of, launched_ports, launcher_env
 
 FAST = RestartPolicy(backoff_initial=0.1, backoff_max=1.0, poll_interval=0.1)
 
@@ -273,22 +273,9 @@ def test_launcher_with_two_rasa_and_two_gateways_answers_through_haproxy_and_sto
 def test_launcher_gives_up_after_repeated_crashes_and_exits_non_zero_with_nothing_left(
     trained_model: Path, tmp_path: Path
 ) -> None:
-    ports = {
-        "SUPPORT_REDIS_PORT": free_port(),
-        "ACTION_SERVER_PORT": free_port(),
-        "EVENT_SINK_PORT": free_port(),
-        "RASA_PORT": free_port(),
-        "GATEWAY_PORT": free_port(),
-    }
-    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
-    env |= {key: str(port) for key, port in ports.items()}
-    env |= {
-        "SUPPORT_DATA_DIR": str(tmp_path),
-        "RASA_URL": f"http://127.0.0.1:{ports['RASA_PORT']}",
-        "EVENTS_DB_URL": f"sqlite:///{tmp_path / 'events.db'}",
-        "SUPERVISOR_MAX_CRASHES": "2",
-        "SUPERVISOR_BACKOFF_INITIAL_SECONDS": "0.2",
-    }
+    env = launcher_env(
+        tmp_path, SUPERVISOR_MAX_CRASHES="2", SUPERVISOR_BACKOFF_INITIAL_SECONDS="0.2"
+    )
     launcher = subprocess.Popen(
         [sys.executable, "-m", "bot.runtime.launcher"],
         cwd=PROJECT_ROOT,
@@ -300,11 +287,11 @@ def test_launcher_gives_up_after_repeated_crashes_and_exits_non_zero_with_nothin
     output = _Output(launcher)
     try:
         output.wait_for("The support stack is running", launcher, timeout=600)
-        gateway = _pid_listening_on(tmp_path, ports["GATEWAY_PORT"])
+        gateway = _pid_listening_on(tmp_path, int(env["GATEWAY_PORT"]))
         assert gateway is not None
         os.killpg(gateway, signal.SIGKILL)  # crash 1: restarted
         output.wait_for("gateway is healthy again", launcher, timeout=120)
-        gateway = _pid_listening_on(tmp_path, ports["GATEWAY_PORT"])
+        gateway = _pid_listening_on(tmp_path, int(env["GATEWAY_PORT"]))
         assert gateway is not None
         os.killpg(gateway, signal.SIGKILL)  # crash 2 within the window: give up
         launcher.wait(timeout=120)
@@ -312,5 +299,5 @@ def test_launcher_gives_up_after_repeated_crashes_and_exits_non_zero_with_nothin
         _stop(launcher)
     assert launcher.returncode == 3, output.all()
     assert "giving up and stopping everything" in output.all()
-    assert not any(_listening(port) for port in ports.values())
+    assert not any(_listening(port) for port in launched_ports(env))
     assert _processes_of(tmp_path) == []
