@@ -9,6 +9,7 @@ PostgreSQL (Rasa's SQL tracker store, ``TRACKER_DB_URL``) is the documented alte
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import uuid
@@ -18,15 +19,17 @@ from pathlib import Path
 import pytest
 import redis
 import requests
+from rasa.core.brokers.broker import EventBroker
 from rasa.core.tracker_store import create_tracker_store
 from rasa.shared.core.domain import Domain
-from rasa.shared.core.events import SlotSet, UserUttered
+from rasa.shared.core.events import ActionExecuted, SessionStarted, SlotSet, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.utils.endpoints import read_endpoint_config
 
 from bot import keys
 from bot.config import PROJECT_ROOT, Settings, get_settings
 from bot.runtime import services
+from bot.runtime import tracker_store as tracker_store_module
 from bot.runtime.internal_secrets import InternalSecrets
 from bot.runtime.ports import free_port
 from bot.runtime.redis_server import RedisServer
@@ -194,3 +197,121 @@ async def test_postgresql_keeps_the_conversation_state_when_configured(
     again = configured_store(domain, settings=settings)
     tracker = await again.retrieve("pg-1")
     assert tracker is not None and tracker.get_slot("topic") == "card_arrival"
+
+
+class RecordingBroker(EventBroker):
+    """An event broker that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.published: list[dict] = []
+
+    def publish(self, event: dict) -> None:
+        self.published.append(event)
+
+
+async def _run_saves(
+    redis_url: str, namespace: str, domain: Domain, shortcut: bool, concurrent: bool
+) -> tuple[list[dict], list[dict], int]:
+    """A conversation saved over three turns, through one store (and, with ``concurrent``, a
+    second server's store saving in between): the stored events, the events streamed to the
+    broker, and how many saves took the shortcut."""
+    settings = Settings(redis_url=redis_url, queue_namespace=namespace)
+    broker, other_broker = RecordingBroker(), RecordingBroker()
+    store = configured_store(domain, broker, settings=settings)
+    other = configured_store(domain, other_broker, settings=settings)
+    taken = []
+    original = tracker_store_module._known_new_events
+
+    def known(tracker, stored):
+        new = original(tracker, stored) if shortcut else None
+        taken.append(new is not None)
+        return new
+
+    sender = "save-1"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tracker_store_module, "_known_new_events", known)
+        clock = iter(range(1000, 2000))
+        tracker = DialogueStateTracker(sender, domain.slots)
+        tracker.update(UserUttered("where is my card", timestamp=next(clock)))
+        await store.save(tracker)
+        for turn in range(3):
+            tracker = await store.retrieve(sender)
+            tracker.update(SlotSet("topic", f"t{turn}", timestamp=next(clock)))
+            await store.save(tracker)  # the processor may save twice in one turn
+            tracker.update(UserUttered(f"turn {turn}", timestamp=next(clock)))
+            if concurrent and turn == 1:  # another server saves this conversation meanwhile
+                theirs = await other.retrieve(sender)
+                theirs.update(SlotSet("topic", "theirs", timestamp=next(clock)))
+                await other.save(theirs)
+            await store.save(tracker)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    stored = json.loads(client.get(keys.RASA_TRACKER.format(ns=namespace, conversation=sender)))
+    client.close()
+    return stored["events"], broker.published + other_broker.published, sum(taken)
+
+
+@pytest.mark.parametrize("concurrent", [False, True])
+async def test_saving_without_deserialising_stores_and_streams_what_rasas_way_does(
+    state_redis: RedisServer, domain: Domain, concurrent: bool
+) -> None:
+    fast = await _run_saves(state_redis.url, f"fast{concurrent}", domain, True, concurrent)
+    slow = await _run_saves(state_redis.url, f"slow{concurrent}", domain, False, concurrent)
+    assert fast[:2] == slow[:2]
+    assert len(fast[0]) == (8 if concurrent else 7)
+    assert [e["sender_id"] for e in fast[1]] == ["save-1"] * len(fast[1])
+    # without the other server: every save but the first (a new conversation). With it: not our
+    # save after theirs, and not the later ones either (the merge put their later slot before
+    # our earlier message: events out of time order, which only Rasa's merge handles)
+    assert fast[2] == (4 if concurrent else 6) and slow[2] == 0
+
+
+def test_the_shortcut_refuses_events_out_of_time_order_and_trackers_it_did_not_read(
+    domain: Domain,
+) -> None:
+    tracker = DialogueStateTracker("order", domain.slots)
+    tracker.update(UserUttered("a", timestamp=10))
+    tracker.update(UserUttered("b", timestamp=20))
+    assert tracker_store_module._known_new_events(tracker, "{}") is None  # not read by the store
+    tracker_store_module._remember(tracker, "{}")
+    assert tracker_store_module._known_new_events(tracker, "{}") == []
+    assert tracker_store_module._known_new_events(tracker, '{"other": 1}') is None
+    tracker.update(SlotSet("topic", "x", timestamp=30))
+    assert [e.timestamp for e in tracker_store_module._known_new_events(tracker, "{}")] == [30]
+    tracker.update(SlotSet("topic", "y", timestamp=5))  # later events are not checked
+    assert len(tracker_store_module._known_new_events(tracker, "{}")) == 2
+    early = DialogueStateTracker("early", domain.slots)
+    early.update(UserUttered("a", timestamp=10))
+    tracker_store_module._remember(early, "{}")
+    early.update(SlotSet("topic", "x", timestamp=10))  # not later than the stored events
+    assert tracker_store_module._known_new_events(early, "{}") is None
+    unordered = DialogueStateTracker("unordered", domain.slots)
+    unordered.update(UserUttered("a", timestamp=30))
+    unordered.update(UserUttered("b", timestamp=20))
+    tracker_store_module._remember(unordered, "{}")
+    assert tracker_store_module._known_new_events(unordered, "{}") is None
+
+
+async def test_a_conversation_of_several_sessions_is_saved_rasas_way(
+    state_redis: RedisServer, domain: Domain
+) -> None:
+    settings = Settings(redis_url=state_redis.url, queue_namespace="sessions")
+    store = configured_store(domain, settings=settings)
+    tracker = DialogueStateTracker("two-sessions", domain.slots)
+    for event in (
+        ActionExecuted("action_session_start", timestamp=1),
+        SessionStarted(timestamp=1),
+        UserUttered("first", timestamp=2),
+        ActionExecuted("action_session_start", timestamp=3),
+        SessionStarted(timestamp=3),
+        UserUttered("second", timestamp=4),
+    ):
+        tracker.update(event)
+    await store.save(tracker)
+    latest = await store.retrieve("two-sessions")
+    assert [e.text for e in latest.events if isinstance(e, UserUttered)] == ["second"]
+    assert getattr(latest, tracker_store_module.LOADED_ATTRIBUTE, None) is None
+    latest.update(UserUttered("third", timestamp=5))
+    await store.save(latest)
+    full = await store.retrieve_full_tracker("two-sessions")
+    texts = [e.text for e in full.events if isinstance(e, UserUttered)]
+    assert texts == ["first", "second", "third"]
