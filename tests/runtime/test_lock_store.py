@@ -14,9 +14,11 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from rasa.core.lock_store import RedisLockStore
+import redis.asyncio
+from rasa.core.lock_store import LockError, RedisLockStore
 
 from bot import keys
+from bot.runtime import lock_store
 from bot.runtime.lock_store import AtomicRedisLockStore
 from bot.runtime.redis_server import RedisServer
 
@@ -32,9 +34,18 @@ def server(redis_server: RedisServer) -> Iterator[RedisServer]:
     yield redis_server
 
 
-def _store(url: str) -> AtomicRedisLockStore:
+def _store(url: str, asyncio_client: bool = False) -> AtomicRedisLockStore:
+    """The store on ``url``; with ``asyncio_client`` its ``lock()`` uses redis-py's asyncio
+    client (as in Rasa), else it is Rasa's own ``lock()`` on the blocking client."""
+    make = (
+        (lambda: redis.asyncio.Redis.from_url(url, decode_responses=True))
+        if asyncio_client
+        else None
+    )
     return AtomicRedisLockStore(
-        client=redis.Redis.from_url(url, decode_responses=True), namespace="locktest"
+        client=redis.Redis.from_url(url, decode_responses=True),
+        async_client=make,
+        namespace="locktest",
     )
 
 
@@ -105,12 +116,14 @@ def test_tickets_are_served_in_order_and_the_lock_goes_when_the_last_is_returned
     client.close()
 
 
+@pytest.mark.parametrize("asyncio_client", [False, True])
 async def test_rasa_lock_context_serialises_two_turns_of_one_conversation(
-    server: RedisServer,
+    server: RedisServer, asyncio_client: bool
 ) -> None:
-    """Rasa's own `lock()` (issue, wait, clean up) on this store: the second turn starts only
-    after the first has finished, even from a second store (a second Rasa server)."""
-    stores = [_store(server.url), _store(server.url)]
+    """`lock()` (issue, wait, clean up), Rasa's own and the store's on the asyncio client: the
+    second turn starts only after the first has finished, even from a second store (a second
+    Rasa server)."""
+    stores = [_store(server.url, asyncio_client), _store(server.url, asyncio_client)]
     order: list[str] = []
     first_inside = asyncio.Event()
 
@@ -135,3 +148,40 @@ def test_expired_tickets_stop_blocking_the_queue(server: RedisServer) -> None:
     fresh = store.issue_ticket("c5", 60)  # drawing drops expired tickets
     lock = store.get_lock("c5")
     assert lock is not None and [t.number for t in lock.tickets] == [fresh] and stale < fresh
+
+
+def test_rasas_lock_is_the_one_the_asyncio_lock_mirrors() -> None:
+    """Fails when a Rasa upgrade changes `LockStore.lock` or `_acquire_lock`: review
+    `AtomicRedisLockStore.lock`, then update the hash."""
+    assert lock_store.rasa_lock_source_sha256() == lock_store.RASA_LOCK_SOURCE_SHA256
+
+
+@pytest.mark.parametrize("asyncio_client", [False, True])
+async def test_a_turn_waits_for_an_expired_holder_and_gives_its_ticket_back_on_error(
+    server: RedisServer, asyncio_client: bool
+) -> None:
+    store = _store(server.url, asyncio_client)
+    stale = store.issue_ticket("c6", 0.2)  # a Rasa that died holding the lock
+    with pytest.raises(RuntimeError):
+        async with store.lock("c6", wait_time_in_seconds=0.05) as lock:
+            assert not lock.is_locked(stale + 1)  # served once the stale ticket expired
+            raise RuntimeError("the turn failed")
+    assert store.get_lock("c6") is None  # the ticket was given back, the lock deleted
+
+
+@pytest.mark.parametrize("asyncio_client", [False, True])
+async def test_a_lock_deleted_while_waiting_is_a_lock_error(
+    server: RedisServer, asyncio_client: bool
+) -> None:
+    store = _store(server.url, asyncio_client)
+    store.issue_ticket("c7", 60)  # someone holds it
+
+    async def delete_soon() -> None:
+        await asyncio.sleep(0.1)
+        store.delete_lock("c7")
+
+    deleting = asyncio.create_task(delete_soon())
+    with pytest.raises(LockError):
+        async with store.lock("c7", wait_time_in_seconds=0.05):
+            pass
+    await deleting
