@@ -30,25 +30,34 @@ event is later. Anything else (another server saved meanwhile, a tracker of the 
 several, events out of time order, a tracker this store did not read) takes Rasa's way, so what
 is stored and streamed is the same either way (``tests/runtime/test_tracker_store.py`` compares
 the two).
+
+**The JSON is read and written by ujson** (~2x faster than the standard library on a tracker; the
+whole tracker is read and written each turn). What is stored parses to the same data as Rasa's
+``json.dumps`` (only without spaces); a tracker ujson refuses (e.g. a number beyond 64 bits, a
+lone surrogate) is written and read by the standard library as before.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio
+import ujson
 from rasa.core.brokers.broker import EventBroker
 from rasa.core.tracker_store import (
     AwaitableTrackerStore,
     SerializedTrackerAsText,
     SQLTrackerStore,
+    TrackerDeserialisationException,
     TrackerStore,
 )
 from rasa.core.tracker_store import RedisTrackerStore as RasaRedisTrackerStore
+from rasa.shared.core.conversation import Dialogue
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.trackers import (
     DialogueStateTracker,
@@ -130,6 +139,33 @@ class RedisTrackerStore(TrackerStore, SerializedTrackerAsText):
 
     def key(self, sender_id: str) -> str:
         return RASA_TRACKER.format(ns=self.namespace, conversation=sender_id)
+
+    @staticmethod
+    def serialise_tracker(tracker: DialogueStateTracker) -> str:
+        """Rasa's serialisation (the tracker's dialogue as JSON), written by ujson."""
+        data = tracker.as_dialogue().as_dict()
+        try:
+            return ujson.dumps(data, ensure_ascii=True, escape_forward_slashes=False)
+        except (TypeError, ValueError, OverflowError):
+            return json.dumps(data)
+
+    def deserialise_tracker(
+        self, sender_id: str, serialised_tracker: str | bytes
+    ) -> DialogueStateTracker | None:
+        """Rasa's deserialisation (a tracker replayed from the stored dialogue), read by ujson."""
+        try:
+            data = ujson.loads(serialised_tracker)
+        except (ValueError, OverflowError):
+            try:
+                data = json.loads(serialised_tracker)
+            except UnicodeDecodeError as error:  # as Rasa's: not JSON text (an old pickle)
+                raise TrackerDeserialisationException(
+                    "Tracker cannot be deserialised. Trackers must be serialised as json. "
+                    "Support for deserialising pickled trackers has been removed."
+                ) from error
+        tracker = self.init_tracker(sender_id)
+        tracker.recreate_from_dialogue(Dialogue.from_parameters(data))
+        return tracker
 
     async def save(self, tracker: DialogueStateTracker) -> None:
         """Store the tracker (merged onto earlier sessions' events) and restart its expiry."""

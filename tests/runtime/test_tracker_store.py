@@ -20,14 +20,26 @@ import pytest
 import redis
 import requests
 from rasa.core.brokers.broker import EventBroker
-from rasa.core.tracker_store import create_tracker_store
+from rasa.core.tracker_store import (
+    SerializedTrackerAsText,
+    TrackerDeserialisationException,
+    TrackerStore,
+    create_tracker_store,
+)
 from rasa.shared.core.domain import Domain
-from rasa.shared.core.events import ActionExecuted, SessionStarted, SlotSet, UserUttered
-from rasa.shared.core.trackers import DialogueStateTracker
+from rasa.shared.core.events import (
+    ActionExecuted,
+    BotUttered,
+    SessionStarted,
+    SlotSet,
+    UserUttered,
+)
+from rasa.shared.core.trackers import DialogueStateTracker, EventVerbosity
 from rasa.utils.endpoints import read_endpoint_config
 
 from bot import keys
 from bot.config import PROJECT_ROOT, Settings, get_settings
+from bot.redis_clients import RedisTarget
 from bot.runtime import services
 from bot.runtime import tracker_store as tracker_store_module
 from bot.runtime.internal_secrets import InternalSecrets
@@ -315,3 +327,60 @@ async def test_a_conversation_of_several_sessions_is_saved_rasas_way(
     full = await store.retrieve_full_tracker("two-sessions")
     texts = [e.text for e in full.events if isinstance(e, UserUttered)]
     assert texts == ["first", "second", "third"]
+
+
+def _rich_conversation(domain: Domain) -> DialogueStateTracker:
+    """Events as Rasa stores them: parse data with a ranking and an embedding, bot messages with
+    buttons and metadata, floats, non-ASCII text, nested slot values."""
+    tracker = DialogueStateTracker("rich", domain.slots)
+    parse = {
+        "text": "où est ma carte? 1/3 £25.50 \u2028",
+        "intent": {"name": "card_arrival", "confidence": 0.1 + 0.2},
+        "intent_ranking": [{"name": f"i{n}", "confidence": 1 / (n + 3)} for n in range(10)],
+        "entities": [{"entity": "AMOUNT", "value": "£25.50", "start": 20, "end": 26}],
+        "familiarity": {"intent": "card_arrival", "score": -1e-7},
+        "embedding": "A/b+" * 128,
+    }
+    tracker.update(ActionExecuted("action_session_start", timestamp=1.5))
+    tracker.update(SessionStarted(timestamp=1.5))
+    tracker.update(
+        UserUttered(parse["text"], parse["intent"], parse["entities"], parse, timestamp=2.25)
+    )
+    tracker.update(SlotSet("topic", {"state": [1, 2.5, None, True], "big": 2**63}, timestamp=3))
+    tracker.update(
+        BotUttered(
+            "Here 🙂", {"buttons": [{"title": "Yes", "payload": "/affirm"}]}, {"reply": "a"}, 4
+        )
+    )
+    return tracker
+
+
+def test_trackers_written_and_read_by_ujson_are_rasas(domain: Domain) -> None:
+    ours = RedisTrackerStore(
+        domain, RedisTarget(url="redis://unused"), namespace="x", retention_seconds=1
+    )
+    tracker = _rich_conversation(domain)
+    rasas = SerializedTrackerAsText.serialise_tracker(tracker)
+    written = ours.serialise_tracker(tracker)
+    assert json.loads(written) == json.loads(rasas)
+    for text in (written, rasas):
+        read = ours.deserialise_tracker("rich", text)
+        expected = TrackerStore.deserialise_tracker(ours, "rich", rasas)
+        assert read.current_state(EventVerbosity.ALL) == expected.current_state(EventVerbosity.ALL)
+        assert list(read.events) == list(tracker.events)
+
+
+def test_numbers_beyond_64_bits_and_lone_surrogates_are_kept(domain: Domain) -> None:
+    ours = RedisTrackerStore(
+        domain, RedisTarget(url="redis://unused"), namespace="x", retention_seconds=1
+    )
+    tracker = _rich_conversation(domain)
+    tracker.update(SlotSet("topic", {"huge": 2**70, "lone": "\ud800"}, timestamp=5))
+    rasas = SerializedTrackerAsText.serialise_tracker(tracker)
+    written = ours.serialise_tracker(tracker)
+    assert json.loads(written) == json.loads(rasas)
+    for text in (written, rasas):  # ujson refuses to read the surrogate: the standard library
+        read = ours.deserialise_tracker("rich", text)
+        assert read.get_slot("topic") == {"huge": 2**70, "lone": "\ud800"}
+    with pytest.raises(TrackerDeserialisationException):
+        ours.deserialise_tracker("rich", b"\x80\x04pickle")
