@@ -16,8 +16,10 @@ questions one after the other with no think time (``POST /api/conversations/{id}
 answered with the bot's replies), then start the next conversation, until the level has sent at
 least ``--min-turns`` turns (and at least one conversation per customer).
 
-Printed per level: turns/s, p50/p95/p99 round trip, errors (by HTTP status or exception), and
-the CPU each process used per turn (utime + stime from ``/proc/<pid>/stat``, over the level):
+Printed per level: answered turns/s, p50/p95/p99 round trip, errors (by HTTP status or
+exception), and the CPU each process used per answered turn (utime + stime from
+``/proc/<pid>/stat``, over the level; a refused turn, e.g. a 503 under overload, costs a little
+CPU and counts for none):
 Rasa (each replica, and ``rasa (all)`` when there are several), action server, gateway, event
 sink, Redis, and ``total``, their sum: at 60 turns/s on 2 cores the total must stay under ~33 ms.
 The last line gives turns/s at saturation (the best level).
@@ -83,12 +85,18 @@ class Level:
     cpu_ms_per_turn: dict[str, float] = field(default_factory=dict)
 
     @property
+    def answered(self) -> int:
+        """Turns the bot answered (200): what turns/s and CPU per turn count."""
+        return len(self.round_trips_ms)
+
+    @property
     def turns_per_second(self) -> float:
-        return self.turns / self.seconds if self.seconds else 0.0
+        return self.answered / self.seconds if self.seconds else 0.0
 
     def summary(self) -> dict:
         data = asdict(self)
         data.pop("round_trips_ms")
+        data["answered"] = self.answered
         data["turns_per_second"] = round(self.turns_per_second, 1)
         for q in (50, 95, 99):
             data[f"p{q}_ms"] = round(percentile(self.round_trips_ms, q), 1)
@@ -231,7 +239,7 @@ async def run_level(
     level.seconds = time.perf_counter() - started
     for name, pid in pids.items():
         used = cpu_seconds(pid) - before[name]
-        level.cpu_ms_per_turn[name] = 1000 * used / level.turns if level.turns else 0.0
+        level.cpu_ms_per_turn[name] = 1000 * used / level.answered if level.answered else 0.0
     level.cpu_ms_per_turn.update(cpu_totals(level.cpu_ms_per_turn))
     return level
 
@@ -350,7 +358,8 @@ def print_level(level: Level) -> None:
     cpu = ", ".join(f"{name} {ms:.1f}" for name, ms in s["cpu_ms_per_turn"].items())
     errors = sum(level.errors.values())
     print(
-        f"C={level.concurrency:>4}  turns {level.turns:>5}  {s['turns_per_second']:>6.1f} turns/s  "
+        f"C={level.concurrency:>4}  turns {level.turns:>5} (answered {level.answered:>5})  "
+        f"{s['turns_per_second']:>6.1f} turns/s  "
         f"p50 {s['p50_ms']:>7.0f} ms  p95 {s['p95_ms']:>7.0f} ms  p99 {s['p99_ms']:>7.0f} ms  "
         f"errors {errors} {level.errors or ''}\n        CPU ms/turn: {cpu}",
         flush=True,
