@@ -289,7 +289,10 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
         "SQL event broker (sqlalchemy/SQLite)",
         ("sqlalchemy/", "rasa/core/brokers/sql.py", "sqlite3/"),
     ),
-    ("Redis stream broker", ("bot/analytics/rasa_broker.py", "redis/")),
+    (
+        "Redis clients (event stream, tracker and lock stores)",
+        ("bot/analytics/rasa_broker.py", "redis/"),
+    ),
     ("NLU pipeline", ("rasa/nlu/", "bot/nlu/", "onnxruntime/", "spacy/", "tokenizers/", "thinc/")),
     ("policies (TensorFlow, rules, memoization)", ("rasa/core/policies/", "tensorflow/", "keras/")),
     ("featurizers", ("rasa/core/featurizers/",)),
