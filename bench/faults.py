@@ -20,8 +20,12 @@ Per fault it reports:
   turn sent after the kill was answered with a 2xx);
 * lost: messages the gateway acknowledged (2xx) that are absent from the conversation's stream;
 * duplicated: a ``client_id`` that appears twice in the stream;
-* rasa reruns: user turns in Rasa's tracker beyond the customer messages in the stream (a turn
-  that reached Rasa twice for one ``client_id``, e.g. re-run after the gateway that ran it died);
+* rasa reruns: a ``client_id`` that reached Rasa twice (the gateway sends it with the message as
+  Rasa metadata, so each user event in Rasa's tracker names its message), i.e. a bot turn run
+  twice for one customer message;
+* unrecorded: turns Rasa ran whose message is not in the stream (the gateway died after Rasa
+  answered and before it appended the turn; the customer's retry gets 409 ``turn_outcome_unknown``
+  and is asked to send it again; the message was never acknowledged, so it is not "lost");
 * failed: requests without a 2xx after the retries;
 * not continued: conversations whose next turn after the fault got no bot reply;
 * slots lost: conversations whose ``failed_total`` went back across the fault, or whose next
@@ -330,6 +334,13 @@ async def escalation_state(
                             "user_turns": sum(
                                 1 for e in tracker["events"] if e.get("event") == "user"
                             ),
+                            # the message id the gateway sends with each turn (Rasa metadata)
+                            "rasa_client_ids": Counter(
+                                (e.get("metadata") or {}).get("client_id")
+                                for e in tracker["events"]
+                                if e.get("event") == "user"
+                                and (e.get("metadata") or {}).get("client_id")
+                            ),
                         }
             except (aiohttp.ClientError, asyncio.TimeoutError):
                 pass
@@ -349,7 +360,8 @@ class Outcome:
     acknowledged: int
     lost: int
     duplicated: int  # a client id twice in the conversation's stream
-    rasa_reruns: int  # user turns in Rasa's tracker beyond the customer messages in the stream
+    rasa_reruns: int  # a client id twice among the user events of Rasa's tracker
+    unrecorded: int  # a client id in Rasa's tracker that the stream lacks (never acknowledged)
     failed: int
     not_continued: int
     slots_lost: int
@@ -436,7 +448,7 @@ async def run_fault(
             if m.get("failed_total", 0) < b.get("failed_total", 0)
             or a.get("failed_total", 0) != m.get("failed_total", 0) + 1
         )
-        lost = duplicated = reruns = 0
+        lost = duplicated = reruns = unrecorded = 0
         for customer, tracker in zip(customers, after, strict=True):
             async with http.get(
                 f"{base}/api/conversations/{customer.conversation_id}",
@@ -450,7 +462,8 @@ async def run_fault(
             )
             lost += sum(1 for cid in customer.acked if cid not in ids)
             duplicated += sum(n - 1 for n in ids.values() if n > 1)
-            reruns += max(0, tracker["user_turns"] - sum(ids.values()))
+            reruns += sum(n - 1 for n in tracker["rasa_client_ids"].values() if n > 1)
+            unrecorded += sum(1 for cid in tracker["rasa_client_ids"] if cid not in ids)
         return Outcome(
             fault=fault or "none",
             recovery_s=recovery,
@@ -459,6 +472,7 @@ async def run_fault(
             lost=lost,
             duplicated=duplicated,
             rasa_reruns=reruns,
+            unrecorded=unrecorded,
             failed=sum(c.failed for c in customers),
             not_continued=not_continued,
             slots_lost=slots_lost,
@@ -476,12 +490,13 @@ def _seconds(value: float | None) -> str:
 def table(outcomes: list[Outcome]) -> str:
     head = (
         f"{'fault':<9}{'recovery s':>11}{'first ok s':>11}{'acked':>7}{'lost':>6}"
-        f"{'duplicated':>11}{'rasa reruns':>12}{'failed':>7}{'not continued':>14}{'slots lost':>11}"
+        f"{'duplicated':>11}{'rasa reruns':>12}{'unrecorded':>11}{'failed':>7}"
+        f"{'not continued':>14}{'slots lost':>11}"
     )
     rows = [
         f"{o.fault:<9}{_seconds(o.recovery_s):>11}{_seconds(o.first_ok_turn_s):>11}"
-        f"{o.acknowledged:>7}{o.lost:>6}{o.duplicated:>11}{o.rasa_reruns:>12}{o.failed:>7}{o.not_continued:>14}"
-        f"{o.slots_lost:>11}"
+        f"{o.acknowledged:>7}{o.lost:>6}{o.duplicated:>11}{o.rasa_reruns:>12}{o.unrecorded:>11}"
+        f"{o.failed:>7}{o.not_continued:>14}{o.slots_lost:>11}"
         for o in outcomes
     ]
     return "\n".join([head, *rows])

@@ -307,7 +307,7 @@ class Conversations:
                 to_rasa = incoming.payload if incoming.payload else as_free_text(shown)
                 try:
                     replies = await self._rasa.send(
-                        conversation_id, to_rasa, timeout=self._rasa_timeout
+                        conversation_id, to_rasa, timeout=self._rasa_timeout, client_id=client_id
                     )
                 except RasaUnavailable:
                     metrics.ERRORS.labels("rasa_unavailable").inc()

@@ -65,10 +65,22 @@ class RasaClient:
         return {"token": self._token} if self._token else {}
 
     async def send(
-        self, sender: str, message: str, *, timeout: float | None = None
+        self,
+        sender: str,
+        message: str,
+        *,
+        timeout: float | None = None,
+        client_id: str | None = None,
     ) -> list[dict[str, Any]]:
-        """One customer turn: the bot's replies (``text``, ``buttons``, ``custom`` ...)."""
-        body = {"sender": sender, "message": message}
+        """One customer turn: the bot's replies (``text``, ``buttons``, ``custom`` ...).
+
+        ``client_id`` (the customer's message id) goes with the message as Rasa metadata, so
+        the user event in Rasa's tracker names the message it came from: a turn that reached
+        Rasa twice for one message id can be seen there (``bench.faults`` counts them).
+        """
+        body: dict[str, Any] = {"sender": sender, "message": message}
+        if client_id:
+            body["metadata"] = {"client_id": client_id}
         replies = await self._request("POST", "/webhooks/rest/webhook", body, timeout)
         if not isinstance(replies, list):
             raise RasaUnavailable("Rasa answered the webhook with something other than a list")

@@ -186,10 +186,17 @@ class RasaRing:
         raise RasaUnavailable("no Rasa replica is reachable", reached=False) from cause
 
     async def send(
-        self, sender: str, message: str, *, timeout: float | None = None
+        self,
+        sender: str,
+        message: str,
+        *,
+        timeout: float | None = None,
+        client_id: str | None = None,
     ) -> list[dict[str, Any]]:
         """One customer turn on the conversation's replica (see :meth:`RasaClient.send`)."""
-        return await self._route(sender, lambda rasa: rasa.send(sender, message, timeout=timeout))
+        return await self._route(
+            sender, lambda rasa: rasa.send(sender, message, timeout=timeout, client_id=client_id)
+        )
 
     async def trigger_intent(
         self, sender: str, intent: str, entities: dict[str, Any] | None = None
