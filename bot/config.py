@@ -219,6 +219,12 @@ class Settings(BaseSettings):
         env="REDIS_SENTINEL_PASSWORD",
         description="Password of the Redis servers found through Sentinel (and of the sentinels, if they ask for one).",
     )
+    lock_owner_ttl_seconds: float = Field(
+        10.0,
+        env="LOCK_OWNER_TTL_SECONDS",
+        ge=1,
+        description="How long after a Rasa process stops renewing its heartbeat its conversation locks are released (a killed Rasa).",
+    )
     tracker_retention_seconds: int = Field(
         30 * 24 * 3600,
         env="TRACKER_RETENTION_SECONDS",

@@ -9,7 +9,11 @@ N distinct tickets.
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +21,7 @@ import redis
 from rasa.core.lock_store import RedisLockStore
 
 from bot import keys
+from bot.config import PROJECT_ROOT
 from bot.runtime.lock_store import AtomicRedisLockStore
 from bot.runtime.redis_server import RedisServer
 
@@ -32,10 +37,25 @@ def server(redis_server: RedisServer) -> Iterator[RedisServer]:
     yield redis_server
 
 
-def _store(url: str) -> AtomicRedisLockStore:
-    return AtomicRedisLockStore(
-        client=redis.Redis.from_url(url, decode_responses=True), namespace="locktest"
+_OPEN: list[AtomicRedisLockStore] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_stores() -> Iterator[None]:
+    """Every store a test opens stops its heartbeat thread when the test ends."""
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
+def _store(url: str, owner_ttl: float | None = None) -> AtomicRedisLockStore:
+    store = AtomicRedisLockStore(
+        client=redis.Redis.from_url(url, decode_responses=True),
+        namespace="locktest",
+        owner_ttl=owner_ttl,
     )
+    _OPEN.append(store)
+    return store
 
 
 def _draw_concurrently(make_store, conversation: str) -> list[int]:
@@ -135,3 +155,82 @@ def test_expired_tickets_stop_blocking_the_queue(server: RedisServer) -> None:
     fresh = store.issue_ticket("c5", 60)  # drawing drops expired tickets
     lock = store.get_lock("c5")
     assert lock is not None and [t.number for t in lock.tickets] == [fresh] and stale < fresh
+
+
+def test_a_ticket_of_a_live_owner_holds_until_it_is_given_back(server: RedisServer) -> None:
+    holder = _store(server.url, owner_ttl=1.0)
+    waiter = _store(server.url)
+    held = holder.issue_ticket("c6", 60)
+    queued = waiter.issue_ticket("c6", 60)
+    time.sleep(1.5)  # longer than the TTL: only the heartbeat thread keeps the owner alive
+    waiter.update_lock("c6")
+    lock = waiter.get_lock("c6")
+    assert lock is not None and lock.is_locked(queued)
+    holder.cleanup("c6", held)
+    lock = waiter.get_lock("c6")
+    assert lock is not None and not lock.is_locked(queued)
+
+
+def test_a_ticket_whose_owner_stopped_beating_is_dropped_on_the_next_update(
+    server: RedisServer,
+) -> None:
+    holder = _store(server.url)
+    waiter = _store(server.url)
+    held = holder.issue_ticket("c7", 60)
+    queued = waiter.issue_ticket("c7", 60)
+    holder.close()  # as if its process had died: the heartbeat key is gone
+    lock = waiter.get_lock("c7")
+    assert lock is not None and lock.is_locked(queued)  # until the waiting loop updates it
+    waiter.update_lock("c7")
+    lock = waiter.get_lock("c7")
+    assert lock is not None and [t.number for t in lock.tickets] == [queued] and held < queued
+    client = redis.Redis.from_url(server.url, decode_responses=True)
+    fields = client.hgetall(keys.RASA_LOCK.format(ns="locktest", conversation="c7"))
+    client.close()
+    assert fields.pop(f"t:{queued}")
+    assert fields == {"seq": str(queued), f"o:{queued}": waiter.owner}
+
+
+HOLDER = """
+import sys, time, redis
+from bot.runtime.lock_store import AtomicRedisLockStore
+store = AtomicRedisLockStore(
+    client=redis.Redis.from_url(sys.argv[1], decode_responses=True), namespace="locktest",
+    owner_ttl=float(sys.argv[2]),
+)
+print(store.issue_ticket("c8", 60), flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_sigkilled_rasa_releases_its_conversations_within_the_heartbeat_ttl(
+    server: RedisServer,
+) -> None:
+    """A real process draws a ticket (a Rasa in the middle of a turn) and is killed with SIGKILL:
+    Rasa's own `lock()` from another store gets the lock about one TTL later, not after the
+    ticket's 60 s lifetime."""
+    ttl = 2.0
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, server.url, str(ttl)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT_ROOT,
+    )
+    try:
+        assert holder.stdout is not None
+        assert int(holder.stdout.readline()) == 1
+        waiter = _store(server.url)
+        started = time.monotonic()
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+
+        async def next_turn() -> float:
+            async with waiter.lock("c8", wait_time_in_seconds=0.1):
+                return time.monotonic() - started
+
+        waited = asyncio.run(next_turn())
+        assert waited < ttl + 3.0, waited  # the dead ticket would have held it for 60 s
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
