@@ -238,6 +238,7 @@ class Customer:
     failed: int = 0
     offered: list[str] = field(default_factory=list)  # payloads of the bot's last buttons
     turn: int = 0
+    last_refusal: str = ""  # the status (and code) of the last non-2xx answer
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
@@ -290,6 +291,7 @@ async def send(
                             b["payload"] for b in bots[-1].get("buttons") or [] if b.get("payload")
                         ]
                     return answer
+                customer.last_refusal = f"{response.status} {await _error_code(response)}"
                 if response.status < 500 and response.status != 429:
                     customer.failed += 1
                     return None
@@ -300,6 +302,22 @@ async def send(
             customer.failed += 1
             return None
         await asyncio.sleep(min(pause, 5.0))
+
+
+async def _error_code(response: aiohttp.ClientResponse) -> str:
+    try:
+        error = (await response.json()).get("error")
+        return str(error.get("code", "")) if isinstance(error, dict) else str(error or "")
+    except (aiohttp.ClientError, ValueError):
+        return ""
+
+
+def why_no_reply(answer: dict[str, Any] | None, customer: Customer) -> str:
+    """What a turn without a bot reply got instead: its last refusal, or the kinds of message."""
+    if answer is None:
+        return f"no 2xx, last: {customer.last_refusal or 'connection error'}"
+    kinds = sorted({f"{m.get('from')}:{m.get('code', '')}" for m in answer["messages"]})
+    return "2xx with " + ", ".join(kinds)
 
 
 def bot_replied(answer: dict[str, Any] | None) -> bool:
@@ -366,6 +384,8 @@ class Outcome:
     not_continued: int
     slots_lost: int
     conversations: int
+    # what the turns without a bot reply got instead, and the slot values of "slots lost"
+    why_not_continued: Counter = field(default_factory=Counter)
 
 
 async def _healthy(http: aiohttp.ClientSession, base: str) -> bool:
@@ -442,12 +462,20 @@ async def run_fault(
             *(escalation_state(http, stack, c.conversation_id) for c in customers)
         )
         not_continued = sum(1 for a in answers if not bot_replied(a))
-        slots_lost = sum(
-            1
+        why = Counter(
+            why_no_reply(a, c)
+            for a, c in zip(answers, customers, strict=True)
+            if not bot_replied(a)
+        )
+        lost_slots = Counter(
+            "failed_total before/middle/after "
+            f"{b.get('failed_total', 0)}/{m.get('failed_total', 0)}/{a.get('failed_total', 0)}"
             for b, m, a in zip(before, middle, after, strict=True)
             if m.get("failed_total", 0) < b.get("failed_total", 0)
             or a.get("failed_total", 0) != m.get("failed_total", 0) + 1
         )
+        slots_lost = sum(lost_slots.values())
+        why.update(f"(slots) {detail}" for detail in lost_slots.elements())
         lost = duplicated = reruns = unrecorded = 0
         for customer, tracker in zip(customers, after, strict=True):
             async with http.get(
@@ -477,6 +505,7 @@ async def run_fault(
             not_continued=not_continued,
             slots_lost=slots_lost,
             conversations=conversations,
+            why_not_continued=why,
         )
 
 
@@ -535,6 +564,8 @@ def main() -> None:
                 outcome = asyncio.run(run_fault(stack, fault, args.conversations, args.phase))
                 outcomes.append(outcome)
                 print(table([outcome]).splitlines()[1], flush=True)
+                for reason, count in outcome.why_not_continued.most_common():
+                    print(f"    {count} x {reason}", flush=True)
     print()
     print(table(outcomes))
 

@@ -27,6 +27,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets
 import time
@@ -43,7 +44,7 @@ from bot.config import Settings, get_settings
 from bot.escalation import load_policy
 from bot.masking import mask_card_numbers
 from bot.queue.validate import MAX_MESSAGE_CHARS
-from bot.web import fallback, metrics
+from bot.web import fallback, metrics, turn_recovery
 from bot.web.admission import TurnGate, TurnSlot
 from bot.web.card_tail import CardMasker
 from bot.web.desk import Desk, DeskState
@@ -62,6 +63,8 @@ from bot.web.turns import (
 
 MAX_TEXT_CHARS = MAX_MESSAGE_CHARS  # the one message limit (bot.queue.validate)
 MAX_PAYLOAD_CHARS = 300
+RECOVERY_PAUSE = 2.0  # seconds between two looks at Rasa's tracker for one stale turn
+log = logging.getLogger("bot.web.conversations")
 PAYLOAD_PATTERN = re.compile(r"/[A-Za-z_][A-Za-z0-9_]*(\{.*\})?", re.DOTALL)
 
 # Records a mode change once: compare with the stored mode, set it, append the event.
@@ -226,7 +229,7 @@ class Conversations:
             if title is None:
                 if await self.turns.state(conversation_id, client_id) is not TurnState.absent:
                     # a retry of a turn under way: its replies may have replaced the offer
-                    return await self._wait_for(conversation_id, client_id)
+                    return await self._wait_for(conversation_id, client_id, incoming)
                 raise ApiError(
                     400,
                     "payload_not_offered",
@@ -235,7 +238,7 @@ class Conversations:
                 )
             incoming = Incoming(payload=incoming.payload, title=title, client_id=client_id)
         if not await self.turns.reserve(conversation_id, client_id):
-            return await self._wait_for(conversation_id, client_id)
+            return await self._wait_for(conversation_id, client_id, incoming)
         earlier = await self._earlier(conversation_id, client_id)
         if earlier is not None:  # recorded between the first look and the reservation
             return earlier
@@ -263,16 +266,30 @@ class Conversations:
         later = await self.events.history(conversation_id, earlier["id"])
         return [earlier, *later], await self.desk.state(conversation_id)
 
-    async def _wait_for(self, conversation_id: str, client_id: str) -> tuple[list[dict], DeskState]:
-        """The result of the turn another request reserved, once it is recorded."""
+    async def _wait_for(
+        self, conversation_id: str, client_id: str, incoming: Incoming | None = None
+    ) -> tuple[list[dict], DeskState]:
+        """The result of the turn another request reserved, once it is recorded. A turn pending
+        for longer than a turn takes (its gateway may have died) is settled from Rasa's tracker
+        (:meth:`_recover`), at most every :data:`RECOVERY_PAUSE` seconds."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait
         pause = 0.05
+        next_recovery = 0.0
         while True:
             earlier = await self._earlier(conversation_id, client_id)
             if earlier is not None:
                 return earlier
             state = await self.turns.state(conversation_id, client_id)
+            if state in (TurnState.pending, TurnState.unknown) and loop.time() >= next_recovery:
+                since = await self.turns.pending_since(conversation_id, client_id)
+                stale = since is not None and time.time() - since >= turn_recovery.SETTLE_SECONDS
+                if state is TurnState.unknown or stale:
+                    next_recovery = loop.time() + RECOVERY_PAUSE
+                    recovered = await self._recover(conversation_id, client_id, incoming)
+                    if recovered is not None:
+                        return recovered
+                    state = await self.turns.state(conversation_id, client_id)
             if state is TurnState.unknown:
                 raise outcome_unknown(retry_after=60)
             if state is TurnState.absent:
@@ -317,9 +334,7 @@ class Conversations:
                 if not events and await self._bot_unavailable(replies):
                     result = await self._without_bot(conversation_id, incoming, customer_event)
                 else:
-                    await self.offers.replace(conversation_id, events)
-                    appended = await self.events.append(conversation_id, [customer_event, *events])
-                    result = appended, await self.sync_mode(conversation_id)
+                    result = await self._record_turn(conversation_id, customer_event, events)
         except BaseException:
             outcome = TurnState.unknown if answered else TurnState.absent
             await asyncio.shield(self.turns.finish(conversation_id, client_id, outcome))
@@ -329,6 +344,59 @@ class Conversations:
                 slot.release()
         await self.turns.finish(conversation_id, client_id, TurnState.done)
         return result
+
+    async def _record_turn(
+        self, conversation_id: str, customer_event: dict[str, Any], events: list[dict[str, Any]]
+    ) -> tuple[list[dict], DeskState]:
+        """Append a bot turn once: the message under its client id, each reply under
+        :func:`~bot.web.turn_recovery.reply_key`, so a second recorder (a retry that recovered
+        the turn from Rasa's tracker) appends nothing twice; the replies' buttons become the
+        offer only for the recorder that appended the message."""
+        client_id = customer_event["client_id"]
+        keyed = [
+            {**event, "dedup_key": turn_recovery.reply_key(client_id, index)}
+            for index, event in enumerate(events)
+        ]
+        appended = await self.events.append(conversation_id, [customer_event, *keyed])
+        if not appended[0].get("duplicate"):
+            await self.offers.replace(conversation_id, events)
+        return appended, await self.sync_mode(conversation_id)
+
+    async def _recover(
+        self, conversation_id: str, client_id: str, incoming: Incoming | None
+    ) -> tuple[list[dict], DeskState] | None:
+        """Settle a turn whose marker outlived its gateway from Rasa's tracker (see
+        :mod:`bot.web.turn_recovery`): record it if Rasa finished it; once the marker reads as
+        unknown (older than the Rasa timeout, so the message is not still on its way to a busy
+        Rasa), release the reservation if Rasa never ran it (then ``_wait_for`` reports it not
+        sent and the retry runs it)."""
+        try:
+            tracker = await self._rasa.tracker(conversation_id)
+        except RasaUnavailable:
+            return None
+        replies = turn_recovery.finished_turn(tracker, client_id)
+        if replies is not None:
+            found = turn_recovery.user_event(tracker, client_id)
+            text = str((found[1] if found else {}).get("text") or "")
+            if incoming is not None and incoming.payload is not None:
+                text = incoming.title or text
+            customer_event = {
+                "type": "message",
+                "from": "customer",
+                "text": mask_card_numbers(text),
+                "client_id": client_id,
+            }
+            log.warning("recovered turn %s from Rasa's tracker", client_id)
+            result = await self._record_turn(conversation_id, customer_event, bot_events(replies))
+            await self.turns.finish(conversation_id, client_id, TurnState.done)
+            return result
+        if await self.turns.state(conversation_id, client_id) is not TurnState.unknown:
+            return None  # younger than the Rasa timeout: it may still be on its way to Rasa
+        lock = keys.RASA_LOCK.format(ns=self._ns, conversation=conversation_id)
+        if turn_recovery.never_ran(tracker, client_id, await self._redis.hgetall(lock)):
+            log.warning("turn %s never reached Rasa; released for a retry", client_id)
+            await self.turns.finish(conversation_id, client_id, TurnState.absent)
+        return None
 
     async def _bot_unavailable(self, replies: list[dict[str, Any]] | None) -> bool:
         """Rasa failed (None), or answered nothing while its action server is down (Rasa 3.6

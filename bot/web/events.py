@@ -105,7 +105,9 @@ class ConversationEvents:
         """Append events atomically in one round trip; returns them with ``id`` and ``ts``.
 
         An event with a ``client_id`` already appended to this conversation is not appended
-        again; the earlier one is returned instead, marked ``duplicate`` (a retried send).
+        again; the earlier one is returned instead, marked ``duplicate`` (a retried send). An
+        event may carry a ``dedup_key`` instead (not stored in the event): the same rule, for
+        events without a client id of their own (a bot reply recorded by two gateways).
         ``holder=(ticket hash key, agent id)`` appends only if that agent holds the ticket, in
         the same atomic step (else :class:`NotHolder`).
         """
@@ -130,7 +132,8 @@ class ConversationEvents:
             script = self._append_guarded
         for event in events:
             event.setdefault("ts", now)
-            args += [event.get("client_id") or "", json.dumps(event)]
+            once = event.pop("dedup_key", None) or event.get("client_id") or ""
+            args += [once, json.dumps(event)]
         try:
             results = await script(keys=script_keys, args=args)
         except ResponseError as error:
