@@ -326,8 +326,9 @@ class Conversations:
                     replies = await self._rasa.send(
                         conversation_id, to_rasa, timeout=self._rasa_timeout, client_id=client_id
                     )
-                except RasaUnavailable:
+                except RasaUnavailable as error:
                     metrics.ERRORS.labels("rasa_unavailable").inc()
+                    log.warning("turn %s: %s", client_id, error)
                     replies = None
                 answered = True
                 events = bot_events(replies or [])
