@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from bot import keys
 from bot.config import Settings, get_settings
@@ -64,6 +65,7 @@ from bot.web.turns import (
 MAX_TEXT_CHARS = MAX_MESSAGE_CHARS  # the one message limit (bot.queue.validate)
 MAX_PAYLOAD_CHARS = 300
 RECOVERY_PAUSE = 2.0  # seconds between two looks at Rasa's tracker for one stale turn
+SETTLE_RETRY_SECONDS = 60.0  # how long a failed turn's outcome is retried while Redis is away
 log = logging.getLogger("bot.web.conversations")
 PAYLOAD_PATTERN = re.compile(r"/[A-Za-z_][A-Za-z0-9_]*(\{.*\})?", re.DOTALL)
 
@@ -250,6 +252,35 @@ class Conversations:
         except asyncio.TimeoutError:
             raise still_running(retry_after=2) from None
 
+    async def _settle(self, conversation_id: str, client_id: str, outcome: TurnState) -> None:
+        """Record a failed turn's outcome; while Redis is away (the usual reason a turn fails),
+        keep trying in the background for :data:`SETTLE_RETRY_SECONDS`. Only this gateway
+        knows that a message it never sent to Rasa can be run by a retry; without this, its
+        marker stayed ``pending`` and every retry waited until it read as unknown."""
+        try:
+            await self.turns.finish(conversation_id, client_id, outcome)
+            return
+        except RedisError as error:
+            log.warning("turn %s: outcome %s not recorded yet: %s", client_id, outcome.value, error)
+
+        async def later() -> None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + SETTLE_RETRY_SECONDS
+            pause = 0.25
+            while loop.time() < deadline:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                try:
+                    await self.turns.finish(conversation_id, client_id, outcome)
+                    return
+                except RedisError:
+                    continue
+            log.error("turn %s: outcome %s never recorded", client_id, outcome.value)
+
+        task = asyncio.ensure_future(later())
+        self._running.add(task)
+        task.add_done_callback(self._settled)
+
     def _settled(self, task: asyncio.Task) -> None:
         """Forget a finished turn task; its error, if nobody awaited it, is already recorded."""
         self._running.discard(task)
@@ -338,7 +369,7 @@ class Conversations:
                     result = await self._record_turn(conversation_id, customer_event, events)
         except BaseException:
             outcome = TurnState.unknown if answered else TurnState.absent
-            await asyncio.shield(self.turns.finish(conversation_id, client_id, outcome))
+            await asyncio.shield(self._settle(conversation_id, client_id, outcome))
             raise
         finally:
             if slot is not None:
