@@ -64,7 +64,8 @@ MAX_TEXT_CHARS = MAX_MESSAGE_CHARS  # the one message limit (bot.queue.validate)
 MAX_PAYLOAD_CHARS = 300
 PAYLOAD_PATTERN = re.compile(r"/[A-Za-z_][A-Za-z0-9_]*(\{.*\})?", re.DOTALL)
 
-# Records a mode change once: compare with the stored mode, set it, append the event.
+# Records a mode change once: compare with the stored mode, set it, append the event and
+# announce it on the notice channel ARGV[5] as "<conversation id ARGV[6]> <id>" (bot.web.fanout).
 _SYNC_MODE = """
 local current = redis.call('HGET', KEYS[1], 'mode')
 if current == ARGV[1] then return nil end
@@ -72,6 +73,7 @@ redis.call('HSET', KEYS[1], 'mode', ARGV[1])
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. ' ' .. id)
 return id
 """
 
@@ -205,7 +207,14 @@ class Conversations:
         event = {"type": "mode", "from": "system", "ts": time.time(), **state.public()}
         await self._sync_mode(
             keys=[self._key(conversation_id), self.events.key(conversation_id)],
-            args=[state.mode, json.dumps(event), 2000, self._retention],
+            args=[
+                state.mode,
+                json.dumps(event),
+                2000,
+                self._retention,
+                self.events.channel,
+                conversation_id,
+            ],
         )
         return state
 
