@@ -5,7 +5,9 @@ customer's messages, the bot's replies (with buttons), the agent's replies, noti
 joined", "left"), mode changes (bot / waiting with position and ETA / agent) and typing signals.
 The widget and the console read it through WebSockets from the last event id they saw, so a
 reload, a dropped connection, a gateway restart or a second gateway loses nothing: the reader
-resumes with ``XREAD`` from its offset. Stream ids are the event ids clients keep.
+resumes from its offset. Stream ids are the event ids clients keep. Every append also publishes
+a notice (``"<conversation id> <entry id>"``) on :func:`notice_channel`, on which each gateway's
+fan-out (:mod:`bot.web.fanout`) learns which stream to read.
 
 Events are dicts with ``type`` (``message``, ``notice``, ``mode``, ``typing``), ``from``
 (``customer``, ``bot``, ``agent``, ``system``), ``ts`` (epoch seconds) and type-specific fields.
