@@ -301,6 +301,11 @@ WEB_TYPING = register(
     retention="nothing stored (Pub/Sub)", bound="ttl",
     comment="typing signals relayed between gateways",
 )  # fmt: skip
+WEB_CONVERSATION_NOTICES = register(
+    "web.conversation_notices", "{ns}:web:conv-notices", owner="bot.web.events", type="channel",
+    retention="nothing stored (Pub/Sub)", bound="ttl",
+    comment="'<conversation id> <entry id>' per append to an events stream (bot.web.fanout reads it)",
+)  # fmt: skip
 LIMIT_RATE = register(
     "limit.rate", "{ns}:limit:{name}:{subject}", owner="bot.web.limits", type="string",
     retention="expires when the subject is idle for the limit's period", bound="ttl",

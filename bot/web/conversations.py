@@ -69,7 +69,8 @@ SETTLE_RETRY_SECONDS = 60.0  # how long a failed turn's outcome is retried while
 log = logging.getLogger("bot.web.conversations")
 PAYLOAD_PATTERN = re.compile(r"/[A-Za-z_][A-Za-z0-9_]*(\{.*\})?", re.DOTALL)
 
-# Records a mode change once: compare with the stored mode, set it, append the event.
+# Records a mode change once: compare with the stored mode, set it, append the event and
+# announce it on the notice channel ARGV[5] as "<conversation id ARGV[6]> <id>" (bot.web.fanout).
 _SYNC_MODE = """
 local current = redis.call('HGET', KEYS[1], 'mode')
 if current == ARGV[1] then return nil end
@@ -77,6 +78,7 @@ redis.call('HSET', KEYS[1], 'mode', ARGV[1])
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. ' ' .. id)
 return id
 """
 
@@ -210,7 +212,14 @@ class Conversations:
         event = {"type": "mode", "from": "system", "ts": time.time(), **state.public()}
         await self._sync_mode(
             keys=[self._key(conversation_id), self.events.key(conversation_id)],
-            args=[state.mode, json.dumps(event), 2000, self._retention],
+            args=[
+                state.mode,
+                json.dumps(event),
+                2000,
+                self._retention,
+                self.events.channel,
+                conversation_id,
+            ],
         )
         return state
 
