@@ -124,11 +124,14 @@ class SensitiveRule(_Strict):
     name: str = Field(..., regex=r"^[a-z][a-z0-9_]*$")
     intents: list[str] = Field(default_factory=list)
     phrases: list[str] = Field(default_factory=list)
+    # a phrase match is dropped when one of these occurs too ("not saying it's fraud", "fraud
+    # checks"): a harmless question with a scary word; the rule's intents are not affected
+    unless: list[str] = Field(default_factory=list)
     topic: str = Field(..., regex=r"^[a-z][a-z0-9_]*$")
     priority: str
     action: Verdict = Verdict.handoff
 
-    _patterns = validator("phrases", allow_reuse=True)(_compile)
+    _patterns = validator("phrases", "unless", allow_reuse=True)(_compile)
 
     @root_validator(skip_on_failure=True)
     def _matches_something(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -284,6 +287,9 @@ class Policy(_Strict):
             sensitive_intents=frozenset(i for r in self.sensitive for i in r.intents),
             sensitive_patterns=tuple(
                 (r.name, re.compile(p, flags)) for r in self.sensitive for p in r.phrases
+            ),
+            sensitive_unless=tuple(
+                (r.name, re.compile(p, flags)) for r in self.sensitive for p in r.unless
             ),
             unanswerable_intents=frozenset(self.unanswerable_intents),
             non_topic_intents=CONVERSATIONAL_INTENTS,

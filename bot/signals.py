@@ -50,6 +50,7 @@ class SignalConfig:
     human_phrase_ignored_for: frozenset[str] = frozenset({"bot_challenge"})
     sensitive_intents: frozenset[str] = frozenset()
     sensitive_patterns: tuple[tuple[str, re.Pattern[str]], ...] = ()  # (rule name, pattern)
+    sensitive_unless: tuple[tuple[str, re.Pattern[str]], ...] = ()  # (rule name, pattern)
     unanswerable_intents: frozenset[str] = frozenset({"nlu_fallback", "out_of_scope"})
     non_topic_intents: frozenset[str] = frozenset()  # greet, affirm, ...: never a "need" or loop
     unclear_below: float = 0.0
@@ -176,12 +177,14 @@ def human_request(turn: SignalTurn, config: SignalConfig) -> str | None:
 
 
 def sensitive_phrases(text: str, config: SignalConfig) -> list[str]:
-    """Names of the sensitive-topic rules whose phrases occur in `text` (each name once)."""
+    """Names of the sensitive-topic rules whose phrases occur in `text` (each name once), except
+    those one of whose `unless` patterns occurs too (a harmless question with a scary word)."""
     names: list[str] = []
     for name, pattern in config.sensitive_patterns:
         if name not in names and pattern.search(text or ""):
             names.append(name)
-    return names
+    cleared = {name for name, pattern in config.sensitive_unless if pattern.search(text or "")}
+    return [name for name in names if name not in cleared]
 
 
 def _feedback(turn: SignalTurn, config: SignalConfig) -> str | None:
