@@ -153,8 +153,17 @@ class ContextRule(_Strict):
     followup_words: int = Field(0, ge=0, le=30)
     new_topic_confidence: float = Field(1.0, ge=0.0, le=1.0)
     never_repeat_answer: bool = False  # an answer already given: say so and offer a person
+    acknowledgement_phrases: list[str] = Field(default_factory=list)
+    acknowledgement_words: int = Field(0, ge=0, le=20)  # 0 switches acknowledgements off
+    not_helped_phrases: list[str] = Field(default_factory=list)
 
-    _patterns = validator("persistence_phrases", "repeat_phrases", allow_reuse=True)(_compile)
+    _patterns = validator(
+        "persistence_phrases",
+        "repeat_phrases",
+        "acknowledgement_phrases",
+        "not_helped_phrases",
+        allow_reuse=True,
+    )(_compile)
 
 
 class OpeningHours(_Strict):
@@ -307,6 +316,13 @@ class Policy(_Strict):
             followup_words=self.context.followup_words,
             new_topic_confidence=self.context.new_topic_confidence,
             no_context_intents=CONVERSATIONAL_INTENTS - {"deny"},
+            acknowledgement_patterns=tuple(
+                re.compile(p, flags) for p in self.context.acknowledgement_phrases
+            ),
+            acknowledgement_words=self.context.acknowledgement_words,
+            not_helped_patterns=tuple(
+                re.compile(p, flags) for p in self.context.not_helped_phrases
+            ),
         )
 
 

@@ -28,7 +28,7 @@ configured otherwise, since the customer last confirmed that an answer helped.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pydantic import BaseModel, Field
 
@@ -68,6 +68,12 @@ class SignalConfig:
     followup_words: int = 0  # a message of at most this many words is a short follow-up
     new_topic_confidence: float = 1.0  # a follow-up names a new topic at this confidence
     no_context_intents: frozenset[str] = frozenset()  # affirm, thanks, ...: never restate a need
+    # "ok fair enough", "ok i'll wait", "merci": a short acknowledgement, read as affirm whatever
+    # the NLU read (it often reads a fallback, out of scope or deny)
+    acknowledgement_patterns: tuple[re.Pattern[str], ...] = ()
+    acknowledgement_words: int = 0  # at most this many words; 0 switches it off
+    # "that didn't help", "thanks for nothing": the customer says the bot did not help
+    not_helped_patterns: tuple[re.Pattern[str], ...] = ()
 
 
 @dataclass
@@ -131,6 +137,8 @@ class TurnSignals(BaseModel):
     restated: bool = False  # the unresolved need of the previous answer, in other words
     persistence: str | None = None  # the persistence cue found
     repeat_request: bool = False  # the customer asks for the previous answer again
+    acknowledged: bool = False  # a short "ok, fair enough": read as affirm
+    said_not_helped: bool = False  # "that didn't help", "thanks for nothing"
     topic_status: str | None = None  # the topic's answer so far: pending | helped | not_helped
     similarity_to_answered: float | None = None
     similarity_to_earlier: float | None = None
@@ -218,6 +226,38 @@ def persistence_cue(text: str, config: SignalConfig) -> str | None:
     return None
 
 
+def said_not_helped(text: str, config: SignalConfig) -> bool:
+    """Whether the customer says in words that the bot did not help ("thanks for nothing")."""
+    return not (text or "").startswith("/") and any(
+        p.search(text or "") for p in config.not_helped_patterns
+    )
+
+
+def acknowledgement(turn: SignalTurn, config: SignalConfig) -> bool:
+    """Whether the message is a short acknowledgement ("ok fair enough", "ok i'll wait for it",
+    "merci"): no question, no persistence cue, no complaint, no request for a person."""
+    text = (turn.text or "").strip()
+    if (
+        not config.acknowledgement_words
+        or not text
+        or text.startswith("/")
+        or "?" in text
+        or len(text.split()) > config.acknowledgement_words
+        or turn.intent in config.no_context_intents  # greet, thanks, affirm...: read right
+        or turn.intent in config.sensitive_intents
+        or (_is_topic(turn.intent, config) and turn.confidence >= config.new_topic_confidence)
+    ):
+        return False
+    if not any(p.search(text) for p in config.acknowledgement_patterns):
+        return False
+    return (
+        persistence_cue(text, config) is None
+        and not said_not_helped(text, config)
+        and human_request(turn, config) is None
+        and not sensitive_phrases(text, config)
+    )
+
+
 def repeat_request(text: str, config: SignalConfig) -> bool:
     """Whether the customer asks to see the previous answer again."""
     return any(p.search(text or "") for p in config.repeat_patterns)
@@ -282,13 +322,25 @@ def observe(
 ) -> tuple[TurnSignals, SignalState]:
     """Signals of `turn` given the conversation's `state`; returns them and the next state."""
     number = state.turns + 1
+    acknowledged = acknowledgement(turn, config)
+    if acknowledged:
+        turn = replace(turn, intent=config.affirm_intent)
+    elif (
+        turn.intent == config.affirm_intent
+        and persistence_cue(turn.text, config) not in (None, "again")
+        and not (turn.text or "").startswith("/")
+    ):
+        # "i did that already", "yes, still nothing": not a confirmation that it helped
+        turn = replace(turn, intent=None)
     offered_before = OFFER_REPLY in turn.bot_replies
+    # right after an offer of a person the cooldown decides, not the words
+    not_helped_words = not offered_before and said_not_helped(turn.text, config)
     failed_turns = 0 if offered_before else state.failed_turns
     offers = state.offers + (1 if offered_before else 0)
     last_offer = state.turns if offered_before else state.last_offer_turn
 
     answered = _record_answer(state, turn, config)
-    feedback = _feedback(turn, config)
+    feedback = "not_helped" if not_helped_words else _feedback(turn, config)
     if feedback and state.prev_intent in answered:
         answered[state.prev_intent] = feedback  # type: ignore[index]
     elif feedback:
@@ -358,6 +410,8 @@ def observe(
         restated=context.restated,
         persistence=context.cue,
         repeat_request=context.repeat,
+        acknowledged=acknowledged,
+        said_not_helped=not_helped_words,
         topic_status=answered.get(context.topic or ""),
         similarity_to_answered=turn.similarity_to_answered,
         similarity_to_earlier=turn.similarity_to_earlier,
