@@ -89,6 +89,8 @@ class FailedTurns(_Strict):
     unclear_below: float = Field(0.0, ge=0.0, le=1.0)
     offer_when_not_helped: bool = True  # "no" to "Did that answer your question?"
     reset_when_helped: bool = True  # "yes, that helped" starts the count again
+    # a clear new question answered (confident, familiar, not a follow-up): the rephrase worked
+    reset_when_answered: bool = False
 
     @root_validator(skip_on_failure=True)
     def _handoff_after_offer(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -305,6 +307,7 @@ class Policy(_Strict):
             unclear_below=self.failed_turns.unclear_below,
             negative_sentiment=self.sentiment.negative,
             reset_failed_when_helped=self.failed_turns.reset_when_helped,
+            reset_failed_when_answered=self.failed_turns.reset_when_answered,
             unfamiliar_below=self.context.unfamiliar_below,
             restate_similarity=self.context.restate_similarity,
             cue_similarity=self.context.cue_similarity,

@@ -56,6 +56,7 @@ class SignalConfig:
     unclear_below: float = 0.0
     negative_sentiment: float = -0.3
     reset_failed_when_helped: bool = True  # "yes, that helped" starts the count again
+    reset_failed_when_answered: bool = False  # a clear new question starts the count again
     affirm_intent: str = "affirm"
     deny_intent: str = "deny"
     # context (docs/escalation.md, "Context"); the defaults switch it off
@@ -384,6 +385,17 @@ def observe(
     failed = bool(failed_why)
     if feedback == "helped" and config.reset_failed_when_helped:
         failed_turns = 0
+    clear_question = (
+        not failed
+        and not context.kept
+        and _is_topic(turn.intent, config)
+        and turn.intent not in config.sensitive_intents
+        and turn.confidence >= config.new_topic_confidence
+        and turn.familiarity is not None
+        and turn.familiarity >= config.unfamiliar_below
+    )
+    if clear_question and config.reset_failed_when_answered:
+        failed_turns = 0  # the customer found the words: what failed before is behind them
     failed_turns += 1 if failed else 0
 
     score = None if (turn.text or "").startswith("/") or not turn.text else sentiment(turn.text)
