@@ -216,10 +216,10 @@ def read_in_context(turn: TrackerTurn, signals: TurnSignals) -> TrackerTurn:
         intent = signals.topic
     elif signals.said_not_helped:
         intent = "deny"  # "thanks for nothing": sorry, and a person
-    elif signals.acknowledged:
-        intent = "affirm"  # "ok fair enough": an acknowledgement, whatever the NLU read
-    elif turn.intent == "affirm" and signals.intent is None:
-        intent = "nlu_fallback"  # "i did that already": not a "yes", ask instead
+    elif (signals.intent or "") != (turn.intent or ""):
+        # the signals corrected the NLU: "ok fair enough" is a "yes"; "i did that already" is
+        # not, nor is "hola, mi tarjeta no funciona" a "no": the bot asks instead
+        intent = signals.intent or "nlu_fallback"
     else:
         intent = turn.intent
     return replace(

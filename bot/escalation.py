@@ -42,6 +42,8 @@ CONVERSATIONAL_INTENTS = frozenset(
     }
 )
 
+SMALL_TALK_INTENTS = frozenset({"greet", "goodbye", "thanks", "affirm", "deny", "bot_challenge"})
+
 
 class PolicyError(ValueError):
     """The escalation policy file is missing, unreadable or invalid."""
@@ -158,6 +160,8 @@ class ContextRule(_Strict):
     acknowledgement_phrases: list[str] = Field(default_factory=list)
     acknowledgement_words: int = Field(0, ge=0, le=20)  # 0 switches acknowledgements off
     not_helped_phrases: list[str] = Field(default_factory=list)
+    small_talk_unsure_below: float = Field(0.0, ge=0.0, le=1.0)  # 0 switches it off
+    small_talk_unfamiliar_below: float = Field(0.0, ge=0.0, le=1.0)
 
     _patterns = validator(
         "persistence_phrases",
@@ -326,6 +330,9 @@ class Policy(_Strict):
             not_helped_patterns=tuple(
                 re.compile(p, flags) for p in self.context.not_helped_phrases
             ),
+            small_talk_intents=SMALL_TALK_INTENTS,
+            small_talk_unsure_below=self.context.small_talk_unsure_below,
+            small_talk_unfamiliar_below=self.context.small_talk_unfamiliar_below,
         )
 
 

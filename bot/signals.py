@@ -37,6 +37,7 @@ from bot.sentiment import sentiment, trend
 FEEDBACK_REPLY = "did_that_help"
 OFFER_REPLY = "offer_human"
 ANSWER_PREFIX = "answer:"
+FALLBACK_INTENT = "nlu_fallback"
 SENTIMENT_HISTORY = 10
 
 
@@ -75,6 +76,11 @@ class SignalConfig:
     acknowledgement_words: int = 0  # at most this many words; 0 switches it off
     # "that didn't help", "thanks for nothing": the customer says the bot did not help
     not_helped_patterns: tuple[re.Pattern[str], ...] = ()
+    # small talk (greet, thanks, "no"...) read at under this confidence in a message under this
+    # familiarity is a misreading ("hola, mi tarjeta no funciona" read as "no"): an unclear turn
+    small_talk_intents: frozenset[str] = frozenset()
+    small_talk_unsure_below: float = 0.0
+    small_talk_unfamiliar_below: float = 0.0
 
 
 @dataclass
@@ -244,7 +250,7 @@ def acknowledgement(turn: SignalTurn, config: SignalConfig) -> bool:
         or text.startswith("/")
         or "?" in text
         or len(text.split()) > config.acknowledgement_words
-        or turn.intent in config.no_context_intents  # greet, thanks, affirm...: read right
+        or (turn.intent in config.no_context_intents and not _unsure_small_talk(turn, config))
         or turn.intent in config.sensitive_intents
         or (_is_topic(turn.intent, config) and turn.confidence >= config.new_topic_confidence)
     ):
@@ -256,6 +262,24 @@ def acknowledgement(turn: SignalTurn, config: SignalConfig) -> bool:
         and not said_not_helped(text, config)
         and human_request(turn, config) is None
         and not sensitive_phrases(text, config)
+    )
+
+
+def _unsure_small_talk(turn: SignalTurn, config: SignalConfig) -> bool:
+    return (
+        turn.intent in config.small_talk_intents
+        and turn.confidence < config.small_talk_unsure_below
+    )
+
+
+def misread_small_talk(turn: SignalTurn, config: SignalConfig) -> bool:
+    """Whether the NLU's small-talk intent is a misreading: unsure of it, on a message unlike its
+    examples ("hola, mi tarjeta no funciona en el cajero" read as "no")."""
+    return (
+        _unsure_small_talk(turn, config)
+        and turn.familiarity is not None
+        and turn.familiarity < config.small_talk_unfamiliar_below
+        and not (turn.text or "").startswith("/")
     )
 
 
@@ -333,6 +357,8 @@ def observe(
     ):
         # "i did that already", "yes, still nothing": not a confirmation that it helped
         turn = replace(turn, intent=None)
+    elif misread_small_talk(turn, config):
+        turn = replace(turn, intent=FALLBACK_INTENT)
     offered_before = OFFER_REPLY in turn.bot_replies
     # right after an offer of a person the cooldown decides, not the words
     not_helped_words = not offered_before and said_not_helped(turn.text, config)

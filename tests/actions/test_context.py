@@ -183,3 +183,12 @@ async def test_i_did_that_already_is_not_taken_as_yes(redis):
     second = await say(chat, "i did that already", "affirm", confidence=0.16)
     assert "glad_it_helped" not in replies(second)
     assert audit(chat)["loop"]
+
+
+async def test_small_talk_misread_in_another_language_gets_a_rephrase(redis):
+    chat = Conversation("c-ctx-misread")
+    reply = await say(
+        chat, "hola, mi tarjeta no funciona en el cajero", "deny", confidence=0.19, familiarity=0.16
+    )
+    assert replies(reply) == ["rephrase_no_topics"] or replies(reply)[0].startswith("rephrase")
+    assert audit(chat)["unclear"]

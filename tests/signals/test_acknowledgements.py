@@ -135,3 +135,35 @@ def test_an_unsure_or_unfamiliar_answer_does_not_start_the_count_again(confidenc
     again = SignalTurn("whatever", "nlu_fallback", 0.15, [], [])
     signals, _ = observe(state, again, CONFIG)
     assert signals.failed_turns >= 2 and evaluate(signals, POLICY).action is Verdict.offer
+
+
+@pytest.mark.parametrize(
+    ("text", "intent", "confidence", "familiarity"),
+    [
+        ("hola, mi tarjeta no funciona en el cajero", "deny", 0.19, 0.16),
+        ("bitte hilfe", "greet", 0.23, 0.36),
+        ("whatever", "deny", 0.27, 0.41),
+    ],
+)
+def test_small_talk_the_nlu_is_unsure_of_on_an_unfamiliar_message_is_unclear(
+    text, intent, confidence, familiarity
+):
+    turn = SignalTurn(text, intent, confidence, [(intent, confidence)], [], familiarity=familiarity)
+    signals, _ = observe(SignalState(), turn, CONFIG)
+    assert signals.intent == "nlu_fallback" and signals.unclear and signals.failed
+
+
+@pytest.mark.parametrize(
+    ("text", "intent", "confidence", "familiarity"),
+    [
+        ("ta", "thanks", 0.33, 0.51),  # sure enough
+        ("hello there", "greet", 0.25, 0.7),  # familiar
+        ("ok ill try in daylight", "affirm", 0.18, 0.44),  # an acknowledgement
+        ("/affirm", "affirm", 0.2, 0.1),  # a button
+    ],
+)
+def test_small_talk_read_well_enough_stands(text, intent, confidence, familiarity):
+    turn = SignalTurn(text, intent, confidence, [(intent, confidence)], [], familiarity=familiarity)
+    signals, _ = observe(SignalState(), turn, CONFIG)
+    assert signals.intent == ("affirm" if intent == "affirm" else intent)
+    assert not signals.failed
