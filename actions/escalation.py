@@ -210,8 +210,18 @@ class EscalationGate:
 
 def read_in_context(turn: TrackerTurn, signals: TurnSignals) -> TrackerTurn:
     """The turn as the answer sees it: about the topic it keeps (a restated or short follow-up
-    keeps the previous topic), with what the signals found."""
-    intent = signals.topic if signals.kept_topic and signals.topic else turn.intent
+    keeps the previous topic), a "no" when the customer says the bot did not help, a "yes" for a
+    short acknowledgement the NLU misread, with what the signals found."""
+    if signals.kept_topic and signals.topic:
+        intent = signals.topic
+    elif signals.said_not_helped:
+        intent = "deny"  # "thanks for nothing": sorry, and a person
+    elif (signals.intent or "") != (turn.intent or ""):
+        # the signals corrected the NLU: "ok fair enough" is a "yes"; "i did that already" is
+        # not, nor is "hola, mi tarjeta no funciona" a "no": the bot asks instead
+        intent = signals.intent or "nlu_fallback"
+    else:
+        intent = turn.intent
     return replace(
         turn,
         intent=intent,

@@ -20,8 +20,12 @@ Per fault it reports:
   turn sent after the kill was answered with a 2xx);
 * lost: messages the gateway acknowledged (2xx) that are absent from the conversation's stream;
 * duplicated: a ``client_id`` that appears twice in the stream;
-* rasa reruns: user turns in Rasa's tracker beyond the customer messages in the stream (a turn
-  that reached Rasa twice for one ``client_id``, e.g. re-run after the gateway that ran it died);
+* rasa reruns: a ``client_id`` that reached Rasa twice (the gateway sends it with the message as
+  Rasa metadata, so each user event in Rasa's tracker names its message), i.e. a bot turn run
+  twice for one customer message;
+* unrecorded: turns Rasa ran whose message is not in the stream (the gateway died after Rasa
+  answered and before it appended the turn; the customer's retry gets 409 ``turn_outcome_unknown``
+  and is asked to send it again; the message was never acknowledged, so it is not "lost");
 * failed: requests without a 2xx after the retries;
 * not continued: conversations whose next turn after the fault got no bot reply;
 * slots lost: conversations whose ``failed_total`` went back across the fault, or whose next
@@ -234,6 +238,7 @@ class Customer:
     failed: int = 0
     offered: list[str] = field(default_factory=list)  # payloads of the bot's last buttons
     turn: int = 0
+    last_refusal: str = ""  # the status (and code) of the last non-2xx answer
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
@@ -286,6 +291,7 @@ async def send(
                             b["payload"] for b in bots[-1].get("buttons") or [] if b.get("payload")
                         ]
                     return answer
+                customer.last_refusal = f"{response.status} {await _error_code(response)}"
                 if response.status < 500 and response.status != 429:
                     customer.failed += 1
                     return None
@@ -296,6 +302,22 @@ async def send(
             customer.failed += 1
             return None
         await asyncio.sleep(min(pause, 5.0))
+
+
+async def _error_code(response: aiohttp.ClientResponse) -> str:
+    try:
+        error = (await response.json()).get("error")
+        return str(error.get("code", "")) if isinstance(error, dict) else str(error or "")
+    except (aiohttp.ClientError, ValueError):
+        return ""
+
+
+def why_no_reply(answer: dict[str, Any] | None, customer: Customer) -> str:
+    """What a turn without a bot reply got instead: its last refusal, or the kinds of message."""
+    if answer is None:
+        return f"no 2xx, last: {customer.last_refusal or 'connection error'}"
+    kinds = sorted({f"{m.get('from')}:{m.get('code', '')}" for m in answer["messages"]})
+    return "2xx with " + ", ".join(kinds)
 
 
 def bot_replied(answer: dict[str, Any] | None) -> bool:
@@ -330,6 +352,13 @@ async def escalation_state(
                             "user_turns": sum(
                                 1 for e in tracker["events"] if e.get("event") == "user"
                             ),
+                            # the message id the gateway sends with each turn (Rasa metadata)
+                            "rasa_client_ids": Counter(
+                                (e.get("metadata") or {}).get("client_id")
+                                for e in tracker["events"]
+                                if e.get("event") == "user"
+                                and (e.get("metadata") or {}).get("client_id")
+                            ),
                         }
             except (aiohttp.ClientError, asyncio.TimeoutError):
                 pass
@@ -349,11 +378,14 @@ class Outcome:
     acknowledged: int
     lost: int
     duplicated: int  # a client id twice in the conversation's stream
-    rasa_reruns: int  # user turns in Rasa's tracker beyond the customer messages in the stream
+    rasa_reruns: int  # a client id twice among the user events of Rasa's tracker
+    unrecorded: int  # a client id in Rasa's tracker that the stream lacks (never acknowledged)
     failed: int
     not_continued: int
     slots_lost: int
     conversations: int
+    # what the turns without a bot reply got instead, and the slot values of "slots lost"
+    why_not_continued: Counter = field(default_factory=Counter)
 
 
 async def _healthy(http: aiohttp.ClientSession, base: str) -> bool:
@@ -430,13 +462,21 @@ async def run_fault(
             *(escalation_state(http, stack, c.conversation_id) for c in customers)
         )
         not_continued = sum(1 for a in answers if not bot_replied(a))
-        slots_lost = sum(
-            1
+        why = Counter(
+            why_no_reply(a, c)
+            for a, c in zip(answers, customers, strict=True)
+            if not bot_replied(a)
+        )
+        lost_slots = Counter(
+            "failed_total before/middle/after "
+            f"{b.get('failed_total', 0)}/{m.get('failed_total', 0)}/{a.get('failed_total', 0)}"
             for b, m, a in zip(before, middle, after, strict=True)
             if m.get("failed_total", 0) < b.get("failed_total", 0)
             or a.get("failed_total", 0) != m.get("failed_total", 0) + 1
         )
-        lost = duplicated = reruns = 0
+        slots_lost = sum(lost_slots.values())
+        why.update(f"(slots) {detail}" for detail in lost_slots.elements())
+        lost = duplicated = reruns = unrecorded = 0
         for customer, tracker in zip(customers, after, strict=True):
             async with http.get(
                 f"{base}/api/conversations/{customer.conversation_id}",
@@ -450,7 +490,8 @@ async def run_fault(
             )
             lost += sum(1 for cid in customer.acked if cid not in ids)
             duplicated += sum(n - 1 for n in ids.values() if n > 1)
-            reruns += max(0, tracker["user_turns"] - sum(ids.values()))
+            reruns += sum(n - 1 for n in tracker["rasa_client_ids"].values() if n > 1)
+            unrecorded += sum(1 for cid in tracker["rasa_client_ids"] if cid not in ids)
         return Outcome(
             fault=fault or "none",
             recovery_s=recovery,
@@ -459,10 +500,12 @@ async def run_fault(
             lost=lost,
             duplicated=duplicated,
             rasa_reruns=reruns,
+            unrecorded=unrecorded,
             failed=sum(c.failed for c in customers),
             not_continued=not_continued,
             slots_lost=slots_lost,
             conversations=conversations,
+            why_not_continued=why,
         )
 
 
@@ -476,12 +519,13 @@ def _seconds(value: float | None) -> str:
 def table(outcomes: list[Outcome]) -> str:
     head = (
         f"{'fault':<9}{'recovery s':>11}{'first ok s':>11}{'acked':>7}{'lost':>6}"
-        f"{'duplicated':>11}{'rasa reruns':>12}{'failed':>7}{'not continued':>14}{'slots lost':>11}"
+        f"{'duplicated':>11}{'rasa reruns':>12}{'unrecorded':>11}{'failed':>7}"
+        f"{'not continued':>14}{'slots lost':>11}"
     )
     rows = [
         f"{o.fault:<9}{_seconds(o.recovery_s):>11}{_seconds(o.first_ok_turn_s):>11}"
-        f"{o.acknowledged:>7}{o.lost:>6}{o.duplicated:>11}{o.rasa_reruns:>12}{o.failed:>7}{o.not_continued:>14}"
-        f"{o.slots_lost:>11}"
+        f"{o.acknowledged:>7}{o.lost:>6}{o.duplicated:>11}{o.rasa_reruns:>12}{o.unrecorded:>11}"
+        f"{o.failed:>7}{o.not_continued:>14}{o.slots_lost:>11}"
         for o in outcomes
     ]
     return "\n".join([head, *rows])
@@ -520,6 +564,8 @@ def main() -> None:
                 outcome = asyncio.run(run_fault(stack, fault, args.conversations, args.phase))
                 outcomes.append(outcome)
                 print(table([outcome]).splitlines()[1], flush=True)
+                for reason, count in outcome.why_not_continued.most_common():
+                    print(f"    {count} x {reason}", flush=True)
     print()
     print(table(outcomes))
 

@@ -15,8 +15,9 @@ raised in this process with ``resource.setrlimit`` before the gateway starts (it
    (``VmRSS`` in ``/proc/<pid>/status``).
 3. Latency: ``--sample`` messages, one every ``--interval`` seconds, each to a different
    conversation, appended with ``ConversationEvents.append`` (the gateway's own writer: one
-   ``XADD``), timed from just before the append to the event arriving on that conversation's
-   socket, while all sockets stay open. p50/p99, target p99 <= 50 ms.
+   script, ``XADD`` and the ``PUBLISH`` of its notice), timed from just before the append to the
+   event arriving on that conversation's socket, while all sockets stay open. p50/p99, target
+   p99 <= 50 ms.
 
 The figures are printed beside their targets. On a shared machine the latency tail reflects the
 other load too: say so when reporting.

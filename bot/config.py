@@ -122,14 +122,7 @@ class Settings(BaseSettings):
         16,
         env="GATEWAY_REDIS_MAX_CONNECTIONS",
         ge=8,
-        description="The gateway's Redis connections, all told (a bounded pool: callers wait for a free one); the stream readers and the typing subscriber hold theirs.",
-    )
-    gateway_stream_readers: int = Field(
-        4,
-        env="GATEWAY_STREAM_READERS",
-        ge=1,
-        le=8,
-        description="Tasks (one Redis connection each) that XREAD every open socket's conversation streams and fan entries out to the sockets.",
+        description="The gateway's Redis connections, all told (a bounded pool: callers wait for a free one); the sockets' notice subscriber and stream fetcher (bot/web/fanout.py) and the typing subscriber hold theirs.",
     )
     escalation_policy: Path = Field(PROJECT_ROOT / "escalation_policy.yml", env="ESCALATION_POLICY")
     models_dir: Path = Field(PROJECT_ROOT / "models", env="SUPPORT_MODELS_DIR")
@@ -218,6 +211,12 @@ class Settings(BaseSettings):
         None,
         env="REDIS_SENTINEL_PASSWORD",
         description="Password of the Redis servers found through Sentinel (and of the sentinels, if they ask for one).",
+    )
+    lock_owner_ttl_seconds: float = Field(
+        10.0,
+        env="LOCK_OWNER_TTL_SECONDS",
+        ge=1,
+        description="How long after a Rasa process stops renewing its heartbeat its conversation locks are released (a killed Rasa).",
     )
     tracker_retention_seconds: int = Field(
         30 * 24 * 3600,

@@ -42,6 +42,8 @@ CONVERSATIONAL_INTENTS = frozenset(
     }
 )
 
+SMALL_TALK_INTENTS = frozenset({"greet", "goodbye", "thanks", "affirm", "deny", "bot_challenge"})
+
 
 class PolicyError(ValueError):
     """The escalation policy file is missing, unreadable or invalid."""
@@ -89,6 +91,8 @@ class FailedTurns(_Strict):
     unclear_below: float = Field(0.0, ge=0.0, le=1.0)
     offer_when_not_helped: bool = True  # "no" to "Did that answer your question?"
     reset_when_helped: bool = True  # "yes, that helped" starts the count again
+    # a clear new question answered (confident, familiar, not a follow-up): the rephrase worked
+    reset_when_answered: bool = False
 
     @root_validator(skip_on_failure=True)
     def _handoff_after_offer(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -124,11 +128,14 @@ class SensitiveRule(_Strict):
     name: str = Field(..., regex=r"^[a-z][a-z0-9_]*$")
     intents: list[str] = Field(default_factory=list)
     phrases: list[str] = Field(default_factory=list)
+    # a phrase match is dropped when one of these occurs too ("not saying it's fraud", "fraud
+    # checks"): a harmless question with a scary word; the rule's intents are not affected
+    unless: list[str] = Field(default_factory=list)
     topic: str = Field(..., regex=r"^[a-z][a-z0-9_]*$")
     priority: str
     action: Verdict = Verdict.handoff
 
-    _patterns = validator("phrases", allow_reuse=True)(_compile)
+    _patterns = validator("phrases", "unless", allow_reuse=True)(_compile)
 
     @root_validator(skip_on_failure=True)
     def _matches_something(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -150,8 +157,19 @@ class ContextRule(_Strict):
     followup_words: int = Field(0, ge=0, le=30)
     new_topic_confidence: float = Field(1.0, ge=0.0, le=1.0)
     never_repeat_answer: bool = False  # an answer already given: say so and offer a person
+    acknowledgement_phrases: list[str] = Field(default_factory=list)
+    acknowledgement_words: int = Field(0, ge=0, le=20)  # 0 switches acknowledgements off
+    not_helped_phrases: list[str] = Field(default_factory=list)
+    small_talk_unsure_below: float = Field(0.0, ge=0.0, le=1.0)  # 0 switches it off
+    small_talk_unfamiliar_below: float = Field(0.0, ge=0.0, le=1.0)
 
-    _patterns = validator("persistence_phrases", "repeat_phrases", allow_reuse=True)(_compile)
+    _patterns = validator(
+        "persistence_phrases",
+        "repeat_phrases",
+        "acknowledgement_phrases",
+        "not_helped_phrases",
+        allow_reuse=True,
+    )(_compile)
 
 
 class OpeningHours(_Strict):
@@ -285,11 +303,15 @@ class Policy(_Strict):
             sensitive_patterns=tuple(
                 (r.name, re.compile(p, flags)) for r in self.sensitive for p in r.phrases
             ),
+            sensitive_unless=tuple(
+                (r.name, re.compile(p, flags)) for r in self.sensitive for p in r.unless
+            ),
             unanswerable_intents=frozenset(self.unanswerable_intents),
             non_topic_intents=CONVERSATIONAL_INTENTS,
             unclear_below=self.failed_turns.unclear_below,
             negative_sentiment=self.sentiment.negative,
             reset_failed_when_helped=self.failed_turns.reset_when_helped,
+            reset_failed_when_answered=self.failed_turns.reset_when_answered,
             unfamiliar_below=self.context.unfamiliar_below,
             restate_similarity=self.context.restate_similarity,
             cue_similarity=self.context.cue_similarity,
@@ -301,6 +323,16 @@ class Policy(_Strict):
             followup_words=self.context.followup_words,
             new_topic_confidence=self.context.new_topic_confidence,
             no_context_intents=CONVERSATIONAL_INTENTS - {"deny"},
+            acknowledgement_patterns=tuple(
+                re.compile(p, flags) for p in self.context.acknowledgement_phrases
+            ),
+            acknowledgement_words=self.context.acknowledgement_words,
+            not_helped_patterns=tuple(
+                re.compile(p, flags) for p in self.context.not_helped_phrases
+            ),
+            small_talk_intents=SMALL_TALK_INTENTS,
+            small_talk_unsure_below=self.context.small_talk_unsure_below,
+            small_talk_unfamiliar_below=self.context.small_talk_unfamiliar_below,
         )
 
 

@@ -301,6 +301,11 @@ WEB_TYPING = register(
     retention="nothing stored (Pub/Sub)", bound="ttl",
     comment="typing signals relayed between gateways",
 )  # fmt: skip
+WEB_CONVERSATION_NOTICES = register(
+    "web.conversation_notices", "{ns}:web:conv-notices", owner="bot.web.events", type="channel",
+    retention="nothing stored (Pub/Sub)", bound="ttl",
+    comment="'<conversation id> <entry id>' per append to an events stream (bot.web.fanout reads it)",
+)  # fmt: skip
 LIMIT_RATE = register(
     "limit.rate", "{ns}:limit:{name}:{subject}", owner="bot.web.limits", type="string",
     retention="expires when the subject is idle for the limit's period", bound="ttl",
@@ -375,7 +380,13 @@ RASA_EVENTS = register(
 RASA_LOCK = register(
     "rasa.lock", "{ns}:rasa:lock:{conversation}", owner="bot.runtime.lock_store", type="hash",
     retention="the longest ticket lifetime after the last ticket (Rasa's 60 s by default)",
-    comment="the conversation's ticket lock: seq (last ticket number) and t:<number> -> expiry",
+    comment="the conversation's ticket lock: seq (last ticket number), t:<number> -> expiry, o:<number> -> the ticket's owner",
+    bound="ttl",
+)  # fmt: skip
+RASA_LOCK_OWNER = register(
+    "rasa.lock_owner", "{ns}:rasa:lock-owner:{owner}", owner="bot.runtime.lock_store", type="string",
+    retention="expires LOCK_OWNER_TTL_SECONDS after the Rasa process last renewed it",
+    comment="a live Rasa process's heartbeat; its tickets are dropped once it has expired (a killed Rasa)",
     bound="ttl",
 )  # fmt: skip
 

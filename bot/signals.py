@@ -28,7 +28,7 @@ configured otherwise, since the customer last confirmed that an answer helped.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pydantic import BaseModel, Field
 
@@ -37,6 +37,7 @@ from bot.sentiment import sentiment, trend
 FEEDBACK_REPLY = "did_that_help"
 OFFER_REPLY = "offer_human"
 ANSWER_PREFIX = "answer:"
+FALLBACK_INTENT = "nlu_fallback"
 SENTIMENT_HISTORY = 10
 
 
@@ -50,11 +51,13 @@ class SignalConfig:
     human_phrase_ignored_for: frozenset[str] = frozenset({"bot_challenge"})
     sensitive_intents: frozenset[str] = frozenset()
     sensitive_patterns: tuple[tuple[str, re.Pattern[str]], ...] = ()  # (rule name, pattern)
+    sensitive_unless: tuple[tuple[str, re.Pattern[str]], ...] = ()  # (rule name, pattern)
     unanswerable_intents: frozenset[str] = frozenset({"nlu_fallback", "out_of_scope"})
     non_topic_intents: frozenset[str] = frozenset()  # greet, affirm, ...: never a "need" or loop
     unclear_below: float = 0.0
     negative_sentiment: float = -0.3
     reset_failed_when_helped: bool = True  # "yes, that helped" starts the count again
+    reset_failed_when_answered: bool = False  # a clear new question starts the count again
     affirm_intent: str = "affirm"
     deny_intent: str = "deny"
     # context (docs/escalation.md, "Context"); the defaults switch it off
@@ -67,6 +70,17 @@ class SignalConfig:
     followup_words: int = 0  # a message of at most this many words is a short follow-up
     new_topic_confidence: float = 1.0  # a follow-up names a new topic at this confidence
     no_context_intents: frozenset[str] = frozenset()  # affirm, thanks, ...: never restate a need
+    # "ok fair enough", "ok i'll wait", "merci": a short acknowledgement, read as affirm whatever
+    # the NLU read (it often reads a fallback, out of scope or deny)
+    acknowledgement_patterns: tuple[re.Pattern[str], ...] = ()
+    acknowledgement_words: int = 0  # at most this many words; 0 switches it off
+    # "that didn't help", "thanks for nothing": the customer says the bot did not help
+    not_helped_patterns: tuple[re.Pattern[str], ...] = ()
+    # small talk (greet, thanks, "no"...) read at under this confidence in a message under this
+    # familiarity is a misreading ("hola, mi tarjeta no funciona" read as "no"): an unclear turn
+    small_talk_intents: frozenset[str] = frozenset()
+    small_talk_unsure_below: float = 0.0
+    small_talk_unfamiliar_below: float = 0.0
 
 
 @dataclass
@@ -130,6 +144,8 @@ class TurnSignals(BaseModel):
     restated: bool = False  # the unresolved need of the previous answer, in other words
     persistence: str | None = None  # the persistence cue found
     repeat_request: bool = False  # the customer asks for the previous answer again
+    acknowledged: bool = False  # a short "ok, fair enough": read as affirm
+    said_not_helped: bool = False  # "that didn't help", "thanks for nothing"
     topic_status: str | None = None  # the topic's answer so far: pending | helped | not_helped
     similarity_to_answered: float | None = None
     similarity_to_earlier: float | None = None
@@ -176,12 +192,14 @@ def human_request(turn: SignalTurn, config: SignalConfig) -> str | None:
 
 
 def sensitive_phrases(text: str, config: SignalConfig) -> list[str]:
-    """Names of the sensitive-topic rules whose phrases occur in `text` (each name once)."""
+    """Names of the sensitive-topic rules whose phrases occur in `text` (each name once), except
+    those one of whose `unless` patterns occurs too (a harmless question with a scary word)."""
     names: list[str] = []
     for name, pattern in config.sensitive_patterns:
         if name not in names and pattern.search(text or ""):
             names.append(name)
-    return names
+    cleared = {name for name, pattern in config.sensitive_unless if pattern.search(text or "")}
+    return [name for name in names if name not in cleared]
 
 
 def _feedback(turn: SignalTurn, config: SignalConfig) -> str | None:
@@ -213,6 +231,56 @@ def persistence_cue(text: str, config: SignalConfig) -> str | None:
             if len(word) >= config.shouting_letters and word.isupper():
                 return "capitals"
     return None
+
+
+def said_not_helped(text: str, config: SignalConfig) -> bool:
+    """Whether the customer says in words that the bot did not help ("thanks for nothing")."""
+    return not (text or "").startswith("/") and any(
+        p.search(text or "") for p in config.not_helped_patterns
+    )
+
+
+def acknowledgement(turn: SignalTurn, config: SignalConfig) -> bool:
+    """Whether the message is a short acknowledgement ("ok fair enough", "ok i'll wait for it",
+    "merci"): no question, no persistence cue, no complaint, no request for a person."""
+    text = (turn.text or "").strip()
+    if (
+        not config.acknowledgement_words
+        or not text
+        or text.startswith("/")
+        or "?" in text
+        or len(text.split()) > config.acknowledgement_words
+        or (turn.intent in config.no_context_intents and not _unsure_small_talk(turn, config))
+        or turn.intent in config.sensitive_intents
+        or (_is_topic(turn.intent, config) and turn.confidence >= config.new_topic_confidence)
+    ):
+        return False
+    if not any(p.search(text) for p in config.acknowledgement_patterns):
+        return False
+    return (
+        persistence_cue(text, config) is None
+        and not said_not_helped(text, config)
+        and human_request(turn, config) is None
+        and not sensitive_phrases(text, config)
+    )
+
+
+def _unsure_small_talk(turn: SignalTurn, config: SignalConfig) -> bool:
+    return (
+        turn.intent in config.small_talk_intents
+        and turn.confidence < config.small_talk_unsure_below
+    )
+
+
+def misread_small_talk(turn: SignalTurn, config: SignalConfig) -> bool:
+    """Whether the NLU's small-talk intent is a misreading: unsure of it, on a message unlike its
+    examples ("hola, mi tarjeta no funciona en el cajero" read as "no")."""
+    return (
+        _unsure_small_talk(turn, config)
+        and turn.familiarity is not None
+        and turn.familiarity < config.small_talk_unfamiliar_below
+        and not (turn.text or "").startswith("/")
+    )
 
 
 def repeat_request(text: str, config: SignalConfig) -> bool:
@@ -279,13 +347,27 @@ def observe(
 ) -> tuple[TurnSignals, SignalState]:
     """Signals of `turn` given the conversation's `state`; returns them and the next state."""
     number = state.turns + 1
+    acknowledged = acknowledgement(turn, config)
+    if acknowledged:
+        turn = replace(turn, intent=config.affirm_intent)
+    elif (
+        turn.intent == config.affirm_intent
+        and persistence_cue(turn.text, config) not in (None, "again")
+        and not (turn.text or "").startswith("/")
+    ):
+        # "i did that already", "yes, still nothing": not a confirmation that it helped
+        turn = replace(turn, intent=None)
+    elif misread_small_talk(turn, config):
+        turn = replace(turn, intent=FALLBACK_INTENT)
     offered_before = OFFER_REPLY in turn.bot_replies
+    # right after an offer of a person the cooldown decides, not the words
+    not_helped_words = not offered_before and said_not_helped(turn.text, config)
     failed_turns = 0 if offered_before else state.failed_turns
     offers = state.offers + (1 if offered_before else 0)
     last_offer = state.turns if offered_before else state.last_offer_turn
 
     answered = _record_answer(state, turn, config)
-    feedback = _feedback(turn, config)
+    feedback = "not_helped" if not_helped_words else _feedback(turn, config)
     if feedback and state.prev_intent in answered:
         answered[state.prev_intent] = feedback  # type: ignore[index]
     elif feedback:
@@ -329,6 +411,17 @@ def observe(
     failed = bool(failed_why)
     if feedback == "helped" and config.reset_failed_when_helped:
         failed_turns = 0
+    clear_question = (
+        not failed
+        and not context.kept
+        and _is_topic(turn.intent, config)
+        and turn.intent not in config.sensitive_intents
+        and turn.confidence >= config.new_topic_confidence
+        and turn.familiarity is not None
+        and turn.familiarity >= config.unfamiliar_below
+    )
+    if clear_question and config.reset_failed_when_answered:
+        failed_turns = 0  # the customer found the words: what failed before is behind them
     failed_turns += 1 if failed else 0
 
     score = None if (turn.text or "").startswith("/") or not turn.text else sentiment(turn.text)
@@ -355,6 +448,8 @@ def observe(
         restated=context.restated,
         persistence=context.cue,
         repeat_request=context.repeat,
+        acknowledged=acknowledged,
+        said_not_helped=not_helped_words,
         topic_status=answered.get(context.topic or ""),
         similarity_to_answered=turn.similarity_to_answered,
         similarity_to_earlier=turn.similarity_to_earlier,

@@ -91,4 +91,6 @@ async def test_the_stores_reach_the_master_through_sentinel(
     locks = AtomicRedisLockStore(settings=settings)
     assert locks.issue_ticket("s-1", 60) == 1 and locks.issue_ticket("s-1", 60) == 2
     assert direct.hget("sen:rasa:lock:s-1", "seq") == "2"
+    assert direct.exists(locks.owner_key) == 1  # its heartbeat, through Sentinel too
+    locks.close()
     direct.close()

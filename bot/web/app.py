@@ -8,6 +8,8 @@ the gateway's log, where messages are masked and never logged in full).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -129,6 +131,15 @@ def queue_desk(
     return QueueDesk(redis, settings, rasa)
 
 
+async def _renewing_socket_caps(app: web.Application) -> AsyncIterator[None]:
+    """Renew the open sockets' cap entries, all together, while the gateway runs."""
+    task = asyncio.create_task(app[LIMITS].run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def create_app(
     settings: Settings,
     redis: Redis,
@@ -145,9 +156,10 @@ def create_app(
         client_max_size=MAX_BODY_BYTES,
     )
     app[LIMITS] = Limits(redis, settings)  # rate limits and socket caps (bot/web/limits.py)
+    app.cleanup_ctx.append(_renewing_socket_caps)
     typing_relay.setup(app, redis, settings.queue_namespace)  # typing on Pub/Sub, never stored
-    # sockets' live events: a few stream readers for all of them (bot/web/fanout.py)
-    fanout.setup(app, redis, settings.queue_namespace, settings.gateway_stream_readers)
+    # sockets' live events: one notice subscriber and one fetcher for all (bot/web/fanout.py)
+    fanout.setup(app, redis, settings.queue_namespace)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession()

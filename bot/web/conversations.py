@@ -27,6 +27,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets
 import time
@@ -37,13 +38,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from bot import keys
 from bot.config import Settings, get_settings
 from bot.escalation import load_policy
 from bot.masking import mask_card_numbers
 from bot.queue.validate import MAX_MESSAGE_CHARS
-from bot.web import fallback, metrics
+from bot.web import fallback, metrics, turn_recovery
 from bot.web.admission import TurnGate, TurnSlot
 from bot.web.card_tail import CardMasker
 from bot.web.desk import Desk, DeskState
@@ -62,9 +64,13 @@ from bot.web.turns import (
 
 MAX_TEXT_CHARS = MAX_MESSAGE_CHARS  # the one message limit (bot.queue.validate)
 MAX_PAYLOAD_CHARS = 300
+RECOVERY_PAUSE = 2.0  # seconds between two looks at Rasa's tracker for one stale turn
+SETTLE_RETRY_SECONDS = 60.0  # how long a failed turn's outcome is retried while Redis is away
+log = logging.getLogger("bot.web.conversations")
 PAYLOAD_PATTERN = re.compile(r"/[A-Za-z_][A-Za-z0-9_]*(\{.*\})?", re.DOTALL)
 
-# Records a mode change once: compare with the stored mode, set it, append the event.
+# Records a mode change once: compare with the stored mode, set it, append the event and
+# announce it on the notice channel ARGV[5] as "<conversation id ARGV[6]> <id>" (bot.web.fanout).
 _SYNC_MODE = """
 local current = redis.call('HGET', KEYS[1], 'mode')
 if current == ARGV[1] then return nil end
@@ -72,6 +78,7 @@ redis.call('HSET', KEYS[1], 'mode', ARGV[1])
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. ' ' .. id)
 return id
 """
 
@@ -205,7 +212,14 @@ class Conversations:
         event = {"type": "mode", "from": "system", "ts": time.time(), **state.public()}
         await self._sync_mode(
             keys=[self._key(conversation_id), self.events.key(conversation_id)],
-            args=[state.mode, json.dumps(event), 2000, self._retention],
+            args=[
+                state.mode,
+                json.dumps(event),
+                2000,
+                self._retention,
+                self.events.channel,
+                conversation_id,
+            ],
         )
         return state
 
@@ -226,7 +240,7 @@ class Conversations:
             if title is None:
                 if await self.turns.state(conversation_id, client_id) is not TurnState.absent:
                     # a retry of a turn under way: its replies may have replaced the offer
-                    return await self._wait_for(conversation_id, client_id)
+                    return await self._wait_for(conversation_id, client_id, incoming)
                 raise ApiError(
                     400,
                     "payload_not_offered",
@@ -235,7 +249,7 @@ class Conversations:
                 )
             incoming = Incoming(payload=incoming.payload, title=title, client_id=client_id)
         if not await self.turns.reserve(conversation_id, client_id):
-            return await self._wait_for(conversation_id, client_id)
+            return await self._wait_for(conversation_id, client_id, incoming)
         earlier = await self._earlier(conversation_id, client_id)
         if earlier is not None:  # recorded between the first look and the reservation
             return earlier
@@ -246,6 +260,35 @@ class Conversations:
             return await asyncio.wait_for(asyncio.shield(task), self._wait)
         except asyncio.TimeoutError:
             raise still_running(retry_after=2) from None
+
+    async def _settle(self, conversation_id: str, client_id: str, outcome: TurnState) -> None:
+        """Record a failed turn's outcome; while Redis is away (the usual reason a turn fails),
+        keep trying in the background for :data:`SETTLE_RETRY_SECONDS`. Only this gateway
+        knows that a message it never sent to Rasa can be run by a retry; without this, its
+        marker stayed ``pending`` and every retry waited until it read as unknown."""
+        try:
+            await self.turns.finish(conversation_id, client_id, outcome)
+            return
+        except RedisError as error:
+            log.warning("turn %s: outcome %s not recorded yet: %s", client_id, outcome.value, error)
+
+        async def later() -> None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + SETTLE_RETRY_SECONDS
+            pause = 0.25
+            while loop.time() < deadline:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                try:
+                    await self.turns.finish(conversation_id, client_id, outcome)
+                    return
+                except RedisError:
+                    continue
+            log.error("turn %s: outcome %s never recorded", client_id, outcome.value)
+
+        task = asyncio.ensure_future(later())
+        self._running.add(task)
+        task.add_done_callback(self._settled)
 
     def _settled(self, task: asyncio.Task) -> None:
         """Forget a finished turn task; its error, if nobody awaited it, is already recorded."""
@@ -263,16 +306,30 @@ class Conversations:
         later = await self.events.history(conversation_id, earlier["id"])
         return [earlier, *later], await self.desk.state(conversation_id)
 
-    async def _wait_for(self, conversation_id: str, client_id: str) -> tuple[list[dict], DeskState]:
-        """The result of the turn another request reserved, once it is recorded."""
+    async def _wait_for(
+        self, conversation_id: str, client_id: str, incoming: Incoming | None = None
+    ) -> tuple[list[dict], DeskState]:
+        """The result of the turn another request reserved, once it is recorded. A turn pending
+        for longer than a turn takes (its gateway may have died) is settled from Rasa's tracker
+        (:meth:`_recover`), at most every :data:`RECOVERY_PAUSE` seconds."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait
         pause = 0.05
+        next_recovery = 0.0
         while True:
             earlier = await self._earlier(conversation_id, client_id)
             if earlier is not None:
                 return earlier
             state = await self.turns.state(conversation_id, client_id)
+            if state in (TurnState.pending, TurnState.unknown) and loop.time() >= next_recovery:
+                since = await self.turns.pending_since(conversation_id, client_id)
+                stale = since is not None and time.time() - since >= turn_recovery.SETTLE_SECONDS
+                if state is TurnState.unknown or stale:
+                    next_recovery = loop.time() + RECOVERY_PAUSE
+                    recovered = await self._recover(conversation_id, client_id, incoming)
+                    if recovered is not None:
+                        return recovered
+                    state = await self.turns.state(conversation_id, client_id)
             if state is TurnState.unknown:
                 raise outcome_unknown(retry_after=60)
             if state is TurnState.absent:
@@ -307,28 +364,80 @@ class Conversations:
                 to_rasa = incoming.payload if incoming.payload else as_free_text(shown)
                 try:
                     replies = await self._rasa.send(
-                        conversation_id, to_rasa, timeout=self._rasa_timeout
+                        conversation_id, to_rasa, timeout=self._rasa_timeout, client_id=client_id
                     )
-                except RasaUnavailable:
+                except RasaUnavailable as error:
                     metrics.ERRORS.labels("rasa_unavailable").inc()
+                    log.warning("turn %s: %s", client_id, error)
                     replies = None
                 answered = True
                 events = bot_events(replies or [])
                 if not events and await self._bot_unavailable(replies):
                     result = await self._without_bot(conversation_id, incoming, customer_event)
                 else:
-                    await self.offers.replace(conversation_id, events)
-                    appended = await self.events.append(conversation_id, [customer_event, *events])
-                    result = appended, await self.sync_mode(conversation_id)
+                    result = await self._record_turn(conversation_id, customer_event, events)
         except BaseException:
             outcome = TurnState.unknown if answered else TurnState.absent
-            await asyncio.shield(self.turns.finish(conversation_id, client_id, outcome))
+            await asyncio.shield(self._settle(conversation_id, client_id, outcome))
             raise
         finally:
             if slot is not None:
                 slot.release()
         await self.turns.finish(conversation_id, client_id, TurnState.done)
         return result
+
+    async def _record_turn(
+        self, conversation_id: str, customer_event: dict[str, Any], events: list[dict[str, Any]]
+    ) -> tuple[list[dict], DeskState]:
+        """Append a bot turn once: the message under its client id, each reply under
+        :func:`~bot.web.turn_recovery.reply_key`, so a second recorder (a retry that recovered
+        the turn from Rasa's tracker) appends nothing twice; the replies' buttons become the
+        offer only for the recorder that appended the message."""
+        client_id = customer_event["client_id"]
+        keyed = [
+            {**event, "dedup_key": turn_recovery.reply_key(client_id, index)}
+            for index, event in enumerate(events)
+        ]
+        appended = await self.events.append(conversation_id, [customer_event, *keyed])
+        if not appended[0].get("duplicate"):
+            await self.offers.replace(conversation_id, events)
+        return appended, await self.sync_mode(conversation_id)
+
+    async def _recover(
+        self, conversation_id: str, client_id: str, incoming: Incoming | None
+    ) -> tuple[list[dict], DeskState] | None:
+        """Settle a turn whose marker outlived its gateway from Rasa's tracker (see
+        :mod:`bot.web.turn_recovery`): record it if Rasa finished it; once the marker reads as
+        unknown (older than the Rasa timeout, so the message is not still on its way to a busy
+        Rasa), release the reservation if Rasa never ran it (then ``_wait_for`` reports it not
+        sent and the retry runs it)."""
+        try:
+            tracker = await self._rasa.tracker(conversation_id)
+        except RasaUnavailable:
+            return None
+        replies = turn_recovery.finished_turn(tracker, client_id)
+        if replies is not None:
+            found = turn_recovery.user_event(tracker, client_id)
+            text = str((found[1] if found else {}).get("text") or "")
+            if incoming is not None and incoming.payload is not None:
+                text = incoming.title or text
+            customer_event = {
+                "type": "message",
+                "from": "customer",
+                "text": mask_card_numbers(text),
+                "client_id": client_id,
+            }
+            log.warning("recovered turn %s from Rasa's tracker", client_id)
+            result = await self._record_turn(conversation_id, customer_event, bot_events(replies))
+            await self.turns.finish(conversation_id, client_id, TurnState.done)
+            return result
+        if await self.turns.state(conversation_id, client_id) is not TurnState.unknown:
+            return None  # younger than the Rasa timeout: it may still be on its way to Rasa
+        lock = keys.RASA_LOCK.format(ns=self._ns, conversation=conversation_id)
+        if turn_recovery.never_ran(tracker, client_id, await self._redis.hgetall(lock)):
+            log.warning("turn %s never reached Rasa; released for a retry", client_id)
+            await self.turns.finish(conversation_id, client_id, TurnState.absent)
+        return None
 
     async def _bot_unavailable(self, replies: list[dict[str, Any]] | None) -> bool:
         """Rasa failed (None), or answered nothing while its action server is down (Rasa 3.6

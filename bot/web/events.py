@@ -5,7 +5,9 @@ customer's messages, the bot's replies (with buttons), the agent's replies, noti
 joined", "left"), mode changes (bot / waiting with position and ETA / agent) and typing signals.
 The widget and the console read it through WebSockets from the last event id they saw, so a
 reload, a dropped connection, a gateway restart or a second gateway loses nothing: the reader
-resumes with ``XREAD`` from its offset. Stream ids are the event ids clients keep.
+resumes from its offset. Stream ids are the event ids clients keep. Every append also publishes
+a notice (``"<conversation id> <entry id>"``) on :func:`notice_channel`, on which each gateway's
+fan-out (:mod:`bot.web.fanout`) learns which stream to read.
 
 Events are dicts with ``type`` (``message``, ``notice``, ``mode``, ``typing``), ``from``
 (``customer``, ``bot``, ``agent``, ``system``), ``ts`` (epoch seconds) and type-specific fields.
@@ -39,6 +41,12 @@ def stream_key(namespace: str, conversation_id: str) -> str:
     return keys.WEB_CONVERSATION_EVENTS.format(ns=namespace, conversation=conversation_id)
 
 
+def notice_channel(namespace: str) -> str:
+    """``<ns>:web:conv-notices``: every append to an event stream publishes
+    ``"<conversation id> <last new entry id>"`` here (:mod:`bot.web.fanout` listens)."""
+    return keys.WEB_CONVERSATION_NOTICES.format(ns=namespace)
+
+
 def decode(entry_id: bytes | str, fields: dict) -> dict[str, Any]:
     """A stream entry as an event dict with its ``id``."""
     raw = fields.get(b"e") or fields.get("e")
@@ -48,12 +56,15 @@ def decode(entry_id: bytes | str, fields: dict) -> dict[str, Any]:
 
 
 # One round trip appends a batch: an event whose client id is known is not appended again (its
-# earlier id is returned, flagged); each new one is XADDed and its client id remembered.
+# earlier id is returned, flagged); each new one is XADDed and its client id remembered, and
+# "<conversation id> <last new id>" is PUBLISHed on the notice channel (bot.web.fanout).
 # KEYS[1] stream, KEYS[2] the conversation's record; ARGV[1] maxlen, ARGV[2] client-id TTL,
 # ARGV[3] client-id key prefix, ARGV[4] retention (s: both keys expire that long after the last
-# append), then pairs of (client id or '', event JSON). Returns {id, duplicate 0|1} per event.
+# append), ARGV[5] notice channel, ARGV[6] conversation id, then pairs of (client id or '',
+# event JSON). Returns {id, duplicate 0|1} per event.
 _APPEND_BODY = """
 local out = {}
+local last = false
 for i = FIRST, #ARGV, 2 do
   local cid, event = ARGV[i], ARGV[i + 1]
   local known = false
@@ -64,18 +75,20 @@ for i = FIRST, #ARGV, 2 do
     local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', event)
     if cid ~= '' then redis.call('SET', ARGV[3] .. cid, id, 'EX', ARGV[2]) end
     out[#out + 1] = {id, 0}
+    last = id
   end
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
+if last then redis.call('PUBLISH', ARGV[5], ARGV[6] .. ' ' .. last) end
 return out
 """
-_APPEND = _APPEND_BODY.replace("FIRST", "5")
-# The same, only if the ticket hash KEYS[3] is assigned to the agent ARGV[5] (an agent's reply).
+_APPEND = _APPEND_BODY.replace("FIRST", "7")
+# The same, only if the ticket hash KEYS[3] is assigned to the agent ARGV[7] (an agent's reply).
 _APPEND_GUARDED = """
 local held = redis.call('HMGET', KEYS[3], 'state', 'agent')
-if held[1] ~= 'assigned' or held[2] ~= ARGV[5] then return redis.error_reply('NOTHOLDER') end
-""" + _APPEND_BODY.replace("FIRST", "6")
+if held[1] ~= 'assigned' or held[2] ~= ARGV[7] then return redis.error_reply('NOTHOLDER') end
+""" + _APPEND_BODY.replace("FIRST", "8")
 
 
 class NotHolder(PermissionError):
@@ -95,6 +108,11 @@ class ConversationEvents:
     def key(self, conversation_id: str) -> str:
         return stream_key(self._ns, conversation_id)
 
+    @property
+    def channel(self) -> str:
+        """The notice channel every append publishes on (:func:`notice_channel`)."""
+        return notice_channel(self._ns)
+
     async def append(
         self,
         conversation_id: str,
@@ -105,7 +123,9 @@ class ConversationEvents:
         """Append events atomically in one round trip; returns them with ``id`` and ``ts``.
 
         An event with a ``client_id`` already appended to this conversation is not appended
-        again; the earlier one is returned instead, marked ``duplicate`` (a retried send).
+        again; the earlier one is returned instead, marked ``duplicate`` (a retried send). An
+        event may carry a ``dedup_key`` instead (not stored in the event): the same rule, for
+        events without a client id of their own (a bot reply recorded by two gateways).
         ``holder=(ticket hash key, agent id)`` appends only if that agent holds the ticket, in
         the same atomic step (else :class:`NotHolder`).
         """
@@ -118,6 +138,8 @@ class ConversationEvents:
             CLIENT_ID_TTL,
             self._client_id_key(conversation_id, ""),
             self._retention,
+            self.channel,
+            conversation_id,
         ]
         script_keys = [
             self.key(conversation_id),
@@ -130,7 +152,8 @@ class ConversationEvents:
             script = self._append_guarded
         for event in events:
             event.setdefault("ts", now)
-            args += [event.get("client_id") or "", json.dumps(event)]
+            once = event.pop("dedup_key", None) or event.get("client_id") or ""
+            args += [once, json.dumps(event)]
         try:
             results = await script(keys=script_keys, args=args)
         except ResponseError as error:

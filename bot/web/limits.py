@@ -7,8 +7,11 @@
   none, so parallel requests cannot slip past a limit, and the clock is Redis's (``TIME``), the
   same for every gateway.
 * **Open WebSockets** are counted in a sorted set per subject (member: socket id, score: expiry).
-  A socket renews its entry while open and removes it on close; entries of a gateway that died
-  expire after :data:`SOCKET_TTL_SECONDS`, so a dead gateway never leaks the count.
+  The gateway renews the entries of all its open sockets together, every
+  :data:`SOCKET_RENEW_SECONDS`, in one script call per :data:`RENEW_BATCH` sockets (one task per
+  gateway, not one per socket: 5,000 sockets used to make 10,000 calls, each its own task); a
+  socket removes its entry on close; entries of a gateway that died expire after
+  :data:`SOCKET_TTL_SECONDS`, so a dead gateway never leaks the count.
 
 Over a limit a request gets 429 with ``Retry-After`` (:class:`RateLimited`).
 """
@@ -31,6 +34,7 @@ from bot.web.errors import ApiError, error_response
 
 SOCKET_TTL_SECONDS = 60
 SOCKET_RENEW_SECONDS = 20
+RENEW_BATCH = 500  # sockets per renewal script call
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*")
 
@@ -75,12 +79,15 @@ end
 return 0
 """
 
+# KEYS: the sets of many sockets; ARGV[1] ttl ms, then per key the socket id counted in it.
+# Renews entries still there (XX: a released or expired socket is not brought back).
 _SOCKET_RENEW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[1])
 for i = 1, #KEYS do
-  redis.call('ZADD', KEYS[i], 'XX', now + tonumber(ARGV[2]), ARGV[1])
-  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[2]))
+  redis.call('ZADD', KEYS[i], 'XX', now + ttl, ARGV[i + 1])
+  redis.call('PEXPIRE', KEYS[i], ttl)
 end
 return 0
 """
@@ -173,6 +180,8 @@ class Limits:
         self._gcra = redis.register_script(_GCRA)
         self._acquire = redis.register_script(_SOCKET_ACQUIRE)
         self._renew = redis.register_script(_SOCKET_RENEW)
+        self._slots: dict[str, SocketSlot] = {}  # this gateway's open sockets, by slot id
+        self._renewer: asyncio.Task[None] | None = None
 
     async def check(self, *checks: tuple[str, str]) -> float:
         """Charge every ``(limit name, subject)`` or none; 0.0 when allowed, else seconds to wait."""
@@ -200,8 +209,8 @@ class Limits:
     async def open_socket(self, **subjects: str) -> SocketSlot | None:
         """Count an open socket for each ``scope=subject`` (e.g. ``ip="1.2.3.4"``).
 
-        Returns the slot (renew it while open, release it on close), or None when one cap is
-        full (nothing is counted then).
+        Returns the slot (renewed with the gateway's others while open; release it on close),
+        or None when one cap is full (nothing is counted then).
         """
         caps = [(scope, subject) for scope, subject in subjects.items()]
         keys = [sockets_key(self._ns, scope, subject) for scope, subject in caps]
@@ -212,12 +221,53 @@ class Limits:
         )
         if int(full):
             return None
-        return SocketSlot(self, keys, slot_id)
+        slot = self._slots[slot_id] = SocketSlot(self, keys, slot_id)
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.create_task(self._keep_alive())
+        return slot
 
-    async def _renew_slot(self, slot: SocketSlot) -> None:
-        await self._renew(keys=slot.keys, args=[slot.slot_id, SOCKET_TTL_SECONDS * 1000])
+    async def _keep_alive(self) -> None:
+        """Renew every open slot each SOCKET_RENEW_SECONDS; ends when none is left."""
+        while self._slots:
+            await self._renew_round()
+
+    async def run(self) -> None:
+        """Renew every open slot each SOCKET_RENEW_SECONDS until cancelled (the gateway runs
+        this from startup, so that no renewal task outlives its graceful stop)."""
+        self._renewer = asyncio.current_task()
+        try:
+            while True:
+                await self._renew_round()
+        finally:
+            self._renewer = None
+
+    async def _renew_round(self) -> None:
+        await asyncio.sleep(SOCKET_RENEW_SECONDS)
+        with contextlib.suppress(Exception):  # Redis briefly away: the next round retries
+            await self.renew_all()
+
+    async def renew_all(self) -> None:
+        """Renew the entries of all this gateway's open sockets now (RENEW_BATCH per call)."""
+        slots = list(self._slots.values())
+        ttl_ms = SOCKET_TTL_SECONDS * 1000
+        for start in range(0, len(slots), RENEW_BATCH):
+            keys: list[str] = []
+            members: list[str] = []
+            for slot in slots[start : start + RENEW_BATCH]:
+                keys += slot.keys
+                members += [slot.slot_id] * len(slot.keys)
+            await self._renew(keys=keys, args=[ttl_ms, *members])
+
+    async def close(self) -> None:
+        """Stop renewing (the gateway stops; its entries expire unless released)."""
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+            self._renewer = None
 
     async def _release_slot(self, slot: SocketSlot) -> None:
+        self._slots.pop(slot.slot_id, None)
         async with self._redis.pipeline(transaction=True) as pipe:
             for key in slot.keys:
                 pipe.zrem(key, slot.slot_id)
@@ -225,24 +275,15 @@ class Limits:
 
 
 class SocketSlot:
-    """One open socket's place in the counts; renewed in the background until released."""
+    """One open socket's place in the counts; renewed by its :class:`Limits` until released."""
 
     def __init__(self, limits: Limits, keys: list[str], slot_id: str) -> None:
         self._limits = limits
         self.keys = keys
         self.slot_id = slot_id
-        self._task = asyncio.create_task(self._keep_alive())
-
-    async def _keep_alive(self) -> None:
-        while True:
-            await asyncio.sleep(SOCKET_RENEW_SECONDS)
-            with contextlib.suppress(Exception):  # Redis briefly away: the next renewal retries
-                await self._limits._renew_slot(self)
 
     async def release(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        self._limits._slots.pop(self.slot_id, None)  # renewed no more, whatever Redis says
         with contextlib.suppress(Exception):  # unreachable Redis: the entry expires by itself
             await self._limits._release_slot(self)
 

@@ -16,6 +16,9 @@ import asyncio
 from typing import Any
 
 import aiohttp
+from yarl import URL
+
+UP, BUSY, DOWN = "up", "busy", "down"
 
 
 class RasaUnavailable(RuntimeError):
@@ -65,10 +68,22 @@ class RasaClient:
         return {"token": self._token} if self._token else {}
 
     async def send(
-        self, sender: str, message: str, *, timeout: float | None = None
+        self,
+        sender: str,
+        message: str,
+        *,
+        timeout: float | None = None,
+        client_id: str | None = None,
     ) -> list[dict[str, Any]]:
-        """One customer turn: the bot's replies (``text``, ``buttons``, ``custom`` ...)."""
-        body = {"sender": sender, "message": message}
+        """One customer turn: the bot's replies (``text``, ``buttons``, ``custom`` ...).
+
+        ``client_id`` (the customer's message id) goes with the message as Rasa metadata, so
+        the user event in Rasa's tracker names the message it came from: a turn that reached
+        Rasa twice for one message id can be seen there (``bench.faults`` counts them).
+        """
+        body: dict[str, Any] = {"sender": sender, "message": message}
+        if client_id:
+            body["metadata"] = {"client_id": client_id}
         replies = await self._request("POST", "/webhooks/rest/webhook", body, timeout)
         if not isinstance(replies, list):
             raise RasaUnavailable("Rasa answered the webhook with something other than a list")
@@ -102,15 +117,32 @@ class RasaClient:
 
     async def healthy(self) -> bool:
         """One quick look at Rasa's /status (no retries)."""
+        return await self.probe() == UP
+
+    async def probe(self, timeout: float = 2.0) -> str:
+        """:data:`UP` (/status answered 200), :data:`BUSY` (Rasa accepts a connection but does
+        not answer within ``timeout``: alive and loaded, e.g. parsing a burst of messages) or
+        :data:`DOWN` (no connection, or an error status). A busy replica is not a dead one: it
+        keeps its conversations (marking it down would fail them over, or fail them)."""
+        url = URL(self._base)
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(url.host, url.port), timeout=timeout
+            )
+        except (OSError, asyncio.TimeoutError):
+            return DOWN
+        writer.close()
         try:
             async with self._session.get(
                 self._base + "/status",
                 params=self._params(),
-                timeout=aiohttp.ClientTimeout(total=2),
+                timeout=aiohttp.ClientTimeout(total=timeout),
             ) as response:
-                return response.status == 200
-        except (aiohttp.ClientError, asyncio.TimeoutError):
-            return False
+                return UP if response.status == 200 else DOWN
+        except asyncio.TimeoutError:
+            return BUSY
+        except aiohttp.ClientError:
+            return DOWN
 
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
         return await self._request("POST", path, body)

@@ -34,11 +34,10 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from bot.web.rasa_client import RasaClient, RasaUnavailable
+from bot.web.rasa_client import BUSY, DOWN, UP, RasaClient, RasaUnavailable
 
 VNODES = 128
 COOLDOWN_SECONDS = 5.0
-UP, DOWN = "up", "down"
 log = logging.getLogger("bot.web.rasa_ring")
 T = TypeVar("T")
 
@@ -159,7 +158,7 @@ class RasaRing:
             return False
         if self.health.due_for_probe(url):
             self.health.mark_down(url)  # one probe at a time: other callers skip it meanwhile
-            if not await self._clients[url].healthy():
+            if await self._clients[url].probe() == DOWN:
                 return False
             self.health.mark_up(url)
             log.info("Rasa replica %s is back", self._name(url))
@@ -169,10 +168,18 @@ class RasaRing:
         return f"rasa-{self.ring.replicas.index(url) + 1}"
 
     async def _route(self, conversation_id: str, call: Callable[[RasaClient], Awaitable[T]]) -> T:
+        """The call on the conversation's replica, or the next usable one on its ring. When every
+        replica is in its cooldown, the last one on the ring is tried all the same: "no replica
+        is reachable" only ever follows a connection that failed."""
         cause: RasaUnavailable | None = None
-        for url in self.ring.replicas_for(conversation_id):
-            if not await self._usable(url):
+        order = self.ring.replicas_for(conversation_id)
+        tried = 0
+        for url in order:
+            if tried == 0 and url == order[-1] and self.health.cooling(url):
+                pass  # the last one, and none was tried: try it rather than fail untried
+            elif not await self._usable(url):
                 continue
+            tried += 1
             try:
                 result = await call(self._clients[url])
             except RasaUnavailable as error:
@@ -186,10 +193,17 @@ class RasaRing:
         raise RasaUnavailable("no Rasa replica is reachable", reached=False) from cause
 
     async def send(
-        self, sender: str, message: str, *, timeout: float | None = None
+        self,
+        sender: str,
+        message: str,
+        *,
+        timeout: float | None = None,
+        client_id: str | None = None,
     ) -> list[dict[str, Any]]:
         """One customer turn on the conversation's replica (see :meth:`RasaClient.send`)."""
-        return await self._route(sender, lambda rasa: rasa.send(sender, message, timeout=timeout))
+        return await self._route(
+            sender, lambda rasa: rasa.send(sender, message, timeout=timeout, client_id=client_id)
+        )
 
     async def trigger_intent(
         self, sender: str, intent: str, entities: dict[str, Any] | None = None
@@ -210,13 +224,20 @@ class RasaRing:
 
     async def statuses(self) -> list[dict[str, str]]:
         """Each replica's name (``rasa-<n>``, in `RASA_URLS` order) and whether its /status
-        answers now; the answers update the health the routing uses."""
-        answers = await asyncio.gather(*(self._clients[u].healthy() for u in self.ring.replicas))
-        result = []
-        for url, healthy in zip(self.ring.replicas, answers, strict=True):
-            if healthy:
-                self.health.mark_up(url)
-            elif not self.health.cooling(url):
-                self.health.mark_down(url)
-            result.append({"name": self._name(url), "status": UP if healthy else DOWN})
+        answers now (``up``), or it accepts connections but is too busy to answer in time (also
+        ``up``, with ``"busy": true``), or not (``down``); the answers update the health the
+        routing uses. A busy replica is never marked down here."""
+        answers = await asyncio.gather(*(self._clients[u].probe() for u in self.ring.replicas))
+        result: list[dict[str, Any]] = []
+        for url, answer in zip(self.ring.replicas, answers, strict=True):
+            if answer == DOWN:
+                if not self.health.cooling(url):
+                    self.health.mark_down(url)
+                result.append({"name": self._name(url), "status": DOWN})
+                continue
+            self.health.mark_up(url)
+            entry: dict[str, Any] = {"name": self._name(url), "status": UP}
+            if answer == BUSY:
+                entry["busy"] = True
+            result.append(entry)
         return result

@@ -19,7 +19,9 @@ across gateways) and returns it. The marker then says what happened:
 
 The ``pending`` marker records when the turn started and lives as long as a result, so a gateway
 that dies mid-turn leaves it behind: past ``pending_ttl`` it reads as ``unknown`` (409), never as
-"no marker", so another gateway never runs that turn a second time.
+"no marker", so another gateway never runs that turn a second time. Before that, a retry settles
+such a turn from Rasa's tracker (:mod:`bot.web.turn_recovery`): it records the turn if Rasa
+finished it, or releases the reservation if Rasa never ran it.
 """
 
 from __future__ import annotations
@@ -127,6 +129,12 @@ class TurnReservations:
                 return TurnState.unknown  # its gateway died mid-turn: the turn may have run
             return TurnState.pending
         return TurnState(value)
+
+    async def pending_since(self, conversation_id: str, client_id: str) -> float | None:
+        """When the turn that holds this client id started (None: not pending)."""
+        value = await self._redis.get(self.key(conversation_id, client_id))
+        value = value.decode() if isinstance(value, bytes) else value
+        return _started(value) if value and value.startswith(PENDING) else None
 
     async def finish(self, conversation_id: str, client_id: str, state: TurnState) -> None:
         """Record ``done`` or ``unknown``; ``absent`` releases the reservation."""

@@ -155,3 +155,40 @@ async def test_exception_a_new_question_on_a_topic_whose_answer_helped(redis):
     again = await say(chat, "and how long does it take to send money to Europe?", "transfer_timing")
     assert "answer:transfer_timing" in replies(again)
     assert "offer_human" not in replies(again)
+
+
+async def test_a_misread_acknowledgement_gets_a_yes_reply_not_a_rephrase(redis):
+    chat = Conversation("c-ctx-ack")
+    first = await say(chat, "charged twice for one coffee", "transaction_charged_twice")
+    assert "did_that_help" in replies(first)
+    second = await say(chat, "ok fair enough", "deny", confidence=0.18)
+    assert replies(second) == ["glad_it_helped"]
+    third = await say(chat, "ok ill wait for it to drop off", "nlu_fallback", confidence=0.15)
+    assert replies(third) == ["acknowledge"]
+    assert audit(chat)["acknowledged"] and not audit(chat)["failed"]
+
+
+async def test_that_didnt_help_in_words_gets_sorry_and_a_person(redis):
+    chat = Conversation("c-ctx-not-helped")
+    await say(chat, "charged twice for one coffee", "transaction_charged_twice")
+    second = await say(chat, "that's not what I asked", "thanks", confidence=0.5)
+    assert "offer_human" in replies(second)
+    assert "thanks" not in replies(second)
+    assert audit(chat)["said_not_helped"]
+
+
+async def test_i_did_that_already_is_not_taken_as_yes(redis):
+    chat = Conversation("c-ctx-did-already")
+    await say(chat, "contactless not working", "contactless_not_working")
+    second = await say(chat, "i did that already", "affirm", confidence=0.16)
+    assert "glad_it_helped" not in replies(second)
+    assert audit(chat)["loop"]
+
+
+async def test_small_talk_misread_in_another_language_gets_a_rephrase(redis):
+    chat = Conversation("c-ctx-misread")
+    reply = await say(
+        chat, "hola, mi tarjeta no funciona en el cajero", "deny", confidence=0.19, familiarity=0.16
+    )
+    assert replies(reply) == ["rephrase_no_topics"] or replies(reply)[0].startswith("rephrase")
+    assert audit(chat)["unclear"]

@@ -33,8 +33,12 @@ ROLES = (*HEALTH_PATHS, "analytics")
 # reads one, `test_pending_settings_are_not_in_the_code_yet` fails: delete it here.
 PENDING_SETTINGS: dict[str, str] = {}
 
-# Redis is reached through REDIS_URL or through Sentinel (both sentinel settings).
-REDIS = (frozenset({"REDIS_URL"}), frozenset({"REDIS_SENTINELS", "REDIS_SENTINEL_MASTER"}))
+# Redis is reached through REDIS_URL or through Sentinel (the sentinels, the master set and the
+# password: the product's Redis always has one, and REDIS_URL's is not used with Sentinel).
+REDIS = (
+    frozenset({"REDIS_URL"}),
+    frozenset({"REDIS_SENTINELS", "REDIS_SENTINEL_MASTER", "REDIS_SENTINEL_PASSWORD"}),
+)
 # What each service cannot run without: each entry is a set of alternatives, one of which
 # must be fully set.
 REQUIRED: dict[str, list[tuple[frozenset[str], ...]]] = {
@@ -55,7 +59,13 @@ SECRETS_FOR = {
 }
 # Values that carry a password or token: from a Secret in Kubernetes, from the operator's
 # environment (${...}) in compose, never written into a manifest.
-SECRET_VALUES = {"REDIS_URL", "EVENTS_DB_URL", *SECRETS_FOR, "SUPPORT_REDIS_PASSWORD"}
+SECRET_VALUES = {
+    "REDIS_URL",
+    "REDIS_SENTINEL_PASSWORD",
+    "EVENTS_DB_URL",
+    *SECRETS_FOR,
+    "SUPPORT_REDIS_PASSWORD",
+}
 
 
 # --- what the code reads ------------------------------------------------------------------

@@ -274,7 +274,9 @@ def test_a_typo_in_a_compose_variable_is_reported(known: set) -> None:
     problems = env_problems(compose_services(compose), known, secrets_for={})
     assert any("sets REDIS_ULR" in p for p in problems)
     assert any(
-        "REDIS_URL or REDIS_SENTINELS+REDIS_SENTINEL_MASTER must be set" in p for p in problems
+        "REDIS_URL or REDIS_SENTINELS+REDIS_SENTINEL_MASTER+REDIS_SENTINEL_PASSWORD must be set"
+        in p
+        for p in problems
     )
 
 
@@ -284,12 +286,17 @@ def test_sentinel_settings_stand_in_for_redis_url(known: set) -> None:
             "actions": {
                 "image": "${SUPPORT_IMAGE:-payments-support-bot:latest}",
                 "command": ["actions"],
-                "environment": ["REDIS_SENTINELS=s1:26379", "REDIS_SENTINEL_MASTER=support"],
+                "environment": [
+                    "REDIS_SENTINELS=s1:26379",
+                    "REDIS_SENTINEL_MASTER=support",
+                    "REDIS_SENTINEL_PASSWORD=${REDIS_PASSWORD}",
+                ],
             }
         }
     }
     services = compose_services(compose)
-    assert env_problems(services, known, {"REDIS_SENTINELS", "REDIS_SENTINEL_MASTER"}, {}) == []
+    sentinel = {"REDIS_SENTINELS", "REDIS_SENTINEL_MASTER", "REDIS_SENTINEL_PASSWORD"}
+    assert env_problems(services, known, sentinel, {}) == []
     assert env_problems(services, known, (), {}) == []  # settings of bot/config.py now
     unknown = known - {"REDIS_SENTINELS"}
     assert env_problems(services, unknown, (), {}) != []  # a name the code does not read

@@ -128,6 +128,57 @@ def test_explicit_request_in_words_hands_off_even_when_nlu_reads_another_intent(
     assert decision.action is Verdict.handoff and "explicit_request" in decision.reasons
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "what number do i call from overseas",
+        "is there a number to ring from abroad",
+        "can someone call me back tomorrow",
+        "i'd like to request a callback",
+        "could somebody look into this for me please",
+        "would it be possible to speak with somebody about my account",
+        "is there anyone i can actually talk to",
+        "how do i get hold of someone at pennant",
+        "is there a helpline",
+        "customer services number?",
+        "number for customer service pls",
+        "please escalate this",
+        "i want this escalated",
+        "get your supervisor",
+        "put your manager on",
+        "pass me on to someone who knows what they're doing",
+        "can we sort this over the phone",
+        "need a human",
+        "can i have a real person",
+        "quiero hablar con una persona",
+        "je voudrais parler a quelqu'un",
+    ],
+)
+def test_indirect_and_polite_requests_for_a_person_hand_off(text):
+    signals, decision = Chat().say(text, "card_not_working", 0.5)
+    assert signals.explicit_request, text
+    assert decision.action is Verdict.handoff and "explicit_request" in decision.reasons
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "how do i change the phone number on my account",
+        "can someone else see my transactions",
+        "can someone send me money from abroad",
+        "how do i contact the merchant about a refund",
+        "what number do i use for the sort code",
+        "my help desk at work says my salary was sent",
+        "i need a new card",
+        "hand me the details for a transfer",
+        "can i talk to my bank about this first",
+    ],
+)
+def test_everyday_questions_with_a_phone_or_someone_are_not_requests_for_a_person(text):
+    signals, _ = Chat().say(text, "edit_personal_details")
+    assert not signals.explicit_request, signals.explicit_match
+
+
 def test_request_human_intent_and_button_hand_off():
     _, decision = Chat().say("/request_human", "request_human", 1.0)
     assert decision.action is Verdict.handoff and decision.reasons == ["explicit_request"]
@@ -192,12 +243,50 @@ def test_everyday_phrases_are_not_sensitive(text):
     assert signals.sensitive_phrases == []
 
 
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        ("why do you need a selfie, is it for fraud checks?", "fraud"),
+        ("theres a charge on my statement, not saying its fraud, just curious", "fraud"),
+        ("how do you protect my account against fraud", "fraud"),
+        (
+            "my card got replaced after it was stolen last year, how do I link the new one",
+            "lost_or_stolen_card",
+        ),
+        (
+            "my wallet was nicked two years ago and I still use the replacement card",
+            "lost_or_stolen_card",
+        ),
+    ],
+)
+def test_a_scary_word_in_a_routine_question_is_cleared_by_the_rules_unless(text, rule):
+    signals, decision = Chat().say(text, "why_verify_identity")
+    assert rule not in signals.sensitive_phrases
+    assert decision.action is Verdict.none
+
+
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        ("i think this payment is fraud", "fraud"),
+        ("is this a scam? they want me to pay a fee", "fraud"),
+        ("someone committed fraud on my account", "fraud"),
+        ("my card was stolen last night", "lost_or_stolen_card"),
+        ("my wallet got nicked on the train", "lost_or_stolen_card"),
+    ],
+)
+def test_the_same_rules_still_fire_on_the_real_thing(text, rule):
+    signals, decision = Chat().say(text, "nlu_fallback", 0.3)
+    assert rule in signals.sensitive_phrases
+    assert decision.action is Verdict.handoff
+
+
 def test_rising_frustration_offers_a_person():
     chat = Chat()
     _, decision = chat.say("how do I top up", "top_up_by_card")
     chat.bot("answer:top_up_by_card", "did_that_help")
-    _, decision = chat.say("that's not what I asked, annoying", "top_up_failed")
-    assert decision.action is Verdict.none
+    signals, decision = chat.say("my top up failed, so annoying", "top_up_failed")
+    assert signals.negative_streak == 1 and decision.action is Verdict.none
     chat.bot("answer:top_up_failed", "did_that_help")
     signals, decision = chat.say(
         "this is ridiculous and useless, I am so frustrated", "top_up_failed"
@@ -295,7 +384,7 @@ def test_a_confirmed_answer_starts_the_failed_count_again():
     chat.bot("answer:getting_virtual_card", "did_that_help")
     signals, _ = chat.say("yes", "affirm")
     assert signals.failed_turns == 0
-    signals, decision = chat.say("thanks, that's everything", "nlu_fallback", 0.4)
+    signals, decision = chat.say("the thing with the other thing", "nlu_fallback", 0.4)
     assert signals.failed_turns == 1 and decision.action is Verdict.none
 
 

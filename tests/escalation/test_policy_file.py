@@ -58,6 +58,7 @@ def test_invalid_yaml_is_a_clear_error(tmp_path):
         ({"failed_turns.handoff_after": 1}, "handoff_after .* more than offer_after"),
         ({"sensitive.0.priority": "asap"}, "priority 'asap' is not one of"),
         ({"sensitive.1.phrases": ["(unclosed"]}, "bad regular expression"),
+        ({"sensitive.1.unless": ["[unclosed"]}, "bad regular expression"),
         ({"sentiment.action": "panic"}, r"sentiment\.action"),
         ({"handoff.opening_hours.timezone": "Mars/Olympus"}, "unknown timezone"),
         ({"handoff.opening_hours.open": "25:00"}, "not a time of day"),

@@ -139,6 +139,68 @@ def test_gambling_third_party_control_health_and_life_events_offer_a_person(inte
         ("my husband controls all my money", "nlu_fallback", "economic_control"),
         ("I'm being financially abused by my partner", "nlu_fallback", "economic_control"),
         ("we're getting divorced, how do I split the account", "terminate_account", "life_event"),
+        # told in other words (issue 13): the phrase still decides
+        (
+            "i was mugged, they took my phone and the banking app was open on it",
+            "lost_or_stolen_phone",
+            "device_stolen",
+        ),
+        (
+            "someone grabbed my phone while it was unlocked, can they get into my money",
+            "lost_or_stolen_phone",
+            "device_stolen",
+        ),
+        (
+            "a courier is coming to collect my card, the bank said",
+            "card_arrival",
+            "safe_account_scam",
+        ),
+        (
+            "a man from the bank rang and told me to move my savings",
+            "transfer_into_account",
+            "safe_account_scam",
+        ),
+        (
+            "someone texted pretending to be my son and i paid his bill",
+            "transfer_timing",
+            "safe_account_scam",
+        ),
+        (
+            "i let them take control of my laptop to fix the wifi",
+            "nlu_fallback",
+            "safe_account_scam",
+        ),
+        ("they had me install anydesk on my pc", "nlu_fallback", "safe_account_scam"),
+        (
+            "my boyfriend overseas needs money for his flight, we've never met",
+            "transfer_fee_charged",
+            "push_payment_scam",
+        ),
+        (
+            "the trading site wants a fee before i can withdraw my profits",
+            "exchange_via_app",
+            "push_payment_scam",
+        ),
+        (
+            "an email said my account was locked so i logged in through the link",
+            "passcode_forgotten",
+            "phishing",
+        ),
+        ("i put my card number into a fake website", "card_linking", "phishing"),
+        ("i dont see a way out, i'm thinking of ending things", "nlu_fallback", "crisis"),
+        ("got laid off and can't cover my rent", "top_up_failed", "hardship"),
+        ("my partner won't let me have my own card", "getting_spare_card", "economic_control"),
+        (
+            "i look after my nan's money, can i get access",
+            "edit_personal_details",
+            "third_party_access",
+        ),
+        (
+            "i'm in hospital and my direct debits are failing",
+            "direct_debit_payment_not_recognised",
+            "health",
+        ),
+        ("just diagnosed with cancer and can't cope with my account", "nlu_fallback", "health"),
     ],
 )
 def test_a_decisive_phrase_brings_in_a_person_whatever_the_nlu_read(text, intent, rule):
@@ -163,6 +225,11 @@ def test_a_decisive_phrase_brings_in_a_person_whatever_the_nlu_read(text, intent
         "is there a fee to send money to my friend",
         "my card is dead, I need a new one",
         "I'm dying to know when my card arrives",
+        "my phone was stolen, how do I get into the app on my new one",
+        "the hospital car park machine charged me twice",
+        "can my partner have a card on my account",
+        "how do I manage my account on the website",
+        "the courier hasn't delivered my card yet",
     ],
 )
 def test_routine_questions_with_scary_words_are_not_vulnerable(text):

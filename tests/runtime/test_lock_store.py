@@ -9,7 +9,11 @@ N distinct tickets.
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +22,7 @@ import redis.asyncio
 from rasa.core.lock_store import LockError, RedisLockStore
 
 from bot import keys
+from bot.config import PROJECT_ROOT
 from bot.runtime import lock_store
 from bot.runtime.lock_store import AtomicRedisLockStore
 from bot.runtime.redis_server import RedisServer
@@ -34,7 +39,20 @@ def server(redis_server: RedisServer) -> Iterator[RedisServer]:
     yield redis_server
 
 
-def _store(url: str, asyncio_client: bool = False) -> AtomicRedisLockStore:
+_OPEN: list[AtomicRedisLockStore] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_stores() -> Iterator[None]:
+    """Every store a test opens stops its heartbeat thread when the test ends."""
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
+def _store(
+    url: str, owner_ttl: float | None = None, asyncio_client: bool = False
+) -> AtomicRedisLockStore:
     """The store on ``url``; with ``asyncio_client`` its ``lock()`` uses redis-py's asyncio
     client (as in Rasa), else it is Rasa's own ``lock()`` on the blocking client."""
     make = (
@@ -42,11 +60,14 @@ def _store(url: str, asyncio_client: bool = False) -> AtomicRedisLockStore:
         if asyncio_client
         else None
     )
-    return AtomicRedisLockStore(
+    store = AtomicRedisLockStore(
         client=redis.Redis.from_url(url, decode_responses=True),
         async_client=make,
         namespace="locktest",
+        owner_ttl=owner_ttl,
     )
+    _OPEN.append(store)
+    return store
 
 
 def _draw_concurrently(make_store, conversation: str) -> list[int]:
@@ -123,7 +144,10 @@ async def test_rasa_lock_context_serialises_two_turns_of_one_conversation(
     """`lock()` (issue, wait, clean up), Rasa's own and the store's on the asyncio client: the
     second turn starts only after the first has finished, even from a second store (a second
     Rasa server)."""
-    stores = [_store(server.url, asyncio_client), _store(server.url, asyncio_client)]
+    stores = [
+        _store(server.url, asyncio_client=asyncio_client),
+        _store(server.url, asyncio_client=asyncio_client),
+    ]
     order: list[str] = []
     first_inside = asyncio.Event()
 
@@ -160,28 +184,108 @@ def test_rasas_lock_is_the_one_the_asyncio_lock_mirrors() -> None:
 async def test_a_turn_waits_for_an_expired_holder_and_gives_its_ticket_back_on_error(
     server: RedisServer, asyncio_client: bool
 ) -> None:
-    store = _store(server.url, asyncio_client)
-    stale = store.issue_ticket("c6", 0.2)  # a Rasa that died holding the lock
+    store = _store(server.url, asyncio_client=asyncio_client)
+    stale = store.issue_ticket("c9", 0.2)  # a Rasa that died holding the lock
     with pytest.raises(RuntimeError):
-        async with store.lock("c6", wait_time_in_seconds=0.05) as lock:
+        async with store.lock("c9", wait_time_in_seconds=0.05) as lock:
             assert not lock.is_locked(stale + 1)  # served once the stale ticket expired
             raise RuntimeError("the turn failed")
-    assert store.get_lock("c6") is None  # the ticket was given back, the lock deleted
+    assert store.get_lock("c9") is None  # the ticket was given back, the lock deleted
 
 
 @pytest.mark.parametrize("asyncio_client", [False, True])
 async def test_a_lock_deleted_while_waiting_is_a_lock_error(
     server: RedisServer, asyncio_client: bool
 ) -> None:
-    store = _store(server.url, asyncio_client)
-    store.issue_ticket("c7", 60)  # someone holds it
+    store = _store(server.url, asyncio_client=asyncio_client)
+    store.issue_ticket("c10", 60)  # someone holds it
 
     async def delete_soon() -> None:
         await asyncio.sleep(0.1)
-        store.delete_lock("c7")
+        store.delete_lock("c10")
 
     deleting = asyncio.create_task(delete_soon())
     with pytest.raises(LockError):
-        async with store.lock("c7", wait_time_in_seconds=0.05):
+        async with store.lock("c10", wait_time_in_seconds=0.05):
             pass
     await deleting
+
+
+def test_a_ticket_of_a_live_owner_holds_until_it_is_given_back(server: RedisServer) -> None:
+    holder = _store(server.url, owner_ttl=1.0)
+    waiter = _store(server.url)
+    held = holder.issue_ticket("c6", 60)
+    queued = waiter.issue_ticket("c6", 60)
+    time.sleep(1.5)  # longer than the TTL: only the heartbeat thread keeps the owner alive
+    waiter.update_lock("c6")
+    lock = waiter.get_lock("c6")
+    assert lock is not None and lock.is_locked(queued)
+    holder.cleanup("c6", held)
+    lock = waiter.get_lock("c6")
+    assert lock is not None and not lock.is_locked(queued)
+
+
+def test_a_ticket_whose_owner_stopped_beating_is_dropped_on_the_next_update(
+    server: RedisServer,
+) -> None:
+    holder = _store(server.url)
+    waiter = _store(server.url)
+    held = holder.issue_ticket("c7", 60)
+    queued = waiter.issue_ticket("c7", 60)
+    holder.close()  # as if its process had died: the heartbeat key is gone
+    lock = waiter.get_lock("c7")
+    assert lock is not None and lock.is_locked(queued)  # until the waiting loop updates it
+    waiter.update_lock("c7")
+    lock = waiter.get_lock("c7")
+    assert lock is not None and [t.number for t in lock.tickets] == [queued] and held < queued
+    client = redis.Redis.from_url(server.url, decode_responses=True)
+    fields = client.hgetall(keys.RASA_LOCK.format(ns="locktest", conversation="c7"))
+    client.close()
+    assert fields.pop(f"t:{queued}")
+    assert fields == {"seq": str(queued), f"o:{queued}": waiter.owner}
+
+
+HOLDER = """
+import sys, time, redis
+from bot.runtime.lock_store import AtomicRedisLockStore
+store = AtomicRedisLockStore(
+    client=redis.Redis.from_url(sys.argv[1], decode_responses=True), namespace="locktest",
+    owner_ttl=float(sys.argv[2]),
+)
+print(store.issue_ticket("c8", 60), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("asyncio_client", [False, True])
+def test_a_sigkilled_rasa_releases_its_conversations_within_the_heartbeat_ttl(
+    server: RedisServer, asyncio_client: bool
+) -> None:
+    """A real process draws a ticket (a Rasa in the middle of a turn) and is killed with SIGKILL:
+    `lock()` from another store (Rasa's own, and the store's on the asyncio client) gets the lock
+    about one TTL later, not after the ticket's 60 s lifetime."""
+    ttl = 2.0
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, server.url, str(ttl)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT_ROOT,
+    )
+    try:
+        assert holder.stdout is not None
+        assert int(holder.stdout.readline()) == 1
+        waiter = _store(server.url, asyncio_client=asyncio_client)
+        started = time.monotonic()
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+
+        async def next_turn() -> float:
+            async with waiter.lock("c8", wait_time_in_seconds=0.1):
+                return time.monotonic() - started
+
+        waited = asyncio.run(next_turn())
+        assert waited < ttl + 3.0, waited  # the dead ticket would have held it for 60 s
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()

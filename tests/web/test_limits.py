@@ -97,11 +97,35 @@ async def test_a_full_cap_counts_nothing_for_the_other_scope(redis_client):
 
 async def test_sockets_of_a_dead_gateway_expire(redis_client, monkeypatch):
     monkeypatch.setattr("bot.web.limits.SOCKET_TTL_SECONDS", 1)
-    limits = Limits(redis_client, settings(max_sockets_per_ip=1))
-    slot = await limits.open_socket(ip="ip1")
-    assert await limits.open_socket(ip="ip1") is None
-    slot._task.cancel()  # the gateway died: no renewal, no release
+    dead = Limits(redis_client, settings(max_sockets_per_ip=1))
+    assert await dead.open_socket(ip="ip1") is not None
+    assert await dead.open_socket(ip="ip1") is None
+    await dead.close()  # the gateway died: no renewal, no release
     await asyncio.sleep(1.2)
+    limits = Limits(redis_client, settings(max_sockets_per_ip=1))
     again = await limits.open_socket(ip="ip1")
     assert again is not None
     await again.release()
+    await limits.close()
+
+
+async def test_open_sockets_are_renewed_together_while_open_and_not_once_released(
+    redis_client, monkeypatch
+):
+    monkeypatch.setattr("bot.web.limits.SOCKET_TTL_SECONDS", 1)
+    monkeypatch.setattr("bot.web.limits.SOCKET_RENEW_SECONDS", 0.3)
+    monkeypatch.setattr("bot.web.limits.RENEW_BATCH", 2)  # several script calls per round
+    limits = Limits(redis_client, settings(max_sockets_per_ip=5, max_sockets_per_conversation=1))
+    slots = [await limits.open_socket(ip="ip2", conversation=f"r{i}") for i in range(5)]
+    assert all(slots)
+    released = slots.pop()
+    await released.release()
+    await asyncio.sleep(2.0)  # twice the ttl: only renewals keep the others counted
+    assert await redis_client.zcard("limits-test:limit:sockets:ip:ip2") == 4
+    for i in range(4):
+        assert await limits.open_socket(conversation=f"r{i}") is None  # still held
+    assert await redis_client.zcard("limits-test:limit:sockets:conversation:r4") == 0
+    for slot in slots:
+        await slot.release()
+    assert await redis_client.zcard("limits-test:limit:sockets:ip:ip2") == 0
+    await limits.close()

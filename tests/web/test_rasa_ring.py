@@ -45,14 +45,22 @@ class Ring:
         text = self.replicas[url].log_path.read_text(errors="replace")
         return f"Acquired lock for conversation '{conversation_id}'" in text
 
-    def slots(self, url: str, conversation_id: str) -> dict:
+    def tracker(self, url: str, conversation_id: str) -> dict:
         response = requests.get(
             f"{url}/conversations/{conversation_id}/tracker",
             params={"token": self.secrets.rasa_auth_token},
             timeout=60,
         )
         response.raise_for_status()
-        return response.json()["slots"]
+        return response.json()
+
+    def slots(self, url: str, conversation_id: str) -> dict:
+        return self.tracker(url, conversation_id)["slots"]
+
+    def client_ids(self, url: str, conversation_id: str) -> list[str | None]:
+        """The message id in the metadata of each user event of Rasa's tracker, in order."""
+        events = self.tracker(url, conversation_id)["events"]
+        return [(e.get("metadata") or {}).get("client_id") for e in events if e["event"] == "user"]
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +137,10 @@ async def test_conversations_spread_over_both_replicas_and_fail_over_when_one_is
             assert not ring.handled(other, customer.conversation_id)
             state = ring.slots(url, customer.conversation_id)["escalation_state"]
             assert state["failed_turns"] == 1, state
+            # the message id travels with the turn: Rasa's user event names the stream's message
+            view = await customer.view()
+            in_stream = [m["client_id"] for m in view["messages"] if m.get("from") == "customer"]
+            assert ring.client_ids(url, customer.conversation_id) == in_stream != []
 
     killed = ring.replicas[first]
     assert killed.process is not None

@@ -1,6 +1,6 @@
 """Many open sockets on one real gateway share a fixed, small set of Redis connections (the
-stream readers of :mod:`bot.web.fanout`), and each socket still gets its own conversation's
-events, in order, and what it missed after a reconnect.
+notice subscriber and stream fetcher of :mod:`bot.web.fanout`), and each socket still gets its
+own conversation's events, in order, and what it missed after a reconnect.
 
 Events are appended with :class:`ConversationEvents`, the writer the gateway itself uses.
 """
