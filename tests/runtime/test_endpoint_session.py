@@ -17,6 +17,15 @@ from bot.runtime import endpoint_session
 from bot.runtime.ports import free_port
 
 
+@pytest.fixture(autouse=True)
+async def _close_kept_sessions() -> AsyncIterator[None]:
+    """The sessions a test's requests kept are closed in that test's event loop."""
+    yield
+    sessions = list(endpoint_session._sessions.values())
+    endpoint_session._sessions.clear()
+    await asyncio.gather(*(s.close() for s in sessions if not s.closed))
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[str, list[Any]]]:
     """A real HTTP server: echoes what it got as JSON, answers text, 404 or 500 on other paths,
@@ -117,7 +126,6 @@ async def test_a_closed_session_or_another_loop_gets_a_new_session(server) -> No
     other = EndpointConfig(url=f"{url}/webhook", headers={"X-Custom": "other"})
     assert endpoint_session._session(other) is not second
     assert (await endpoint_session.request(other))["custom"] == "other"
-    await asyncio.gather(*(s.close() for s in endpoint_session._sessions.values()))
 
 
 def test_rasas_method_is_the_one_the_patch_was_written_for() -> None:
