@@ -339,6 +339,8 @@ class AtomicRedisLockStore(LockStore):
                 if not lock:
                     break
                 if not lock.is_locked(ticket):
+                    # Rasa's own line (operators and tests/web/test_rasa_ring.py read it)
+                    logger.debug("Acquired lock for conversation '%s'.", conversation_id)
                     yield lock
                     return
                 logger.debug(
