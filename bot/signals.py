@@ -305,6 +305,7 @@ class Context:
     restated: bool
     cue: str | None
     repeat: bool
+    asks_more: bool = False  # a follow-up question on the topic, not the need restated
 
 
 def _context(
@@ -329,7 +330,7 @@ def _context(
     )
     short = len(text.split()) <= config.followup_words
     if unresolved and turn.intent == prior and asks_more and short:
-        return Context(prior, True, False, cue, repeat)  # a follow-up read as the same topic
+        return Context(prior, True, False, cue, repeat, True)  # read as the same topic
     if (
         not unresolved
         or text.startswith("/")  # a button says exactly what it asks
@@ -453,6 +454,7 @@ def observe(
     plain_loop = (
         _is_topic(turn.intent, config)
         and not context.repeat
+        and not context.asks_more
         and answered.get(turn.intent or "") in ("pending", "not_helped")
     )
     loop = plain_loop or context.restated
