@@ -282,6 +282,12 @@ class Policy(_Strict):
                         f"intent {intent!r} is in sensitive rules {claimed[intent]!r} and {rule.name!r}"
                     )
                 claimed[intent] = rule.name
+        context = values.get("context")
+        unknown = [
+            n for n in (context.clarify_sensitive_rules if context else []) if n not in names
+        ]
+        if unknown:
+            raise ValueError(f"context.clarify_sensitive_rules: no sensitive rule {unknown[0]!r}")
         return values
 
     def rule_for_intent(self, intent: str | None) -> SensitiveRule | None:
