@@ -152,6 +152,8 @@ class ActionRespond(Action):
         return []
 
     def reply_deny(self, turn: TrackerTurn, dispatcher: CollectingDispatcher) -> list[EventType]:
+        if turn.bot_asked("clarify"):  # "no" to "did you mean A or B?": neither
+            return self.ask_to_rephrase(turn, dispatcher)
         name = "offer_human" if turn.bot_asked("did_that_help") else "decline_noted"
         say(dispatcher, self.responses.reply(name), name)
         return []

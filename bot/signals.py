@@ -321,12 +321,15 @@ def _context(
     if repeat and prior is not None:  # "say that again": the previous answer, on purpose
         return Context(prior, True, False, cue, True)
     unresolved = prior is not None and answered.get(prior) in ("pending", "not_helped")
-    # "what documents?" asks more about the topic; it restates nothing unless it has a cue
+    # "what documents?" asks more about the topic; it restates nothing unless it has a cue or
+    # is nearly the message answered ("how do i activate the card?" again)
+    similarity = turn.similarity_to_answered if turn.similarity_to_answered is not None else -1.0
     asks_more = (
         config.question_is_not_restatement
         and not cue
         and not text.startswith("/")
         and is_question(text)
+        and similarity < config.restate_similarity
     )
     short = len(text.split()) <= config.followup_words
     if unresolved and turn.intent == prior and asks_more and short:
@@ -338,13 +341,12 @@ def _context(
         or turn.intent == prior  # the plain loop, counted as such
     ):
         return Context(turn.intent, False, False, cue, repeat)
-    similarity = turn.similarity_to_answered if turn.similarity_to_answered is not None else -1.0
     clear_new = (
         _is_topic(turn.intent, config)
         and turn.confidence >= config.new_topic_confidence
         and (turn.familiarity is None or turn.familiarity >= config.unfamiliar_below)
     )
-    restated = (similarity >= config.restate_similarity and not asks_more) or bool(
+    restated = similarity >= config.restate_similarity or bool(
         cue and (similarity >= config.cue_similarity or short)
     )
     kept = restated or (short and not clear_new and _is_topic(turn.intent, config))
@@ -438,7 +440,17 @@ def observe(
     phrases = sensitive_phrases(turn.text, config)
     clarify = ambiguous(turn, context, unfamiliar, phrases, config)
     # still ambiguous right after the bot asked what the customer meant: the asking failed
-    asked_again = clarify and any(r in ASKING_REPLIES for r in turn.bot_replies)
+    # the bot asked what the customer meant; typed back instead of picking: still ambiguous, the
+    # need restated ("still declined"), or "no, neither": the asking did not help (unclear)
+    after_asking = any(r in ASKING_REPLIES for r in turn.bot_replies) and not (
+        turn.text or ""
+    ).startswith("/")
+    asked_again = after_asking and (
+        clarify
+        or turn.intent == config.deny_intent
+        # a cue on an answered topic is the plain loop, counted as such below
+        or (context.cue is not None and answered.get(turn.intent or "") is None)
+    )
     on_purpose = context.kept and context.repeat  # the previous answer, asked for again
     unclear = (
         not context.restated

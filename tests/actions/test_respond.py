@@ -239,3 +239,13 @@ async def test_a_picked_topic_is_answered():
     )
     messages, _ = await respond(tracker)
     assert messages[0]["reply"] == "answer:card_delivery_estimate"
+
+
+async def test_no_to_did_you_mean_asks_again_and_offers_a_person():
+    history = [user_event("card declined", "declined_card_payment", 0.4), bot_event("clarify")]
+    ranking = [("deny", 0.9), ("declined_card_payment", 0.05)]
+    messages, _ = await respond(make_tracker("deny", text="no", ranking=ranking, history=history))
+    assert [m["reply"] for m in messages] == ["unfamiliar"] or messages[0]["reply"].startswith(
+        "rephrase"
+    )
+    assert payloads(messages[0])[-1] == "/request_human"

@@ -113,15 +113,15 @@ def after_answer(text: str, intent: str, similarity: float) -> TurnSignals:
 
 
 def test_a_short_follow_up_question_read_as_the_same_topic_is_not_a_loop():
-    signals = after_answer("what documents?", "verify_my_identity", similarity=0.7)
+    signals = after_answer("what documents?", "verify_my_identity", similarity=0.5)
     assert signals.kept_topic and not signals.restated and not signals.loop
     assert signals.failed_turns == 1  # the bot cannot answer it further: it asks
     assert evaluate(signals, POLICY).action is Verdict.none
 
 
-def test_a_follow_up_question_close_to_the_answered_message_is_not_restated():
-    signals = after_answer("which ones do you take?", "why_verify_identity", similarity=0.9)
-    assert not signals.restated and not signals.loop
+def test_the_answered_question_asked_again_is_still_a_loop():
+    signals = after_answer("how do i verify my id?", "verify_my_identity", similarity=0.9)
+    assert signals.loop
 
 
 def test_the_same_need_stated_again_is_still_a_loop():
@@ -140,3 +140,31 @@ def test_questions_are_recognised():
     assert is_question("what documents?")
     assert is_question("ok and how long does it take")
     assert not is_question("the exchange rate you charged me was wrong")
+
+
+def asked_then(text: str, intent: str, reply: str = "clarify") -> TurnSignals:
+    """The customer's typed message right after the bot asked what they meant."""
+    ranking = [("declined_card_payment", 0.4), ("declined_transfer", 0.4 - MARGIN / 2)]
+    state = SignalState()
+    first = SignalTurn("card declined", "declined_card_payment", 0.4, ranking, familiarity=0.8)
+    signals, state = observe(state, first, CONFIG)
+    assert signals.ambiguous
+    turn = SignalTurn(text, intent, 0.9, [(intent, 0.9)], [reply], familiarity=0.8)
+    return observe(state, turn, CONFIG)[0]
+
+
+def test_the_need_restated_instead_of_picking_is_a_failed_turn():
+    signals = asked_then("STILL declined", "declined_card_payment")
+    assert signals.failed and signals.failed_why == ["unclear"]
+    signals = asked_then("tried again, same thing", "declined_transfer", reply="unfamiliar")
+    assert signals.failed
+
+
+def test_no_to_did_you_mean_is_a_failed_turn():
+    assert asked_then("no", "deny").failed
+
+
+def test_a_clear_question_after_did_you_mean_is_answered_normally():
+    signals = asked_then("how do i order a new card", "order_physical_card")
+    assert not signals.failed and not signals.ambiguous
+    assert not asked_then("/declined_transfer", "declined_transfer").failed
