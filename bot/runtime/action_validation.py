@@ -10,6 +10,16 @@ redo the same work on every call and were ~40 % of Rasa's CPU per turn (docs/per
 ``best_match`` error; the same message suffix) with a validator compiled once from the same schema
 (``RemoteAction.action_response_format_spec()``), whose schema was checked once when it was built.
 
+Valid responses, nearly all of them, take a shortcut (:class:`EventDispatch`). The schema checks
+each event against a ``oneOf`` of ~20 event schemas, and each of those pins ``event`` to its own
+constant, so jsonschema tries all ~20 on every event. An event (an object whose ``event`` is a
+string, as the shared item schema requires) can only match the one branch whose constant it
+names; so "exactly one branch matches" is "the branch of its name matches". The shortcut checks
+the response without its events, then each event against the shared item schema and the branch
+of its name only. When any of that fails the response is validated again by the full validator,
+which raises the error (so errors are exactly as before). The shortcut is built only when the
+schema has that shape (distinct constants), else every response takes the full validator.
+
 The patch is explicit and guarded:
 
 * It is applied by the project's Rasa entry point (``python -m bot.runtime.rasa_server``), before
@@ -59,7 +69,59 @@ def compile_validator(schema: dict[str, Any]) -> Any:
     return cls(schema)
 
 
+class EventDispatch:
+    """Validity of a response by the schema, each event checked only against the ``oneOf``
+    branch its ``event`` names (see the module docstring). :meth:`build` gives None when the
+    schema is not of the shape this relies on."""
+
+    def __init__(self, outer: Any, item: Any, branches: dict[str, Any]) -> None:
+        self._outer = outer  # the response schema with its events' item schema dropped
+        self._item = item  # the item schema without its oneOf
+        self._branches = branches  # event name -> validator of its oneOf branch
+
+    @classmethod
+    def build(cls, schema: dict[str, Any]) -> EventDispatch | None:
+        try:
+            events = schema["properties"]["events"]
+            item = events["items"]
+            branches = item["oneOf"]
+            names = [branch["properties"]["event"]["const"] for branch in branches]
+        except (KeyError, TypeError):
+            return None
+        if events.get("type") != "array" or set(events) != {"type", "items"}:
+            return None
+        if item.get("properties", {}).get("event") != {"type": "string"}:
+            return None
+        if "event" not in item.get("required", []) or item.get("type") != "object":
+            return None
+        if len(set(names)) != len(names) or not all(isinstance(n, str) for n in names):
+            return None
+        outer = {**schema, "properties": {**schema["properties"], "events": {"type": "array"}}}
+        shared = {key: value for key, value in item.items() if key != "oneOf"}
+        return cls(
+            compile_validator(outer),
+            compile_validator(shared),
+            {name: compile_validator(b) for name, b in zip(names, branches, strict=True)},
+        )
+
+    def is_valid(self, result: Any) -> bool:
+        """True only when ``result`` is valid by the full schema (False: check it in full)."""
+        if not self._outer.is_valid(result):
+            return False
+        events = result.get("events") if isinstance(result, dict) else None
+        if not isinstance(events, list):
+            return True  # no events to check: the outer schema was all of it
+        for event in events:
+            if not self._item.is_valid(event):
+                return False
+            branch = self._branches.get(event["event"])
+            if branch is None or not branch.is_valid(event):
+                return False
+        return True
+
+
 _validator = compile_validator(RemoteAction.action_response_format_spec())
+_dispatch = EventDispatch.build(RemoteAction.action_response_format_spec())
 
 
 def validate_action_result(self: RemoteAction, result: dict[str, Any]) -> bool:
@@ -68,6 +130,8 @@ def validate_action_result(self: RemoteAction, result: dict[str, Any]) -> bool:
     Raises ``jsonschema.ValidationError`` (the same error, with the same message, as Rasa's own
     method) when ``result`` does not match the schema; returns True otherwise.
     """
+    if _dispatch is not None and _dispatch.is_valid(result):
+        return True
     error = exceptions.best_match(_validator.iter_errors(result))
     if error is not None:
         error.message += _MESSAGE_SUFFIX

@@ -30,20 +30,39 @@ expires.
 
 Registered in ``endpoints.yml`` as ``lock_store: type: bot.runtime.lock_store.AtomicRedisLockStore``;
 it reads its Redis (``REDIS_URL`` or Sentinel) from the settings; ``url`` there overrides
-``REDIS_URL``. Rasa's lock store interface is synchronous, so this store uses redis-py's
-blocking client, as Rasa's own does.
+``REDIS_URL``. Rasa's lock store interface is synchronous, so this store has redis-py's
+blocking client for it, as Rasa's own does.
+
+**Turns take the lock without blocking Rasa's event loop.** Rasa takes the lock through one
+method, the async context manager :meth:`~rasa.core.lock_store.LockStore.lock` (every turn, and
+every HTTP API call that changes a conversation), which calls the blocking methods: three Redis
+round trips per turn during which Rasa's event loop, which serves every other conversation, waits
+(~10 % of Rasa's samples under load, docs/performance.md). :meth:`AtomicRedisLockStore.lock`
+is Rasa's ``lock`` and ``_acquire_lock`` step for step (issue a ticket; until it is served, read
+the lock, sleep ``wait_time_in_seconds``, drop expired and dead tickets; raise ``LockError`` when
+the lock is gone; give the ticket back however the block ends) with the same Lua scripts and
+arguments sent through redis-py's asyncio client. ``tests/runtime/test_lock_store.py`` fails
+when Rasa changes the methods this mirrors (their source is hashed) and runs the same checks on
+both.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import inspect
 import logging
 import os
 import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 import redis
+import redis.asyncio
 from rasa.core.lock import Ticket, TicketLock
 from rasa.core.lock_store import LOCK_LIFETIME, LockError, LockStore
 from rasa.utils.endpoints import EndpointConfig
@@ -53,6 +72,32 @@ from bot.keys import RASA_LOCK, RASA_LOCK_OWNER
 from bot.redis_clients import RedisTarget
 
 logger = logging.getLogger(__name__)
+
+# sha256 of the sources of Rasa's LockStore.lock and LockStore._acquire_lock (joined by a
+# newline) in rasa 3.6.21: what AtomicRedisLockStore.lock does with the asyncio client.
+RASA_LOCK_SOURCE_SHA256 = "ccfa408f8ca37a1905dd2205c88ebd4daadc638e1c40368145ee152afb30eb59"
+
+
+def rasa_lock_source_sha256() -> str:
+    """sha256 of the sources of Rasa's ``LockStore.lock`` and ``_acquire_lock`` as installed."""
+    sources = [inspect.getsource(LockStore.lock), inspect.getsource(LockStore._acquire_lock)]
+    return hashlib.sha256("\n".join(sources).encode("utf-8")).hexdigest()
+
+
+def _ticket_lock(conversation_id: str, fields: dict[str, str]) -> TicketLock | None:
+    """The lock from its hash's fields (None: nobody holds or waits for it)."""
+    tickets = sorted(
+        (
+            Ticket(int(name[2:]), float(expires))
+            for name, expires in fields.items()
+            if name.startswith("t:")
+        ),
+        key=lambda ticket: ticket.number,
+    )
+    if not tickets:  # no lock, or only its counter: nobody holds or waits for it
+        return None
+    return TicketLock(conversation_id, deque(tickets))
+
 
 # Shared by the scripts below: drops the tickets of KEYS[1] that expired before `now`, or whose
 # owner's heartbeat key (`owner_prefix` .. owner) is gone; returns how many it dropped.
@@ -150,16 +195,24 @@ class AtomicRedisLockStore(LockStore):
         endpoint_config: EndpointConfig | None = None,
         *,
         client: redis.Redis | None = None,
+        async_client: Callable[[], redis.asyncio.Redis] | None = None,
         namespace: str | None = None,
         settings: Settings | None = None,
         owner_ttl: float | None = None,
     ) -> None:
+        """``client`` and ``async_client`` (a factory: the asyncio client is made inside the
+        event loop that first takes a lock) default to the configured Redis. Given a ``client``
+        without an ``async_client``, :meth:`lock` is Rasa's own, on the blocking client."""
         settings = settings or get_settings()
         if client is None:
             url = endpoint_config.url if endpoint_config is not None else None
             target = RedisTarget.from_settings(settings, url=url or None)
             logger.info("Rasa's conversation locks in Redis: %s", target.describe())
             client = target.sync_client(decode_responses=True)
+            if async_client is None:
+                async_client = lambda: target.async_client(decode_responses=True)  # noqa: E731
+        self._make_async_client = async_client
+        self._async: tuple[redis.asyncio.Redis, Any, Any, Any] | None = None
         self.red = client
         self.namespace = namespace or settings.queue_namespace
         self._issue = client.register_script(ISSUE_TICKET)
@@ -206,37 +259,28 @@ class AtomicRedisLockStore(LockStore):
     def key(self, conversation_id: str) -> str:
         return RASA_LOCK.format(ns=self.namespace, conversation=conversation_id)
 
+    def _issue_arguments(self, conversation_id: str, lock_lifetime: float) -> dict[str, list[Any]]:
+        """The keys and arguments of the ISSUE_TICKET script."""
+        return {
+            "keys": [self.key(conversation_id), self.owner_key],
+            "args": [
+                time.time(),
+                lock_lifetime,
+                self.owner,
+                self._owner_prefix,
+                int(self._owner_ttl * 1000),
+            ],
+        }
+
     def issue_ticket(self, conversation_id: str, lock_lifetime: float = LOCK_LIFETIME) -> int:
         """Draw the next ticket number for the conversation, atomically."""
         try:
-            return int(
-                self._issue(
-                    keys=[self.key(conversation_id), self.owner_key],
-                    args=[
-                        time.time(),
-                        lock_lifetime,
-                        self.owner,
-                        self._owner_prefix,
-                        int(self._owner_ttl * 1000),
-                    ],
-                )
-            )
+            return int(self._issue(**self._issue_arguments(conversation_id, lock_lifetime)))
         except redis.RedisError as error:
             raise LockError(f"Error while acquiring lock. Error:\n{error}") from error
 
     def get_lock(self, conversation_id: str) -> TicketLock | None:
-        fields = self.red.hgetall(self.key(conversation_id))
-        tickets = sorted(
-            (
-                Ticket(int(name[2:]), float(expires))
-                for name, expires in fields.items()
-                if name.startswith("t:")
-            ),
-            key=lambda ticket: ticket.number,
-        )
-        if not tickets:  # no lock, or only its counter: nobody holds or waits for it
-            return None
-        return TicketLock(conversation_id, deque(tickets))
+        return _ticket_lock(conversation_id, self.red.hgetall(self.key(conversation_id)))
 
     def delete_lock(self, conversation_id: str) -> None:
         self._log_deletion(conversation_id, bool(self.red.delete(self.key(conversation_id))))
@@ -255,3 +299,59 @@ class AtomicRedisLockStore(LockStore):
         """Give the ticket back and delete the lock if no live ticket is left, in one step."""
         deleted = self._finish_and_clean(keys=[self.key(conversation_id)], args=[ticket_number])
         self._log_deletion(conversation_id, bool(deleted))
+
+    # -- the lock Rasa takes for each turn, without blocking its event loop --------------------
+
+    def _asyncio(self) -> tuple[redis.asyncio.Redis, Any, Any, Any]:
+        """The asyncio client and its scripts (issue, finish and clean, drop expired)."""
+        if self._async is None:
+            assert self._make_async_client is not None
+            client = self._make_async_client()
+            self._async = (
+                client,
+                client.register_script(ISSUE_TICKET),
+                client.register_script(FINISH_AND_CLEAN),
+                client.register_script(DROP_EXPIRED),
+            )
+        return self._async
+
+    @asynccontextmanager
+    async def lock(
+        self,
+        conversation_id: str,
+        lock_lifetime: float = LOCK_LIFETIME,
+        wait_time_in_seconds: float = 1,
+    ) -> AsyncIterator[TicketLock]:
+        """Rasa's ``LockStore.lock`` (see the module docstring), on the asyncio client."""
+        if self._make_async_client is None:
+            async with super().lock(conversation_id, lock_lifetime, wait_time_in_seconds) as lock:
+                yield lock
+            return
+        client, issue, finish_and_clean, drop_expired = self._asyncio()
+        key = self.key(conversation_id)
+        try:
+            ticket = int(await issue(**self._issue_arguments(conversation_id, lock_lifetime)))
+        except redis.RedisError as error:
+            raise LockError(f"Error while acquiring lock. Error:\n{error}") from error
+        try:
+            while True:
+                lock = _ticket_lock(conversation_id, await client.hgetall(key))
+                if not lock:
+                    break
+                if not lock.is_locked(ticket):
+                    yield lock
+                    return
+                logger.debug(
+                    "Failed to acquire lock for conversation ID '%s' because %s other item(s) "
+                    "for this conversation ID have to be finished processing first. Retrying "
+                    "in %s seconds ...",
+                    conversation_id,
+                    ticket - (lock.now_serving or 0),
+                    wait_time_in_seconds,
+                )
+                await asyncio.sleep(wait_time_in_seconds)
+                await drop_expired(keys=[key], args=[time.time(), self._owner_prefix])
+            raise LockError(f"Could not acquire lock for conversation_id '{conversation_id}'.")
+        finally:
+            deleted = await finish_and_clean(keys=[key], args=[ticket])
+            self._log_deletion(conversation_id, bool(deleted))

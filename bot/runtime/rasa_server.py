@@ -4,7 +4,10 @@ The same command line as ``rasa``. First it applies the project's documented pat
 (:mod:`bot.runtime.action_validation`: action results checked by a validator compiled once;
 :mod:`bot.runtime.event_lookup`: event classes found by name without walking the class tree each
 time; :mod:`bot.runtime.strict_tracker_store`: a tracker store error fails the turn instead of
-starting the conversation afresh in memory). Then, for ``rasa run``, the token of Rasa's HTTP API comes from `RASA_AUTH_TOKEN`
+starting the conversation afresh in memory; :mod:`bot.runtime.rule_lookup`: the rules applicable
+to a conversation's last states remembered; :mod:`bot.runtime.endpoint_session`: the action server
+called over kept-alive connections). Then, for ``rasa run``, the token of Rasa's HTTP API comes
+from `RASA_AUTH_TOKEN`
 (bot.config) and is handed to Rasa's own ``--auth-token`` inside this process, so it never shows
 in a process listing (``ps``, /proc/<pid>/cmdline); without a token ``rasa run`` refuses to start
 rather than serve an open API. Rasa checks the token on every route of the HTTP API
@@ -20,7 +23,13 @@ import re
 import sys
 
 from bot.config import get_settings
-from bot.runtime import action_validation, event_lookup, strict_tracker_store
+from bot.runtime import (
+    action_validation,
+    endpoint_session,
+    event_lookup,
+    rule_lookup,
+    strict_tracker_store,
+)
 
 
 def rasa_argv(argv: list[str], token: str) -> list[str]:
@@ -66,6 +75,8 @@ def main() -> None:
     action_validation.apply()
     event_lookup.apply()
     strict_tracker_store.apply()
+    rule_lookup.apply()
+    endpoint_session.apply()
     from rasa.__main__ import main as rasa_main  # noqa: PLC0415 - Rasa loads slowly
 
     rasa_main()

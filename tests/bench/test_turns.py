@@ -47,7 +47,7 @@ def test_a_level_reports_percentiles_throughput_and_cpu_per_turn():
     level.errors["503"] = 1
     level.cpu_ms_per_turn["rasa"] = 12.345
     summary = level.summary()
-    assert summary["turns_per_second"] == 2.0
+    assert summary["turns_per_second"] == 2.0 and summary["answered"] == 4
     assert summary["p50_ms"] == 30.0 and summary["p99_ms"] == 400.0
     assert summary["cpu_ms_per_turn"] == {"rasa": 12.3}
     assert summary["errors"] == {"503": 1}
@@ -68,3 +68,11 @@ def test_components_attribute_a_sample_to_the_first_known_component_from_the_top
     assert shares["NLU pipeline"] == 10.0
     assert shares["HTTP server (sanic)"] == 10.0  # the first known component below mystery.py
     assert turns.components([]) == []
+
+
+def test_cpu_totals_add_the_rasa_replicas_and_every_process() -> None:
+    one = turns.cpu_totals({"rasa": 20.0, "gateway": 5.0})
+    assert one == {"total": 25.0}
+    two = turns.cpu_totals({"rasa 1": 10.0, "rasa 2": 12.0, "gateway": 5.0})
+    assert two == {"rasa (all)": 22.0, "total": 27.0}
+    assert turns.rasa_name(0, 1) == "rasa" and turns.rasa_name(1, 2) == "rasa 2"

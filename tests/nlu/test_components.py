@@ -15,6 +15,7 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from bot.config import PROJECT_ROOT
+from bot.nlu import intent_classifier
 from bot.nlu.intent_classifier import SentenceIntentClassifier
 from bot.nlu.sentence_encoder import DIMENSION
 from bot.nlu.sentence_featurizer import MiniLMFeaturizer
@@ -141,3 +142,27 @@ def test_untrained_classifier_leaves_messages_alone(storage: LocalModelStorage) 
     classifier = SentenceIntentClassifier.create({}, storage, Resource("empty"), context("c"))
     message = parse(storage, classifier, "hello")
     assert message.get(INTENT) is None
+
+
+def test_tfidf_is_scikit_learns_transform_exactly_fitted_and_restored() -> None:
+    """The classifier's TF-IDF (without scikit-learn's costly fitted check) gives the very matrix
+    `TfidfVectorizer.transform` gives: same values to the bit, same indices, on every training
+    example, unknown words and an empty text, for a fitted and a persisted-then-restored one."""
+    full = load_data(str(PROJECT_ROOT / "data" / "nlu"))
+    texts = [m.get(TEXT) for m in full.intent_examples if m.get(TEXT)]
+    fit_on = random.Random(3).sample(texts, 3000)
+    checks = texts + ["", "zzqx unknownword", "£25.50 on 12/03/2024 ref 12345678"]
+    classifier_config = SentenceIntentClassifier.get_default_config()
+    fitted = intent_classifier._vectorizers(classifier_config)
+    for name, vectorizer in fitted.items():
+        vectorizer.fit(fit_on)
+        state = {"vocabulary": vectorizer.vocabulary_, "idf": vectorizer.idf_.tolist()}
+        restored = intent_classifier._restored_vectorizer(vectorizer, state)
+        for candidate in (vectorizer, restored):
+            for start in range(0, len(checks), 500):
+                chunk = checks[start : start + 500]
+                ours, theirs = intent_classifier.tfidf(candidate, chunk), candidate.transform(chunk)
+                assert ours.dtype == theirs.dtype and ours.shape == theirs.shape, name
+                assert np.array_equal(ours.indptr, theirs.indptr), name
+                assert np.array_equal(ours.indices, theirs.indices), name
+                assert np.array_equal(ours.data, theirs.data), name

@@ -67,6 +67,12 @@ INVALID: list[Any] = [
     {"responses": "text"},
     {"responses": ["text"]},
     {"events": [], "responses": [1, 2]},
+    {"events": [{"event": 3}]},
+    {"events": [None]},
+    {"events": [{"event": "user", "parse_data": {"intent": {"name": 3}}}]},
+    {"events": [{"event": "entities"}]},
+    {"events": [SlotSet("a", 1), {"event": "action", "hide_rule_turn": "yes"}]},
+    {"events": [{"event": "slot", "name": "x", "value": 1, "metadata": []}]},
 ]
 
 
@@ -143,3 +149,35 @@ def test_apply_leaves_a_changed_rasa_method_alone(monkeypatch, caplog) -> None:
     assert action_validation.apply() is False
     assert RemoteAction._validate_action_result is action_validation.ORIGINAL
     assert "changed" in caplog.text
+
+
+@pytest.mark.parametrize("result", VALID + INVALID)
+def test_the_event_dispatch_shortcut_says_valid_only_when_the_full_schema_does(result: Any) -> None:
+    dispatch = action_validation.EventDispatch.build(RemoteAction.action_response_format_spec())
+    assert dispatch is not None  # Rasa's schema has the shape the shortcut relies on
+    full = jsonschema.Draft202012Validator(RemoteAction.action_response_format_spec())
+    assert dispatch.is_valid(result) == full.is_valid(result)
+
+
+def test_every_branch_of_rasas_event_schema_is_reached_by_its_event_name() -> None:
+    """Each oneOf branch pins `event` to a distinct constant: an event of every type Rasa knows
+    (with the fields its branch requires) is valid through the shortcut."""
+    items = RemoteAction.action_response_format_spec()["properties"]["events"]["items"]
+    dispatch = action_validation.EventDispatch.build(RemoteAction.action_response_format_spec())
+    required = {"slot": {"name": "x", "value": 1}, "entities": {"entities": []}}
+    for branch in items["oneOf"]:
+        name = branch["properties"]["event"]["const"]
+        event = {"event": name, **required.get(name, {})}
+        assert dispatch.is_valid({"events": [event]}), name
+
+
+def test_no_shortcut_for_a_schema_whose_event_constants_repeat() -> None:
+    schema = RemoteAction.action_response_format_spec()
+    items = schema["properties"]["events"]["items"]
+    repeated = {**items, "oneOf": [*items["oneOf"], items["oneOf"][0]]}
+    changed = {
+        **schema,
+        "properties": {**schema["properties"], "events": {"type": "array", "items": repeated}},
+    }
+    assert action_validation.EventDispatch.build(changed) is None
+    assert action_validation.EventDispatch.build({"type": "object"}) is None

@@ -18,10 +18,12 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from rasa.core.lock_store import RedisLockStore
+import redis.asyncio
+from rasa.core.lock_store import LockError, RedisLockStore
 
 from bot import keys
 from bot.config import PROJECT_ROOT
+from bot.runtime import lock_store
 from bot.runtime.lock_store import AtomicRedisLockStore
 from bot.runtime.redis_server import RedisServer
 
@@ -48,9 +50,19 @@ def _close_stores() -> Iterator[None]:
         _OPEN.pop().close()
 
 
-def _store(url: str, owner_ttl: float | None = None) -> AtomicRedisLockStore:
+def _store(
+    url: str, owner_ttl: float | None = None, asyncio_client: bool = False
+) -> AtomicRedisLockStore:
+    """The store on ``url``; with ``asyncio_client`` its ``lock()`` uses redis-py's asyncio
+    client (as in Rasa), else it is Rasa's own ``lock()`` on the blocking client."""
+    make = (
+        (lambda: redis.asyncio.Redis.from_url(url, decode_responses=True))
+        if asyncio_client
+        else None
+    )
     store = AtomicRedisLockStore(
         client=redis.Redis.from_url(url, decode_responses=True),
+        async_client=make,
         namespace="locktest",
         owner_ttl=owner_ttl,
     )
@@ -125,12 +137,17 @@ def test_tickets_are_served_in_order_and_the_lock_goes_when_the_last_is_returned
     client.close()
 
 
+@pytest.mark.parametrize("asyncio_client", [False, True])
 async def test_rasa_lock_context_serialises_two_turns_of_one_conversation(
-    server: RedisServer,
+    server: RedisServer, asyncio_client: bool
 ) -> None:
-    """Rasa's own `lock()` (issue, wait, clean up) on this store: the second turn starts only
-    after the first has finished, even from a second store (a second Rasa server)."""
-    stores = [_store(server.url), _store(server.url)]
+    """`lock()` (issue, wait, clean up), Rasa's own and the store's on the asyncio client: the
+    second turn starts only after the first has finished, even from a second store (a second
+    Rasa server)."""
+    stores = [
+        _store(server.url, asyncio_client=asyncio_client),
+        _store(server.url, asyncio_client=asyncio_client),
+    ]
     order: list[str] = []
     first_inside = asyncio.Event()
 
@@ -155,6 +172,43 @@ def test_expired_tickets_stop_blocking_the_queue(server: RedisServer) -> None:
     fresh = store.issue_ticket("c5", 60)  # drawing drops expired tickets
     lock = store.get_lock("c5")
     assert lock is not None and [t.number for t in lock.tickets] == [fresh] and stale < fresh
+
+
+def test_rasas_lock_is_the_one_the_asyncio_lock_mirrors() -> None:
+    """Fails when a Rasa upgrade changes `LockStore.lock` or `_acquire_lock`: review
+    `AtomicRedisLockStore.lock`, then update the hash."""
+    assert lock_store.rasa_lock_source_sha256() == lock_store.RASA_LOCK_SOURCE_SHA256
+
+
+@pytest.mark.parametrize("asyncio_client", [False, True])
+async def test_a_turn_waits_for_an_expired_holder_and_gives_its_ticket_back_on_error(
+    server: RedisServer, asyncio_client: bool
+) -> None:
+    store = _store(server.url, asyncio_client=asyncio_client)
+    stale = store.issue_ticket("c9", 0.2)  # a Rasa that died holding the lock
+    with pytest.raises(RuntimeError):
+        async with store.lock("c9", wait_time_in_seconds=0.05) as lock:
+            assert not lock.is_locked(stale + 1)  # served once the stale ticket expired
+            raise RuntimeError("the turn failed")
+    assert store.get_lock("c9") is None  # the ticket was given back, the lock deleted
+
+
+@pytest.mark.parametrize("asyncio_client", [False, True])
+async def test_a_lock_deleted_while_waiting_is_a_lock_error(
+    server: RedisServer, asyncio_client: bool
+) -> None:
+    store = _store(server.url, asyncio_client=asyncio_client)
+    store.issue_ticket("c10", 60)  # someone holds it
+
+    async def delete_soon() -> None:
+        await asyncio.sleep(0.1)
+        store.delete_lock("c10")
+
+    deleting = asyncio.create_task(delete_soon())
+    with pytest.raises(LockError):
+        async with store.lock("c10", wait_time_in_seconds=0.05):
+            pass
+    await deleting
 
 
 def test_a_ticket_of_a_live_owner_holds_until_it_is_given_back(server: RedisServer) -> None:
@@ -203,12 +257,13 @@ time.sleep(600)
 """
 
 
+@pytest.mark.parametrize("asyncio_client", [False, True])
 def test_a_sigkilled_rasa_releases_its_conversations_within_the_heartbeat_ttl(
-    server: RedisServer,
+    server: RedisServer, asyncio_client: bool
 ) -> None:
     """A real process draws a ticket (a Rasa in the middle of a turn) and is killed with SIGKILL:
-    Rasa's own `lock()` from another store gets the lock about one TTL later, not after the
-    ticket's 60 s lifetime."""
+    `lock()` from another store (Rasa's own, and the store's on the asyncio client) gets the lock
+    about one TTL later, not after the ticket's 60 s lifetime."""
     ttl = 2.0
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, server.url, str(ttl)],
@@ -219,7 +274,7 @@ def test_a_sigkilled_rasa_releases_its_conversations_within_the_heartbeat_ttl(
     try:
         assert holder.stdout is not None
         assert int(holder.stdout.readline()) == 1
-        waiter = _store(server.url)
+        waiter = _store(server.url, asyncio_client=asyncio_client)
         started = time.monotonic()
         holder.send_signal(signal.SIGKILL)
         holder.wait()

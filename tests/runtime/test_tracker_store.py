@@ -9,6 +9,7 @@ PostgreSQL (Rasa's SQL tracker store, ``TRACKER_DB_URL``) is the documented alte
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import uuid
@@ -18,15 +19,29 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from rasa.core.tracker_store import create_tracker_store
+from rasa.core.brokers.broker import EventBroker
+from rasa.core.tracker_store import (
+    SerializedTrackerAsText,
+    TrackerDeserialisationException,
+    TrackerStore,
+    create_tracker_store,
+)
 from rasa.shared.core.domain import Domain
-from rasa.shared.core.events import SlotSet, UserUttered
-from rasa.shared.core.trackers import DialogueStateTracker
+from rasa.shared.core.events import (
+    ActionExecuted,
+    BotUttered,
+    SessionStarted,
+    SlotSet,
+    UserUttered,
+)
+from rasa.shared.core.trackers import DialogueStateTracker, EventVerbosity
 from rasa.utils.endpoints import read_endpoint_config
 
 from bot import keys
 from bot.config import PROJECT_ROOT, Settings, get_settings
+from bot.redis_clients import RedisTarget
 from bot.runtime import services
+from bot.runtime import tracker_store as tracker_store_module
 from bot.runtime.internal_secrets import InternalSecrets
 from bot.runtime.ports import free_port
 from bot.runtime.redis_server import RedisServer
@@ -194,3 +209,178 @@ async def test_postgresql_keeps_the_conversation_state_when_configured(
     again = configured_store(domain, settings=settings)
     tracker = await again.retrieve("pg-1")
     assert tracker is not None and tracker.get_slot("topic") == "card_arrival"
+
+
+class RecordingBroker(EventBroker):
+    """An event broker that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.published: list[dict] = []
+
+    def publish(self, event: dict) -> None:
+        self.published.append(event)
+
+
+async def _run_saves(
+    redis_url: str, namespace: str, domain: Domain, shortcut: bool, concurrent: bool
+) -> tuple[list[dict], list[dict], int]:
+    """A conversation saved over three turns, through one store (and, with ``concurrent``, a
+    second server's store saving in between): the stored events, the events streamed to the
+    broker, and how many saves took the shortcut."""
+    settings = Settings(redis_url=redis_url, queue_namespace=namespace)
+    broker, other_broker = RecordingBroker(), RecordingBroker()
+    store = configured_store(domain, broker, settings=settings)
+    other = configured_store(domain, other_broker, settings=settings)
+    taken = []
+    original = tracker_store_module._known_new_events
+
+    def known(tracker, stored):
+        new = original(tracker, stored) if shortcut else None
+        taken.append(new is not None)
+        return new
+
+    sender = "save-1"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tracker_store_module, "_known_new_events", known)
+        clock = iter(range(1000, 2000))
+        tracker = DialogueStateTracker(sender, domain.slots)
+        tracker.update(UserUttered("where is my card", timestamp=next(clock)))
+        await store.save(tracker)
+        for turn in range(3):
+            tracker = await store.retrieve(sender)
+            tracker.update(SlotSet("topic", f"t{turn}", timestamp=next(clock)))
+            await store.save(tracker)  # the processor may save twice in one turn
+            tracker.update(UserUttered(f"turn {turn}", timestamp=next(clock)))
+            if concurrent and turn == 1:  # another server saves this conversation meanwhile
+                theirs = await other.retrieve(sender)
+                theirs.update(SlotSet("topic", "theirs", timestamp=next(clock)))
+                await other.save(theirs)
+            await store.save(tracker)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    stored = json.loads(client.get(keys.RASA_TRACKER.format(ns=namespace, conversation=sender)))
+    client.close()
+    return stored["events"], broker.published + other_broker.published, sum(taken)
+
+
+@pytest.mark.parametrize("concurrent", [False, True])
+async def test_saving_without_deserialising_stores_and_streams_what_rasas_way_does(
+    state_redis: RedisServer, domain: Domain, concurrent: bool
+) -> None:
+    fast = await _run_saves(state_redis.url, f"fast{concurrent}", domain, True, concurrent)
+    slow = await _run_saves(state_redis.url, f"slow{concurrent}", domain, False, concurrent)
+    assert fast[:2] == slow[:2]
+    assert len(fast[0]) == (8 if concurrent else 7)
+    assert [e["sender_id"] for e in fast[1]] == ["save-1"] * len(fast[1])
+    # without the other server: every save but the first (a new conversation). With it: not our
+    # save after theirs, and not the later ones either (the merge put their later slot before
+    # our earlier message: events out of time order, which only Rasa's merge handles)
+    assert fast[2] == (4 if concurrent else 6) and slow[2] == 0
+
+
+def test_the_shortcut_refuses_events_out_of_time_order_and_trackers_it_did_not_read(
+    domain: Domain,
+) -> None:
+    tracker = DialogueStateTracker("order", domain.slots)
+    tracker.update(UserUttered("a", timestamp=10))
+    tracker.update(UserUttered("b", timestamp=20))
+    assert tracker_store_module._known_new_events(tracker, "{}") is None  # not read by the store
+    tracker_store_module._remember(tracker, "{}")
+    assert tracker_store_module._known_new_events(tracker, "{}") == []
+    assert tracker_store_module._known_new_events(tracker, '{"other": 1}') is None
+    tracker.update(SlotSet("topic", "x", timestamp=30))
+    assert [e.timestamp for e in tracker_store_module._known_new_events(tracker, "{}")] == [30]
+    tracker.update(SlotSet("topic", "y", timestamp=5))  # later events are not checked
+    assert len(tracker_store_module._known_new_events(tracker, "{}")) == 2
+    early = DialogueStateTracker("early", domain.slots)
+    early.update(UserUttered("a", timestamp=10))
+    tracker_store_module._remember(early, "{}")
+    early.update(SlotSet("topic", "x", timestamp=10))  # not later than the stored events
+    assert tracker_store_module._known_new_events(early, "{}") is None
+    unordered = DialogueStateTracker("unordered", domain.slots)
+    unordered.update(UserUttered("a", timestamp=30))
+    unordered.update(UserUttered("b", timestamp=20))
+    tracker_store_module._remember(unordered, "{}")
+    assert tracker_store_module._known_new_events(unordered, "{}") is None
+
+
+async def test_a_conversation_of_several_sessions_is_saved_rasas_way(
+    state_redis: RedisServer, domain: Domain
+) -> None:
+    settings = Settings(redis_url=state_redis.url, queue_namespace="sessions")
+    store = configured_store(domain, settings=settings)
+    tracker = DialogueStateTracker("two-sessions", domain.slots)
+    for event in (
+        ActionExecuted("action_session_start", timestamp=1),
+        SessionStarted(timestamp=1),
+        UserUttered("first", timestamp=2),
+        ActionExecuted("action_session_start", timestamp=3),
+        SessionStarted(timestamp=3),
+        UserUttered("second", timestamp=4),
+    ):
+        tracker.update(event)
+    await store.save(tracker)
+    latest = await store.retrieve("two-sessions")
+    assert [e.text for e in latest.events if isinstance(e, UserUttered)] == ["second"]
+    assert getattr(latest, tracker_store_module.LOADED_ATTRIBUTE, None) is None
+    latest.update(UserUttered("third", timestamp=5))
+    await store.save(latest)
+    full = await store.retrieve_full_tracker("two-sessions")
+    texts = [e.text for e in full.events if isinstance(e, UserUttered)]
+    assert texts == ["first", "second", "third"]
+
+
+def _rich_conversation(domain: Domain) -> DialogueStateTracker:
+    """Events as Rasa stores them: parse data with a ranking and an embedding, bot messages with
+    buttons and metadata, floats, non-ASCII text, nested slot values."""
+    tracker = DialogueStateTracker("rich", domain.slots)
+    parse = {
+        "text": "où est ma carte? 1/3 £25.50 \u2028",
+        "intent": {"name": "card_arrival", "confidence": 0.1 + 0.2},
+        "intent_ranking": [{"name": f"i{n}", "confidence": 1 / (n + 3)} for n in range(10)],
+        "entities": [{"entity": "AMOUNT", "value": "£25.50", "start": 20, "end": 26}],
+        "familiarity": {"intent": "card_arrival", "score": -1e-7},
+        "embedding": "A/b+" * 128,
+    }
+    tracker.update(ActionExecuted("action_session_start", timestamp=1.5))
+    tracker.update(SessionStarted(timestamp=1.5))
+    tracker.update(
+        UserUttered(parse["text"], parse["intent"], parse["entities"], parse, timestamp=2.25)
+    )
+    tracker.update(SlotSet("topic", {"state": [1, 2.5, None, True], "big": 2**63}, timestamp=3))
+    tracker.update(
+        BotUttered(
+            "Here 🙂", {"buttons": [{"title": "Yes", "payload": "/affirm"}]}, {"reply": "a"}, 4
+        )
+    )
+    return tracker
+
+
+def test_trackers_written_and_read_by_ujson_are_rasas(domain: Domain) -> None:
+    ours = RedisTrackerStore(
+        domain, RedisTarget(url="redis://unused"), namespace="x", retention_seconds=1
+    )
+    tracker = _rich_conversation(domain)
+    rasas = SerializedTrackerAsText.serialise_tracker(tracker)
+    written = ours.serialise_tracker(tracker)
+    assert json.loads(written) == json.loads(rasas)
+    for text in (written, rasas):
+        read = ours.deserialise_tracker("rich", text)
+        expected = TrackerStore.deserialise_tracker(ours, "rich", rasas)
+        assert read.current_state(EventVerbosity.ALL) == expected.current_state(EventVerbosity.ALL)
+        assert list(read.events) == list(tracker.events)
+
+
+def test_numbers_beyond_64_bits_and_lone_surrogates_are_kept(domain: Domain) -> None:
+    ours = RedisTrackerStore(
+        domain, RedisTarget(url="redis://unused"), namespace="x", retention_seconds=1
+    )
+    tracker = _rich_conversation(domain)
+    tracker.update(SlotSet("topic", {"huge": 2**70, "lone": "\ud800"}, timestamp=5))
+    rasas = SerializedTrackerAsText.serialise_tracker(tracker)
+    written = ours.serialise_tracker(tracker)
+    assert json.loads(written) == json.loads(rasas)
+    for text in (written, rasas):  # ujson refuses to read the surrogate: the standard library
+        read = ours.deserialise_tracker("rich", text)
+        assert read.get_slot("topic") == {"huge": 2**70, "lone": "\ud800"}
+    with pytest.raises(TrackerDeserialisationException):
+        ours.deserialise_tracker("rich", b"\x80\x04pickle")
