@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 AUDIT_SLOT_TURNS = 30
 CONTROL_INTENTS = ("cancel_handoff", "continue_with_bot", "leave_contact", "csat_rating")
-QUESTION_TAGS = ("did_that_help", "rephrase", "rephrase_no_topics", "unfamiliar")
+QUESTION_TAGS = ("did_that_help", "rephrase", "rephrase_no_topics", "unfamiliar", "clarify")
 
 
 def explain(signals: TurnSignals, decision: Decision, policy: Policy) -> str:
@@ -226,6 +226,7 @@ def read_in_context(turn: TrackerTurn, signals: TurnSignals) -> TrackerTurn:
         turn,
         intent=intent,
         unfamiliar=signals.unfamiliar,
+        ambiguous=signals.ambiguous,
         kept_topic=signals.kept_topic,
         restated=signals.restated,
         repeat_request=signals.repeat_request,

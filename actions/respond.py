@@ -12,6 +12,8 @@ Rules (`data/rules/respond.yml`) send every intent, `out_of_scope` and `nlu_fall
   routine topics as buttons, and a person; the same for a routine intent predicted for an
   unfamiliar message (far from that intent's training examples) and for a short follow-up on the
   topic just answered that the NLU reads as some other topic;
+- two topics too close to tell apart (`ambiguous`): "did you mean A or B?" with both as buttons,
+  "something else" and a person; not a failed turn;
 - never the same answer twice: an answer already given in the conversation is not given again
   (the customer restating the need means it did not solve it); the bot says so and offers a
   person, unless the customer asks for it again ("can you repeat that", the topic's button, or
@@ -40,6 +42,7 @@ from actions.turn import REPLY_KEY, TrackerTurn, answer_tag, read_turn
 
 FALLBACK_INTENT = "nlu_fallback"
 TALK_TO_A_PERSON = Button(title="Talk to a person", payload="/request_human")
+SOMETHING_ELSE = Button(title="Something else", payload=f"/{FALLBACK_INTENT}")
 SIMPLE_REPLIES = {
     "greet": "greet",
     "goodbye": "goodbye",
@@ -100,6 +103,8 @@ class ActionRespond(Action):
     ) -> list[EventType]:
         if turn.unfamiliar or (turn.kept_topic and not turn.restated and not turn.repeat_request):
             return self.ask_to_rephrase(turn, dispatcher)
+        if turn.ambiguous and self.clarify(turn, dispatcher):
+            return []
         if self.repeats_an_answer(turn):
             # never the same answer twice: it did not solve it, so offer a person instead
             say_escalation(dispatcher, "offer_repeated_answer", tag=OFFER_TAG)
@@ -122,6 +127,20 @@ class ActionRespond(Action):
             and not turn.text.startswith("/")
         )
 
+    def clarify(self, turn: TrackerTurn, dispatcher: CollectingDispatcher) -> bool:
+        """ "Did you mean A or B?" for a turn whose top two topics are too close to answer either:
+        both as buttons (the payload asks that intent), then "something else" and a person.
+        False (nothing said) when fewer than two of them have an answer."""
+        ranking = sorted(turn.ranking, key=lambda item: -item[1])[:2]
+        topics = closest_topics(ranking, self.responses, limit=2, min_confidence=0.0)
+        if len(topics) < 2:
+            return False
+        message = self.responses.reply("clarify")
+        text = message.text.format(first=topics[0].title, second=topics[1].title)
+        buttons = (*topics, SOMETHING_ELSE, TALK_TO_A_PERSON)
+        say(dispatcher, Message(text, message.buttons + buttons), "clarify")
+        return True
+
     def reply_simply(self, turn: TrackerTurn, dispatcher: CollectingDispatcher) -> list[EventType]:
         name = SIMPLE_REPLIES[turn.intent]
         say(dispatcher, self.responses.reply(name), name)
@@ -133,6 +152,8 @@ class ActionRespond(Action):
         return []
 
     def reply_deny(self, turn: TrackerTurn, dispatcher: CollectingDispatcher) -> list[EventType]:
+        if turn.bot_asked("clarify"):  # "no" to "did you mean A or B?": neither
+            return self.ask_to_rephrase(turn, dispatcher)
         name = "offer_human" if turn.bot_asked("did_that_help") else "decline_noted"
         say(dispatcher, self.responses.reply(name), name)
         return []

@@ -44,6 +44,7 @@ class TrackerTurn:
     given_answers: tuple[str, ...] = ()  # answer tags the bot sent earlier in the conversation
     # set by the escalation gate from the turn's signals (bot.signals.TurnSignals)
     unfamiliar: bool = False
+    ambiguous: bool = False  # the top two topics are too close: ask which one
     kept_topic: bool = False
     restated: bool = False
     repeat_request: bool = False

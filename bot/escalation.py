@@ -162,6 +162,16 @@ class ContextRule(_Strict):
     not_helped_phrases: list[str] = Field(default_factory=list)
     small_talk_unsure_below: float = Field(0.0, ge=0.0, le=1.0)  # 0 switches it off
     small_talk_unfamiliar_below: float = Field(0.0, ge=0.0, le=1.0)
+    # "did you mean A or B?": a routine intent whose margin over a second routine intent is under
+    # this is not answered; the bot asks which of the two (not a failed turn). 0 switches it off
+    clarify_margin: float = Field(0.0, ge=0.0, le=1.0)
+    # sensitive rules whose intents neighbour routine ones (a dispute read in a statement
+    # question): a prediction of one under clarify_margin over a routine, non-sensitive second
+    # intent, with none of the rule's phrases, asks "did you mean A or B?" instead of handing off
+    clarify_sensitive_rules: list[str] = Field(default_factory=list)
+    # a follow-up question ("what documents?") with no persistence cue is not the need restated,
+    # however close its embedding: it keeps the topic (the bot asks) instead of being a loop
+    question_is_not_restatement: bool = False
 
     _patterns = validator(
         "persistence_phrases",
@@ -272,6 +282,12 @@ class Policy(_Strict):
                         f"intent {intent!r} is in sensitive rules {claimed[intent]!r} and {rule.name!r}"
                     )
                 claimed[intent] = rule.name
+        context = values.get("context")
+        unknown = [
+            n for n in (context.clarify_sensitive_rules if context else []) if n not in names
+        ]
+        if unknown:
+            raise ValueError(f"context.clarify_sensitive_rules: no sensitive rule {unknown[0]!r}")
         return values
 
     def rule_for_intent(self, intent: str | None) -> SensitiveRule | None:
@@ -333,6 +349,14 @@ class Policy(_Strict):
             small_talk_intents=SMALL_TALK_INTENTS,
             small_talk_unsure_below=self.context.small_talk_unsure_below,
             small_talk_unfamiliar_below=self.context.small_talk_unfamiliar_below,
+            clarify_margin=self.context.clarify_margin,
+            clarify_sensitive_intents=frozenset(
+                i
+                for r in self.sensitive
+                if r.name in self.context.clarify_sensitive_rules
+                for i in r.intents
+            ),
+            question_is_not_restatement=self.context.question_is_not_restatement,
         )
 
 

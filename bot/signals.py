@@ -39,6 +39,8 @@ OFFER_REPLY = "offer_human"
 ANSWER_PREFIX = "answer:"
 FALLBACK_INTENT = "nlu_fallback"
 SENTIMENT_HISTORY = 10
+# the bot's replies that ask the customer what they meant (actions/respond.py)
+ASKING_REPLIES = frozenset({"clarify", "rephrase", "rephrase_no_topics", "unfamiliar"})
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,11 @@ class SignalConfig:
     small_talk_intents: frozenset[str] = frozenset()
     small_talk_unsure_below: float = 0.0
     small_talk_unfamiliar_below: float = 0.0
+    # "did you mean A or B?" under this margin between two topic intents; 0 switches it off
+    clarify_margin: float = 0.0
+    # sensitive intents (of the policy's clarify_sensitive_rules) an ambiguous turn may ask about
+    clarify_sensitive_intents: frozenset[str] = frozenset()
+    question_is_not_restatement: bool = False  # "what documents?" is a follow-up, not a loop
 
 
 @dataclass
@@ -139,6 +146,7 @@ class TurnSignals(BaseModel):
     fallback_streak: int
     unfamiliar: bool = False
     familiarity: float | None = None
+    ambiguous: bool = False  # top two topic intents too close: the bot asks which one
     topic: str | None = None  # what the message is about: the intent, or the topic it keeps
     kept_topic: bool = False  # a follow-up that keeps the previous topic
     restated: bool = False  # the unresolved need of the previous answer, in other words
@@ -297,6 +305,7 @@ class Context:
     restated: bool
     cue: str | None
     repeat: bool
+    asks_more: bool = False  # a follow-up question on the topic, not the need restated
 
 
 def _context(
@@ -312,6 +321,19 @@ def _context(
     if repeat and prior is not None:  # "say that again": the previous answer, on purpose
         return Context(prior, True, False, cue, True)
     unresolved = prior is not None and answered.get(prior) in ("pending", "not_helped")
+    # "what documents?" asks more about the topic; it restates nothing unless it has a cue or
+    # is nearly the message answered ("how do i activate the card?" again)
+    similarity = turn.similarity_to_answered if turn.similarity_to_answered is not None else -1.0
+    asks_more = (
+        config.question_is_not_restatement
+        and not cue
+        and not text.startswith("/")
+        and is_question(text)
+        and similarity < config.restate_similarity
+    )
+    short = len(text.split()) <= config.followup_words
+    if unresolved and turn.intent == prior and asks_more and short:
+        return Context(prior, True, False, cue, repeat, True)  # read as the same topic
     if (
         not unresolved
         or text.startswith("/")  # a button says exactly what it asks
@@ -319,8 +341,6 @@ def _context(
         or turn.intent == prior  # the plain loop, counted as such
     ):
         return Context(turn.intent, False, False, cue, repeat)
-    similarity = turn.similarity_to_answered if turn.similarity_to_answered is not None else -1.0
-    short = len(text.split()) <= config.followup_words
     clear_new = (
         _is_topic(turn.intent, config)
         and turn.confidence >= config.new_topic_confidence
@@ -331,6 +351,41 @@ def _context(
     )
     kept = restated or (short and not clear_new and _is_topic(turn.intent, config))
     return Context(prior if kept else turn.intent, kept, restated, cue, repeat)
+
+
+QUESTION_START = re.compile(
+    r"^\W*(ok(ay)?\W+|and\W+|so\W+|but\W+)*(what|which|how|when|where|why|who|can|could|do|does|"
+    r"is|are|will|would|should)\b",
+    re.IGNORECASE,
+)
+
+
+def is_question(text: str) -> bool:
+    """Whether the message asks a question: a question mark, or a question word first."""
+    return (text or "").rstrip().endswith("?") or bool(QUESTION_START.match(text or ""))
+
+
+def ambiguous(
+    turn: SignalTurn, context: Context, unfamiliar: bool, phrases: list[str], config: SignalConfig
+) -> bool:
+    """Whether the top two intents are too close to answer either: both topics, the margin under
+    `clarify_margin`, typed (a button says what it asks), not a follow-up, not unfamiliar. A
+    sensitive intent takes part only if its rule allows it (`clarify_sensitive_intents`) and
+    none of the policy's phrases for a sensitive topic occur: the bot asks rather than hands off."""
+    second, gap = margin(turn.ranking, turn.confidence)
+    allowed = config.clarify_sensitive_intents
+    return (
+        config.clarify_margin > 0
+        and not (turn.text or "").startswith("/")
+        and not context.kept
+        and not unfamiliar
+        and _is_topic(turn.intent, config)
+        and _is_topic(second, config)
+        and second != turn.intent
+        and gap < config.clarify_margin
+        and not phrases
+        and all(i in allowed or i not in config.sensitive_intents for i in (turn.intent, second))
+    )
 
 
 def _record_answer(state: SignalState, turn: SignalTurn, config: SignalConfig) -> dict[str, str]:
@@ -382,6 +437,20 @@ def observe(
         and turn.familiarity is not None
         and turn.familiarity < config.unfamiliar_below
     )
+    phrases = sensitive_phrases(turn.text, config)
+    clarify = ambiguous(turn, context, unfamiliar, phrases, config)
+    # still ambiguous right after the bot asked what the customer meant: the asking failed
+    # the bot asked what the customer meant; typed back instead of picking: still ambiguous, the
+    # need restated ("still declined"), or "no, neither": the asking did not help (unclear)
+    after_asking = any(r in ASKING_REPLIES for r in turn.bot_replies) and not (
+        turn.text or ""
+    ).startswith("/")
+    asked_again = after_asking and (
+        clarify
+        or turn.intent == config.deny_intent
+        # a cue on an answered topic is the plain loop, counted as such below
+        or (context.cue is not None and answered.get(turn.intent or "") is None)
+    )
     on_purpose = context.kept and context.repeat  # the previous answer, asked for again
     unclear = (
         not context.restated
@@ -390,12 +459,14 @@ def observe(
             turn.intent in config.unanswerable_intents
             or (turn.intent is not None and turn.confidence < config.unclear_below)
             or unfamiliar
+            or asked_again
             or (context.kept and not context.repeat)  # a follow-up the bot cannot answer further
         )
     )
     plain_loop = (
         _is_topic(turn.intent, config)
         and not context.repeat
+        and not context.asks_more
         and answered.get(turn.intent or "") in ("pending", "not_helped")
     )
     loop = plain_loop or context.restated
@@ -443,6 +514,7 @@ def observe(
         fallback_streak=state.fallback_streak + 1 if unclear else 0,
         unfamiliar=unfamiliar,
         familiarity=turn.familiarity,
+        ambiguous=clarify,
         topic=context.topic,
         kept_topic=context.kept,
         restated=context.restated,
@@ -461,8 +533,10 @@ def observe(
         failed_total=state.failed_total + (1 if failed else 0),
         explicit_request=explicit is not None,
         explicit_match=explicit,
-        sensitive_intent=turn.intent if turn.intent in config.sensitive_intents else None,
-        sensitive_phrases=sensitive_phrases(turn.text, config),
+        sensitive_intent=(
+            turn.intent if turn.intent in config.sensitive_intents and not clarify else None
+        ),
+        sensitive_phrases=phrases,
         sentiment=score,
         sentiment_trend=trend(sentiments),
         negative_streak=negative_streak,

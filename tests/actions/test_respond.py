@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -202,3 +203,49 @@ def test_closest_topics_respects_limit_and_confidence_floor():
         "/pin_blocked",
         "/change_pin",
     ]
+
+
+async def test_close_topics_get_did_you_mean_a_or_b_instead_of_an_answer():
+    ranking = [("card_arrival", 0.31), ("card_delivery_estimate", 0.29), ("greet", 0.1)]
+    tracker = make_tracker("card_arrival", confidence=0.31, ranking=ranking)
+    turn = replace(read_turn(tracker), ambiguous=True)
+    dispatcher = CollectingDispatcher()
+    ActionRespond().answer(turn, dispatcher)
+    [message] = dispatcher.messages
+    assert message["reply"] == "clarify"
+    assert payloads(message) == [
+        "/card_arrival",
+        "/card_delivery_estimate",
+        "/nlu_fallback",
+        "/request_human",
+    ]
+    for intent in ("card_arrival", "card_delivery_estimate"):
+        assert RESPONSES.topic(intent) in message["text"]
+
+
+async def test_did_you_mean_needs_two_answerable_topics_else_it_answers():
+    ranking = [("card_arrival", 0.31), ("out_of_scope", 0.29)]
+    tracker = make_tracker("card_arrival", confidence=0.31, ranking=ranking)
+    turn = replace(read_turn(tracker), ambiguous=True)
+    dispatcher = CollectingDispatcher()
+    ActionRespond().answer(turn, dispatcher)
+    assert [m["reply"] for m in dispatcher.messages] == ["answer:card_arrival", "did_that_help"]
+
+
+async def test_a_picked_topic_is_answered():
+    history = [user_event("how long for my card", "card_arrival", 0.31), bot_event("clarify")]
+    tracker = make_tracker(
+        "card_delivery_estimate", text="/card_delivery_estimate", history=history
+    )
+    messages, _ = await respond(tracker)
+    assert messages[0]["reply"] == "answer:card_delivery_estimate"
+
+
+async def test_no_to_did_you_mean_asks_again_and_offers_a_person():
+    history = [user_event("card declined", "declined_card_payment", 0.4), bot_event("clarify")]
+    ranking = [("deny", 0.9), ("declined_card_payment", 0.05)]
+    messages, _ = await respond(make_tracker("deny", text="no", ranking=ranking, history=history))
+    assert [m["reply"] for m in messages] == ["unfamiliar"] or messages[0]["reply"].startswith(
+        "rephrase"
+    )
+    assert payloads(messages[0])[-1] == "/request_human"

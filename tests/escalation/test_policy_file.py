@@ -66,6 +66,8 @@ def test_invalid_yaml_is_a_clear_error(tmp_path):
         ({"failed_turns.offer_afterr": 2}, "extra fields not permitted"),
         ({"sensitive.1.intents": ["lost_or_stolen_card"]}, "is in sensitive rules"),
         ({"default_priority": "critical"}, "default_priority"),
+        ({"context.clarify_sensitive_rules": ["disputes"]}, "no sensitive rule 'disputes'"),
+        ({"context.clarify_margin": 1.5}, r"context\.clarify_margin"),
     ],
 )
 def test_mistakes_name_the_field_and_refuse_to_load(tmp_path, changes, message):
