@@ -40,7 +40,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -59,7 +58,7 @@ import redis
 
 from bench.web import ROUTINE
 from bot.config import PROJECT_ROOT
-from bot.runtime.ports import free_port
+from bot.runtime.ports import free_port, free_run
 from bot.web.limits import GENEROUS_ENV
 
 UNCLEAR = ("blorp", "flarp zing", "zorp quib", "snarf wibble")
@@ -69,30 +68,6 @@ RETRY_DEADLINE = 150.0  # seconds one message is retried before it counts as fai
 
 
 # ---------------------------------------------------------------------------------- the stack
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def free_run(count: int) -> int:
-    """A first port such that it and the `count - 1` following ones are free now."""
-    for _ in range(50):
-        first = free_port()
-        if all(not _listening(first + i) and _bindable(first + i) for i in range(count)):
-            return first
-    raise RuntimeError("no run of free ports")
 
 
 @dataclass

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +21,7 @@ import redis
 
 from bot.config import PROJECT_ROOT
 from bot.runtime.internal_secrets import InternalSecrets
-from bot.runtime.ports import free_port
+from bot.runtime.ports import free_port, free_run
 from bot.runtime.redis_server import RedisServer
 from bot.runtime.services import Service, action_server
 from bot.runtime.supervisor import GaveUp, RedisUnit, RestartPolicy, Supervisor
@@ -122,24 +121,6 @@ def test_a_service_that_keeps_crashing_makes_the_supervisor_give_up_and_stop_eve
         crasher.stop()
 
 
-def _free_run(count: int) -> int:
-    """A first port such that it and the `count - 1` following ones are free now."""
-    for _ in range(50):
-        first = free_port()
-        if all(not _listening(first + i) and _bindable(first + i) for i in range(count)):
-            return first
-    raise AssertionError("no run of free ports")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 def _post(url: str, body: dict, token: str | None = None) -> dict:
     headers = {"Content-Type": "application/json"}
     if token:
@@ -209,7 +190,7 @@ class _Output:
 def test_launcher_with_two_rasa_and_two_gateways_answers_through_haproxy_and_stops_on_sigterm(
     trained_model: Path, tmp_path: Path
 ) -> None:
-    rasa_port, gateway_port = _free_run(2), _free_run(3)
+    rasa_port, gateway_port = free_run(2), free_run(3)
     ports = {
         "SUPPORT_REDIS_PORT": free_port(),
         "ACTION_SERVER_PORT": free_port(),
