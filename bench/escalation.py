@@ -1,12 +1,13 @@
 """Replay the labelled conversations against the running bot and score its escalation.
 
-    python -m bench.escalation --rasa-url http://127.0.0.1:5005 [--parts main,dev,heldout]
+    python -m bench.escalation --rasa-url http://127.0.0.1:5005 [--parts main,dev,heldout,fresh]
         [--concurrency 4] [--json out.json]
 
 Needs Rasa with `--enable-api` and the REST channel, the action server, and their Redis. The
 conversations come in parts, scored separately and together: `main` (`tests/conversations/*.yml`),
-`dev` (`tests/conversations/dev/*.yml`, for tuning) and `heldout` (`tests/conversations/heldout/
-*.yml`, never tuned on); a part whose folder is missing is skipped. Each conversation (format in
+`dev` (`tests/conversations/dev/*.yml`, for tuning), `heldout` (`tests/conversations/heldout/
+*.yml`, never tuned on) and `fresh` (`tests/conversations/fresh/*.yml`, written blind, never tuned
+on); a part whose folder is missing is skipped. Each conversation (format in
 the folder's README) is sent turn by turn to
 `POST /webhooks/rest/webhook`; after each turn the tracker (`GET /conversations/<id>/tracker`)
 tells what the escalation did: its audit entry, whether a person was offered (a bot message
@@ -48,6 +49,7 @@ from bot.config import PROJECT_ROOT, get_settings
 CONVERSATIONS_DIR = PROJECT_ROOT / "tests" / "conversations"
 PARTS = {"main": CONVERSATIONS_DIR, "dev": CONVERSATIONS_DIR / "dev"}
 PARTS["heldout"] = CONVERSATIONS_DIR / "heldout"  # the lead's; never tuned on
+PARTS["fresh"] = CONVERSATIONS_DIR / "fresh"  # written blind, never tuned on
 ANSWER_PREFIX = "answer:"
 ACCEPT, DECLINE = "/request_human", "/continue_with_bot"
 TARGETS = {
@@ -392,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--parts",
         default=",".join(PARTS),
-        help="comma-separated parts to replay and score: main, dev, heldout (default: all)",
+        help="comma-separated parts to replay and score: main, dev, heldout, fresh (default: all)",
     )
     args = parser.parse_args(argv)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
