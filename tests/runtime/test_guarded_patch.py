@@ -50,9 +50,10 @@ def _fresh_library(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_hash_is_over_the_sources_joined_by_newlines() -> None:
     sources = inspect.getsource(Library.method) + "\n" + inspect.getsource(Library.helper)
-    assert source_sha256(Library.method, Library.helper) == hashlib.sha256(
-        sources.encode()
-    ).hexdigest()
+    assert (
+        source_sha256(Library.method, Library.helper)
+        == hashlib.sha256(sources.encode()).hexdigest()
+    )
     assert _patch(Library, "method", faster_method).rasa_source_sha256() == source_sha256(
         Library.method, Library.helper
     )
