@@ -20,7 +20,7 @@ of its name only. When any of that fails the response is validated again by the 
 which raises the error (so errors are exactly as before). The shortcut is built only when the
 schema has that shape (distinct constants), else every response takes the full validator.
 
-The patch is explicit and guarded:
+The patch is explicit and guarded (:mod:`bot.runtime.guarded_patch`):
 
 * It is applied by the project's Rasa entry point (``python -m bot.runtime.rasa_server``), before
   Rasa's CLI runs; nothing else patches Rasa.
@@ -32,16 +32,13 @@ The patch is explicit and guarded:
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import logging
 from typing import Any
 
 from jsonschema import exceptions, validators
 from rasa.core.actions.action import RemoteAction
 from rasa.shared.constants import DOCS_BASE_URL
 
-logger = logging.getLogger(__name__)
+from bot.runtime.guarded_patch import GuardedPatch
 
 # sha256 of `inspect.getsource(RemoteAction._validate_action_result)` in rasa 3.6.21, the method
 # this module replaces. A different hash means Rasa changed it: review the patch, then update this.
@@ -54,11 +51,6 @@ _MESSAGE_SUFFIX = (
     f"For more information about the format visit "
     f"{DOCS_BASE_URL}/custom-actions"
 )
-
-
-def rasa_source_sha256() -> str:
-    """sha256 of the source of Rasa's ``RemoteAction._validate_action_result`` as installed."""
-    return hashlib.sha256(inspect.getsource(ORIGINAL).encode("utf-8")).hexdigest()
 
 
 def compile_validator(schema: dict[str, Any]) -> Any:
@@ -139,21 +131,26 @@ def validate_action_result(self: RemoteAction, result: dict[str, Any]) -> bool:
     return True
 
 
+PATCH = GuardedPatch(
+    owner=RemoteAction,
+    attribute="_validate_action_result",
+    replacement=validate_action_result,
+    guarded=(ORIGINAL,),
+    what="Rasa's RemoteAction._validate_action_result",
+    module=__name__,
+    fallback="action results are validated by Rasa's own, slower method",
+)
+
+
+def rasa_source_sha256() -> str:
+    """sha256 of the source of Rasa's ``RemoteAction._validate_action_result`` as installed."""
+    return PATCH.rasa_source_sha256()
+
+
 def apply() -> bool:
     """Replace Rasa's method by :func:`validate_action_result`; True when it was replaced.
 
     Leaves Rasa's method in place (and warns) when its source is not the one this patch was
     written for.
     """
-    if RemoteAction._validate_action_result is validate_action_result:
-        return True
-    if rasa_source_sha256() != RASA_SOURCE_SHA256:
-        logger.warning(
-            "Rasa's RemoteAction._validate_action_result changed (source sha256 %s): not "
-            "replacing it; action results are validated by Rasa's own, slower method. Review "
-            "bot/runtime/action_validation.py for this Rasa version.",
-            rasa_source_sha256(),
-        )
-        return False
-    RemoteAction._validate_action_result = validate_action_result  # type: ignore[method-assign]
-    return True
+    return PATCH.apply(RASA_SOURCE_SHA256)

@@ -15,7 +15,7 @@ server would: a request never goes out on a connection the server is closing. Th
 Rasa's own timeout (``DEFAULT_REQUEST_TIMEOUT``). ``EndpointConfig.session()`` itself is left
 alone (Rasa's model server download uses it).
 
-Guarded like :mod:`bot.runtime.action_validation`: applied by ``python -m bot.runtime.rasa_server``
+Guarded (:mod:`bot.runtime.guarded_patch`): applied by ``python -m bot.runtime.rasa_server``
 only when the source of Rasa's method hashes to :data:`RASA_SOURCE_SHA256`;
 ``tests/runtime/test_endpoint_session.py`` fails when a Rasa upgrade changes it and checks both
 methods against a real server.
@@ -24,9 +24,6 @@ methods against a real server.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import inspect
-import logging
 import os
 import ssl
 from typing import Any
@@ -41,7 +38,7 @@ from rasa.utils.endpoints import (
     concat_url,
 )
 
-logger = logging.getLogger(__name__)
+from bot.runtime.guarded_patch import GuardedPatch
 
 # sha256 of `inspect.getsource(EndpointConfig.request)` in rasa 3.6.21.
 RASA_SOURCE_SHA256 = "ccdb778aed8208e23cde3c3f47eac7fbbbb735dac8f7ef7254d54451c64ad608"
@@ -49,11 +46,6 @@ KEEPALIVE_SECONDS = 2.0  # under Sanic's KEEP_ALIVE_TIMEOUT (5 s), the action se
 
 ORIGINAL = EndpointConfig.request
 _sessions: dict[tuple[Any, ...], aiohttp.ClientSession] = {}
-
-
-def rasa_source_sha256() -> str:
-    """sha256 of the source of Rasa's ``EndpointConfig.request`` as installed."""
-    return hashlib.sha256(inspect.getsource(ORIGINAL).encode("utf-8")).hexdigest()
 
 
 def _session(endpoint: EndpointConfig) -> aiohttp.ClientSession:
@@ -123,17 +115,22 @@ async def request(
             return None
 
 
+PATCH = GuardedPatch(
+    owner=EndpointConfig,
+    attribute="request",
+    replacement=request,
+    guarded=(ORIGINAL,),
+    what="Rasa's EndpointConfig.request",
+    module=__name__,
+)
+
+
+def rasa_source_sha256() -> str:
+    """sha256 of the source of Rasa's ``EndpointConfig.request`` as installed."""
+    return PATCH.rasa_source_sha256()
+
+
 def apply() -> bool:
     """Replace Rasa's method by :func:`request`; True when it was replaced (or already was).
     Leaves Rasa's method in place, and warns, when its source is not the expected one."""
-    if EndpointConfig.request is request:
-        return True
-    if rasa_source_sha256() != RASA_SOURCE_SHA256:
-        logger.warning(
-            "Rasa's EndpointConfig.request changed (source sha256 %s): not replacing it. Review "
-            "bot/runtime/endpoint_session.py for this Rasa version.",
-            rasa_source_sha256(),
-        )
-        return False
-    EndpointConfig.request = request  # type: ignore[method-assign]
-    return True
+    return PATCH.apply(RASA_SOURCE_SHA256)

@@ -13,31 +13,22 @@ answers it every time: default, ``None`` for the legacy ``topic``, or ``ValueErr
 class defined later is still found. Event classes are defined at import time; the remembered
 answer is the one Rasa's method gave.
 
-Guarded like :mod:`bot.runtime.action_validation`: applied by ``python -m bot.runtime.rasa_server``
+Guarded (:mod:`bot.runtime.guarded_patch`): applied by ``python -m bot.runtime.rasa_server``
 only when the source of Rasa's method hashes to :data:`RASA_SOURCE_SHA256`;
 ``tests/runtime/test_event_lookup.py`` fails when a Rasa upgrade changes it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import logging
-
 from rasa.shared.core.events import Event
 
-logger = logging.getLogger(__name__)
+from bot.runtime.guarded_patch import GuardedPatch
 
 # sha256 of `inspect.getsource(Event.resolve_by_type)` in rasa 3.6.21.
 RASA_SOURCE_SHA256 = "b5cf570fa7f286c7059ec73d8880528d03a78b28cf4e80285a46079c0fa65968"
 
 ORIGINAL = Event.resolve_by_type  # Rasa's own (a staticmethod: a plain function here)
 _found: dict[str, type[Event]] = {}
-
-
-def rasa_source_sha256() -> str:
-    """sha256 of the source of Rasa's ``Event.resolve_by_type`` as installed."""
-    return hashlib.sha256(inspect.getsource(ORIGINAL).encode("utf-8")).hexdigest()
 
 
 def resolve_by_type(type_name: str, default: type[Event] | None = None) -> type[Event] | None:
@@ -51,17 +42,22 @@ def resolve_by_type(type_name: str, default: type[Event] | None = None) -> type[
     return resolved
 
 
+PATCH = GuardedPatch(
+    owner=Event,
+    attribute="resolve_by_type",
+    replacement=resolve_by_type,
+    guarded=(ORIGINAL,),
+    what="Rasa's Event.resolve_by_type",
+    module=__name__,
+)
+
+
+def rasa_source_sha256() -> str:
+    """sha256 of the source of Rasa's ``Event.resolve_by_type`` as installed."""
+    return PATCH.rasa_source_sha256()
+
+
 def apply() -> bool:
     """Replace Rasa's method by :func:`resolve_by_type`; True when it was replaced (or already
     was). Leaves Rasa's method in place, and warns, when its source is not the expected one."""
-    if Event.resolve_by_type is resolve_by_type:
-        return True
-    if rasa_source_sha256() != RASA_SOURCE_SHA256:
-        logger.warning(
-            "Rasa's Event.resolve_by_type changed (source sha256 %s): not replacing it. Review "
-            "bot/runtime/event_lookup.py for this Rasa version.",
-            rasa_source_sha256(),
-        )
-        return False
-    Event.resolve_by_type = staticmethod(resolve_by_type)  # type: ignore[method-assign]
-    return True
+    return PATCH.apply(RASA_SOURCE_SHA256)

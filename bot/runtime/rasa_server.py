@@ -1,13 +1,14 @@
 """The project's Rasa entry point: ``python -m bot.runtime.rasa_server run ...``.
 
-The same command line as ``rasa``. First it applies the project's documented patches to Rasa
-(:mod:`bot.runtime.action_validation`: action results checked by a validator compiled once;
-:mod:`bot.runtime.event_lookup`: event classes found by name without walking the class tree each
-time; :mod:`bot.runtime.strict_tracker_store`: a tracker store error fails the turn instead of
-starting the conversation afresh in memory; :mod:`bot.runtime.rule_lookup`: the rules applicable
-to a conversation's last states remembered; :mod:`bot.runtime.endpoint_session`: the action server
-called over kept-alive connections). Then, for ``rasa run``, the token of Rasa's HTTP API comes
-from `RASA_AUTH_TOKEN`
+The same command line as ``rasa``. First it applies the project's documented patches to Rasa,
+each guarded (:mod:`bot.runtime.guarded_patch`): :mod:`bot.runtime.action_validation` (action
+results checked by a validator compiled once); :mod:`bot.runtime.event_lookup` (event classes
+found by name without walking the class tree each time); :mod:`bot.runtime.strict_tracker_store`
+(a tracker store error fails the turn instead of starting the conversation afresh in memory);
+:mod:`bot.runtime.rule_lookup` (the rules applicable to a conversation's last states
+remembered); :mod:`bot.runtime.endpoint_session` (the action server called over kept-alive
+connections); :mod:`bot.runtime.graph_runner` (the prediction graph run node after node instead
+of through dask). Then, for ``rasa run``, the token of Rasa's HTTP API comes from `RASA_AUTH_TOKEN`
 (bot.config) and is handed to Rasa's own ``--auth-token`` inside this process, so it never shows
 in a process listing (``ps``, /proc/<pid>/cmdline); without a token ``rasa run`` refuses to start
 rather than serve an open API. Rasa checks the token on every route of the HTTP API
@@ -27,6 +28,7 @@ from bot.runtime import (
     action_validation,
     endpoint_session,
     event_lookup,
+    graph_runner,
     rule_lookup,
     strict_tracker_store,
 )
@@ -77,6 +79,7 @@ def main() -> None:
     strict_tracker_store.apply()
     rule_lookup.apply()
     endpoint_session.apply()
+    graph_runner.apply()
     from rasa.__main__ import main as rasa_main  # noqa: PLC0415 - Rasa loads slowly
 
     rasa_main()

@@ -16,7 +16,7 @@ otherwise. The states are frozen into a hashable form that keeps the type of eve
 frozen is not cached. Each call returns a new set. The cache holds at most :data:`MAX_ENTRIES`
 answers (least recently used dropped).
 
-Guarded like :mod:`bot.runtime.action_validation`: applied by ``python -m bot.runtime.rasa_server``
+Guarded (:mod:`bot.runtime.guarded_patch`): applied by ``python -m bot.runtime.rasa_server``
 only when the source of the two Rasa methods the reasoning above relies on
 (``_get_possible_keys`` and ``_is_rule_applicable``) hashes to :data:`RASA_SOURCE_SHA256`;
 ``tests/runtime/test_rule_lookup.py`` fails when a Rasa upgrade changes them, and compares the
@@ -25,15 +25,12 @@ answers with Rasa's own method on the trained model's rules.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import logging
 from collections import OrderedDict
 from typing import Any
 
 from rasa.core.policies.rule_policy import RulePolicy
 
-logger = logging.getLogger(__name__)
+from bot.runtime.guarded_patch import GuardedPatch
 
 # sha256 of the sources of RulePolicy._get_possible_keys and RulePolicy._is_rule_applicable
 # (joined by a newline) in rasa 3.6.21.
@@ -47,12 +44,6 @@ _rule_sets: dict[int, tuple[frozenset[str], int]] = {}  # id(lookup) -> (its key
 
 class _Unfreezable(Exception):
     pass
-
-
-def rasa_source_sha256() -> str:
-    """sha256 of the sources of the two Rasa methods this patch relies on, as installed."""
-    sources = [inspect.getsource(ORIGINAL), inspect.getsource(RulePolicy._is_rule_applicable)]
-    return hashlib.sha256("\n".join(sources).encode("utf-8")).hexdigest()
 
 
 def _freeze(value: Any) -> Any:
@@ -104,17 +95,22 @@ def possible_keys(self: RulePolicy, lookup: dict[str, Any], states: list[Any]) -
     return set(answer)
 
 
+PATCH = GuardedPatch(
+    owner=RulePolicy,
+    attribute="_get_possible_keys",
+    replacement=possible_keys,
+    guarded=(ORIGINAL, RulePolicy._is_rule_applicable),
+    what="Rasa's RulePolicy._get_possible_keys or _is_rule_applicable",
+    module=__name__,
+)
+
+
+def rasa_source_sha256() -> str:
+    """sha256 of the sources of the two Rasa methods this patch relies on, as installed."""
+    return PATCH.rasa_source_sha256()
+
+
 def apply() -> bool:
     """Replace Rasa's method by :func:`possible_keys`; True when it was replaced (or already
     was). Leaves Rasa's method in place, and warns, when its source is not the expected one."""
-    if RulePolicy._get_possible_keys is possible_keys:
-        return True
-    if rasa_source_sha256() != RASA_SOURCE_SHA256:
-        logger.warning(
-            "Rasa's RulePolicy._get_possible_keys or _is_rule_applicable changed (source sha256 "
-            "%s): not replacing it. Review bot/runtime/rule_lookup.py for this Rasa version.",
-            rasa_source_sha256(),
-        )
-        return False
-    RulePolicy._get_possible_keys = possible_keys  # type: ignore[method-assign]
-    return True
+    return PATCH.apply(RASA_SOURCE_SHA256)

@@ -167,11 +167,20 @@ def rasa_server(
         log_path=log_dir / "rasa.log",
         env={
             "EVENTS_DB_URL": events_db_url(),
+            **RASA_THREADS_ENV,
             **(env or {}),
             **secrets.env(),
             "ACTION_SERVER_URL": action_url,
         },
     )
+
+
+# Rasa's numeric libraries on one thread each. The NLU's numpy products are tiny (one message's
+# 1 x 384 embedding against the classifier's weights): with OpenBLAS's default pool (a thread per
+# core) the main thread handed them out and waited for the workers, which on a busy machine cost
+# more than the product (docs/performance.md, third round). The encoder's onnxruntime session has
+# its own setting (bot.nlu.sentence_encoder.THREADS).
+RASA_THREADS_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def events_db_url() -> str:

@@ -17,7 +17,7 @@ A turn that cannot read or write its conversation then fails (Rasa's REST channe
 with nothing and the gateway tells the customer the assistant is reconnecting, storing the
 message); it never runs on a blank conversation.
 
-Guarded like :mod:`bot.runtime.action_validation`: applied by ``python -m bot.runtime.rasa_server``
+Guarded (:mod:`bot.runtime.guarded_patch`): applied by ``python -m bot.runtime.rasa_server``
 only when the source of Rasa's method hashes to :data:`RASA_SOURCE_SHA256`;
 ``tests/runtime/test_strict_tracker_store.py`` fails when a Rasa upgrade changes it.
 """
@@ -25,8 +25,6 @@ only when the source of Rasa's method hashes to :data:`RASA_SOURCE_SHA256`;
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -39,6 +37,8 @@ from rasa.shared.core.domain import Domain
 from rasa.shared.core.trackers import DialogueStateTracker
 from sqlalchemy.exc import OperationalError
 
+from bot.runtime.guarded_patch import GuardedPatch
+
 logger = logging.getLogger(__name__)
 
 # sha256 of `inspect.getsource(Agent._create_tracker_store)` in rasa 3.6.21.
@@ -49,11 +49,6 @@ TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, Op
 
 ORIGINAL = Agent._create_tracker_store  # a staticmethod: a plain function here
 T = TypeVar("T")
-
-
-def rasa_source_sha256() -> str:
-    """sha256 of the source of Rasa's ``Agent._create_tracker_store`` as installed."""
-    return hashlib.sha256(inspect.getsource(ORIGINAL).encode("utf-8")).hexdigest()
 
 
 class StrictTrackerStore(TrackerStore):
@@ -116,18 +111,23 @@ def create_tracker_store(store: TrackerStore | None, domain: Domain) -> TrackerS
     return StrictTrackerStore(tracker_store)
 
 
+PATCH = GuardedPatch(
+    owner=Agent,
+    attribute="_create_tracker_store",
+    replacement=create_tracker_store,
+    guarded=(ORIGINAL,),
+    what="Rasa's Agent._create_tracker_store",
+    module=__name__,
+)
+
+
+def rasa_source_sha256() -> str:
+    """sha256 of the source of Rasa's ``Agent._create_tracker_store`` as installed."""
+    return PATCH.rasa_source_sha256()
+
+
 def apply() -> bool:
     """Replace Rasa's method by :func:`create_tracker_store`; True when it was replaced (or
     already was). Leaves Rasa's method in place, and warns, when its source is not the expected
     one."""
-    if Agent.__dict__["_create_tracker_store"].__func__ is create_tracker_store:
-        return True
-    if rasa_source_sha256() != RASA_SOURCE_SHA256:
-        logger.warning(
-            "Rasa's Agent._create_tracker_store changed (source sha256 %s): not replacing it. "
-            "Review bot/runtime/strict_tracker_store.py for this Rasa version.",
-            rasa_source_sha256(),
-        )
-        return False
-    Agent._create_tracker_store = staticmethod(create_tracker_store)  # type: ignore[method-assign]
-    return True
+    return PATCH.apply(RASA_SOURCE_SHA256)

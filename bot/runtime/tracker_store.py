@@ -26,10 +26,16 @@ this store saved) and the stored value is still the one it was read from (compar
 value read now), both answers are known without deserialising: the new events are those after
 the ones it was read with, and the merge returns the tracker itself when, as Rasa's merge
 checks, the events it was read with are all no later than the last of them and the first new
-event is later. Anything else (another server saved meanwhile, a tracker of the last session of
-several, events out of time order, a tracker this store did not read) takes Rasa's way, so what
-is stored and streamed is the same either way (``tests/runtime/test_tracker_store.py`` compares
-the two).
+event is later. The same holds for the latest session of several, which is what
+:meth:`RedisTrackerStore.retrieve` returns for every conversation of this bot (Rasa 3.6 sets the
+session's metadata slot before ``action_session_start``, and splits sessions at that action, so
+the first "session" is that one slot): there Rasa's merge (quadratic in the events: each event's
+``as_dict()`` compared with every stored one) gives the stored events followed by the new ones
+when the new events are later than every stored event and than each other
+(:func:`_merge_appends`), and the store writes exactly that from the events it read. Anything else
+(another server saved meanwhile, events out of time order, a tracker this store did not read)
+takes Rasa's way, so what is stored and streamed is the same either way
+(``tests/runtime/test_tracker_store.py`` compares the two, in one session and in two).
 
 **The JSON is read and written by ujson** (~2x faster than the standard library on a tracker; the
 whole tracker is read and written each turn). What is stored parses to the same data as Rasa's
@@ -77,20 +83,31 @@ LOADED_ATTRIBUTE = "_support_store_loaded"
 
 @dataclass(frozen=True)
 class _Loaded:
-    """A tracker as this store read (or wrote) it: the stored JSON and the events it then had
-    (the event objects themselves, compared by identity)."""
+    """A tracker as this store read (or wrote) it: the stored JSON, the events it then had (the
+    event objects themselves, compared by identity) and, for the latest session of several, the
+    stored events of the sessions before it (``earlier``, read from the same JSON)."""
 
     stored: str | None
     events: tuple[Any, ...]
+    earlier: tuple[Any, ...] = ()
 
 
-def _remember(tracker: DialogueStateTracker, stored: str | None) -> None:
-    setattr(tracker, LOADED_ATTRIBUTE, _Loaded(stored, tuple(tracker.events)))
+def _remember(
+    tracker: DialogueStateTracker, stored: str | None, earlier: tuple[Any, ...] = ()
+) -> None:
+    setattr(tracker, LOADED_ATTRIBUTE, _Loaded(stored, tuple(tracker.events), earlier))
+
+
+def _earlier_events(tracker: DialogueStateTracker) -> tuple[Any, ...]:
+    """The stored events of the sessions before ``tracker``'s, when this store read it."""
+    loaded: _Loaded | None = getattr(tracker, LOADED_ATTRIBUTE, None)
+    return loaded.earlier if loaded is not None else ()
 
 
 def _known_new_events(tracker: DialogueStateTracker, stored: str | None) -> list[Any] | None:
     """The events ``tracker`` has beyond the stored value ``stored`` when that is known without
-    deserialising it and Rasa's merge would return ``tracker`` unchanged; else None."""
+    deserialising it and Rasa's merge would give the stored events followed by them (``tracker``
+    itself when it holds every session); else None."""
     loaded: _Loaded | None = getattr(tracker, LOADED_ATTRIBUTE, None)
     if loaded is None or loaded.stored != stored:
         return None
@@ -101,6 +118,8 @@ def _known_new_events(tracker: DialogueStateTracker, stored: str | None) -> list
     ):
         return None
     new = list(itertools.islice(events, count, None))
+    if loaded.earlier:
+        return new if _merge_appends(loaded, events, new) else None
     if count:  # RasaRedisTrackerStore._merge_trackers keeps `tracker` only in this case
         last = loaded.events[-1].timestamp
         if any(event.timestamp > last for event in loaded.events):
@@ -108,6 +127,29 @@ def _known_new_events(tracker: DialogueStateTracker, stored: str | None) -> list
         if new and new[0].timestamp <= last:
             return None
     return new
+
+
+def _merge_appends(loaded: _Loaded, events: Any, new: list[Any]) -> bool:
+    """True when Rasa's ``_merge_trackers(prior, tracker)``, ``prior`` the stored tracker (the
+    ``earlier`` sessions, then the latest one as read) and ``tracker`` the latest session with the
+    ``new`` events, gives the stored events followed by the new ones.
+
+    Its merge returns ``tracker`` alone (dropping the earlier sessions) only when ``tracker``
+    travelled back to the last stored timestamp has exactly the stored events: never when the first
+    stored event differs from ``tracker``'s first one (a first event later than that timestamp
+    leaves no events at all). Otherwise it replays the stored events and appends each event of
+    ``tracker`` whose ``as_dict()`` differs from every event so far: the latest session's events
+    are the stored ones (the same JSON), so none of them; a new event whose timestamp (part of
+    every event's ``as_dict()``) is later than every stored one and than no other new event is
+    appended.
+    """
+    if getattr(events, "maxlen", None) is not None:  # a bounded history: Rasa's way
+        return False
+    if events and loaded.earlier[0] == events[0]:
+        return False
+    latest = max(event.timestamp for event in itertools.chain(loaded.earlier, loaded.events))
+    times = [event.timestamp for event in new]
+    return all(time > latest for time in times) and len(set(times)) == len(times)
 
 
 class RedisTrackerStore(TrackerStore, SerializedTrackerAsText):
@@ -141,9 +183,13 @@ class RedisTrackerStore(TrackerStore, SerializedTrackerAsText):
         return RASA_TRACKER.format(ns=self.namespace, conversation=sender_id)
 
     @staticmethod
-    def serialise_tracker(tracker: DialogueStateTracker) -> str:
-        """Rasa's serialisation (the tracker's dialogue as JSON), written by ujson."""
-        data = tracker.as_dialogue().as_dict()
+    def serialise_tracker(tracker: DialogueStateTracker, earlier: tuple[Any, ...] = ()) -> str:
+        """Rasa's serialisation (the tracker's dialogue as JSON, after the ``earlier`` events),
+        written by ujson."""
+        if earlier:
+            data = Dialogue(tracker.sender_id, [*earlier, *tracker.events]).as_dict()
+        else:
+            data = tracker.as_dialogue().as_dict()
         try:
             return ujson.dumps(data, ensure_ascii=True, escape_forward_slashes=False)
         except (TypeError, ValueError, OverflowError):
@@ -172,10 +218,12 @@ class RedisTrackerStore(TrackerStore, SerializedTrackerAsText):
         key = self.key(tracker.sender_id)
         stored = await self.red.get(key)
         new_events = _known_new_events(tracker, stored)
+        earlier: tuple[Any, ...] = ()
         if new_events is not None:  # the shortcut (module docstring)
             if self.event_broker is not None:
                 await self._stream_new_events(self.event_broker, new_events, tracker.sender_id)
             merged = tracker
+            earlier = _earlier_events(tracker)
         else:  # Rasa's way
             await self.stream_events(tracker)
             stored = await self.red.get(key)
@@ -183,10 +231,10 @@ class RedisTrackerStore(TrackerStore, SerializedTrackerAsText):
             if stored is not None:
                 prior = self.deserialise_tracker(tracker.sender_id, stored)
                 merged = RasaRedisTrackerStore._merge_trackers(prior, tracker)
-        serialised = self.serialise_tracker(merged)
+        serialised = self.serialise_tracker(merged, earlier)
         await self.red.set(key, serialised, ex=self.record_exp)
         if merged is tracker:
-            _remember(tracker, serialised)
+            _remember(tracker, serialised, earlier)
 
     async def retrieve(self, sender_id: str) -> DialogueStateTracker | None:
         """The conversation's latest session (None for a new conversation)."""
@@ -196,7 +244,14 @@ class RedisTrackerStore(TrackerStore, SerializedTrackerAsText):
         tracker = self.deserialise_tracker(sender_id, stored)
         sessions = get_trackers_for_conversation_sessions(tracker)
         if len(sessions) > 1:
-            return sessions[-1]
+            latest = sessions[-1]
+            earlier = tuple(
+                itertools.islice(tracker.events, len(tracker.events) - len(latest.events))
+            )
+            tail = itertools.islice(tracker.events, len(earlier), None)
+            if earlier and all(a is b for a, b in zip(tail, latest.events, strict=True)):
+                _remember(latest, stored, earlier)
+            return latest
         _remember(tracker, stored)
         return tracker
 

@@ -221,12 +221,31 @@ class RecordingBroker(EventBroker):
         self.published.append(event)
 
 
+def _session_start(clock: Iterator[int]) -> list:
+    """A conversation's first events as Rasa 3.6 logs them: the session's metadata slot, then the
+    session start. Rasa splits sessions at ``action_session_start``, so every conversation of the
+    bot holds two sessions, the first of them this one slot."""
+    return [
+        SlotSet("session_started_metadata", {"channel": "rest"}, timestamp=next(clock)),
+        ActionExecuted("action_session_start", timestamp=next(clock)),
+        SessionStarted(timestamp=next(clock)),
+        SlotSet("session_started_metadata", {"channel": "rest"}, timestamp=next(clock)),
+        ActionExecuted("action_listen", timestamp=next(clock)),
+    ]
+
+
 async def _run_saves(
-    redis_url: str, namespace: str, domain: Domain, shortcut: bool, concurrent: bool
+    redis_url: str,
+    namespace: str,
+    domain: Domain,
+    shortcut: bool,
+    concurrent: bool,
+    sessions: bool = False,
 ) -> tuple[list[dict], list[dict], int]:
     """A conversation saved over three turns, through one store (and, with ``concurrent``, a
-    second server's store saving in between): the stored events, the events streamed to the
-    broker, and how many saves took the shortcut."""
+    second server's store saving in between; with ``sessions``, starting as Rasa starts a
+    conversation, in two sessions): the stored events, the events streamed to the broker, and
+    how many saves took the shortcut."""
     settings = Settings(redis_url=redis_url, queue_namespace=namespace)
     broker, other_broker = RecordingBroker(), RecordingBroker()
     store = configured_store(domain, broker, settings=settings)
@@ -244,6 +263,8 @@ async def _run_saves(
         patch.setattr(tracker_store_module, "_known_new_events", known)
         clock = iter(range(1000, 2000))
         tracker = DialogueStateTracker(sender, domain.slots)
+        for event in _session_start(clock) if sessions else []:
+            tracker.update(event)
         tracker.update(UserUttered("where is my card", timestamp=next(clock)))
         await store.save(tracker)
         for turn in range(3):
@@ -262,19 +283,23 @@ async def _run_saves(
     return stored["events"], broker.published + other_broker.published, sum(taken)
 
 
+@pytest.mark.parametrize("sessions", [False, True])
 @pytest.mark.parametrize("concurrent", [False, True])
 async def test_saving_without_deserialising_stores_and_streams_what_rasas_way_does(
-    state_redis: RedisServer, domain: Domain, concurrent: bool
+    state_redis: RedisServer, domain: Domain, concurrent: bool, sessions: bool
 ) -> None:
-    fast = await _run_saves(state_redis.url, f"fast{concurrent}", domain, True, concurrent)
-    slow = await _run_saves(state_redis.url, f"slow{concurrent}", domain, False, concurrent)
+    name = f"{concurrent}{sessions}"
+    fast = await _run_saves(state_redis.url, f"fast{name}", domain, True, concurrent, sessions)
+    slow = await _run_saves(state_redis.url, f"slow{name}", domain, False, concurrent, sessions)
     assert fast[:2] == slow[:2]
-    assert len(fast[0]) == (8 if concurrent else 7)
+    assert len(fast[0]) == (8 if concurrent else 7) + (5 if sessions else 0)
     assert [e["sender_id"] for e in fast[1]] == ["save-1"] * len(fast[1])
     # without the other server: every save but the first (a new conversation). With it: not our
-    # save after theirs, and not the later ones either (the merge put their later slot before
-    # our earlier message: events out of time order, which only Rasa's merge handles)
-    assert fast[2] == (4 if concurrent else 6) and slow[2] == 0
+    # save after theirs (theirs counts too), and in one session not the later ones either (the
+    # merge put their later slot before our earlier message: events out of time order, which
+    # only Rasa's merge handles); in the latest of two sessions the later ones do (their new
+    # events are later than every stored one, all Rasa's merge asks of them there)
+    assert fast[2] == (4 if concurrent and not sessions else 6) and slow[2] == 0
 
 
 def test_the_shortcut_refuses_events_out_of_time_order_and_trackers_it_did_not_read(
@@ -303,7 +328,7 @@ def test_the_shortcut_refuses_events_out_of_time_order_and_trackers_it_did_not_r
     assert tracker_store_module._known_new_events(unordered, "{}") is None
 
 
-async def test_a_conversation_of_several_sessions_is_saved_rasas_way(
+async def test_the_latest_of_several_sessions_is_saved_after_the_earlier_ones(
     state_redis: RedisServer, domain: Domain
 ) -> None:
     settings = Settings(redis_url=state_redis.url, queue_namespace="sessions")
@@ -321,7 +346,7 @@ async def test_a_conversation_of_several_sessions_is_saved_rasas_way(
     await store.save(tracker)
     latest = await store.retrieve("two-sessions")
     assert [e.text for e in latest.events if isinstance(e, UserUttered)] == ["second"]
-    assert getattr(latest, tracker_store_module.LOADED_ATTRIBUTE, None) is None
+    assert len(tracker_store_module._earlier_events(latest)) == 3  # the first session
     latest.update(UserUttered("third", timestamp=5))
     await store.save(latest)
     full = await store.retrieve_full_tracker("two-sessions")
@@ -384,3 +409,33 @@ def test_numbers_beyond_64_bits_and_lone_surrogates_are_kept(domain: Domain) -> 
         assert read.get_slot("topic") == {"huge": 2**70, "lone": "\ud800"}
     with pytest.raises(TrackerDeserialisationException):
         ours.deserialise_tracker("rich", b"\x80\x04pickle")
+
+
+def test_the_shortcut_for_the_latest_session_refuses_what_rasas_merge_would_not_append(
+    domain: Domain,
+) -> None:
+    def latest(*new: tuple[str, float]) -> DialogueStateTracker:
+        tracker = DialogueStateTracker("latest", domain.slots)
+        tracker.update(ActionExecuted("action_session_start", timestamp=20))
+        tracker.update(UserUttered("b", timestamp=30))
+        earlier = (SlotSet("topic", "a", timestamp=10),)
+        tracker_store_module._remember(tracker, "{}", earlier)
+        for text, timestamp in new:
+            tracker.update(UserUttered(text, timestamp=timestamp))
+        return tracker
+
+    assert tracker_store_module._known_new_events(latest(), "{}") == []
+    assert len(tracker_store_module._known_new_events(latest(("c", 31), ("d", 32)), "{}")) == 2
+    assert tracker_store_module._known_new_events(latest(("c", 30)), "{}") is None  # not later
+    assert tracker_store_module._known_new_events(latest(("c", 31), ("d", 31)), "{}") is None
+    assert tracker_store_module._known_new_events(latest(("c", 31)), '{"x": 1}') is None
+    same_start = DialogueStateTracker("same", domain.slots)  # the merge could keep it alone
+    same_start.update(SlotSet("topic", "a", timestamp=10))
+    tracker_store_module._remember(same_start, "{}", (SlotSet("topic", "a", timestamp=10),))
+    same_start.update(UserUttered("c", timestamp=40))
+    assert tracker_store_module._known_new_events(same_start, "{}") is None
+    bounded = DialogueStateTracker("bounded", domain.slots, max_event_history=10)
+    bounded.update(UserUttered("b", timestamp=30))
+    tracker_store_module._remember(bounded, "{}", (SlotSet("topic", "a", timestamp=10),))
+    bounded.update(UserUttered("c", timestamp=40))
+    assert tracker_store_module._known_new_events(bounded, "{}") is None
