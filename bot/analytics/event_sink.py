@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -48,6 +49,11 @@ logger = logging.getLogger("bot.analytics.event_sink")
 
 BLOCK_MS = 1000  # how long one XREADGROUP waits for new entries
 RETRY_SECONDS = 1.0
+# After a batch that emptied the stream, wait this long before reading again, so the next batch
+# holds a quarter second of events rather than a turn's few: the cost of a batch (transaction,
+# commit, acknowledgement, trim) is mostly per batch, not per event (3 -> 1 ms of CPU per bot
+# turn, docs/performance.md). Events reach SQL at most this much later.
+LINGER_SECONDS = 0.25
 
 METADATA = sqlalchemy.MetaData()
 # The table Rasa's SQLEventBroker writes (rasa/core/brokers/sql.py), column for column;
@@ -66,10 +72,14 @@ APPLIED = sqlalchemy.Table(
     sqlalchemy.Column("uid", sqlalchemy.String(64), primary_key=True),
 )
 
-# Deletes the entries the group has acknowledged: everything below its oldest pending entry, or
-# through its last delivered entry when none is pending. Atomic, so no entry delivered meanwhile
-# can be taken for acknowledged.
-TRIM_ACKNOWLEDGED = """
+# Acknowledges the entries ARGV[2..] for the group ARGV[1], then deletes the entries the group
+# has acknowledged: everything below its oldest pending entry, or through its last delivered
+# entry when none is pending. One round trip; atomic, so no entry delivered meanwhile can be
+# taken for acknowledged.
+ACK_AND_TRIM = """
+for i = 2, #ARGV, 1000 do
+  redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1])
 local minid
 if tonumber(pending[1]) > 0 then
@@ -186,9 +196,10 @@ class EventSink:
         self.batch_size = batch_size
         self.claim_idle_ms = int(claim_idle_seconds * 1000)
         self.crash_after_commit = crash_after_commit
+        self.linger = LINGER_SECONDS
         self.batches = 0
         self.stored = 0
-        self._trim = redis.register_script(TRIM_ACKNOWLEDGED)
+        self._ack_and_trim = redis.register_script(ACK_AND_TRIM)
 
     async def ensure_group(self) -> None:
         """Create the consumer group (from the stream's start: nothing published before the
@@ -208,7 +219,9 @@ class EventSink:
                 await self.claim_stale()
                 claimed_at = time.monotonic()
                 while not stop.is_set():
-                    await self.read_new()
+                    if 0 < await self.read_new() < self.batch_size:  # the stream is drained
+                        with contextlib.suppress(asyncio.TimeoutError):
+                            await asyncio.wait_for(stop.wait(), self.linger)
                     if (time.monotonic() - claimed_at) * 1000 >= self.claim_idle_ms / 2:
                         await self.claim_stale()
                         claimed_at = time.monotonic()
@@ -241,14 +254,17 @@ class EventSink:
             if start == "0-0":
                 return
 
-    async def read_new(self) -> None:
-        """Wait up to BLOCK_MS for new entries and store one batch of them."""
+    async def read_new(self) -> int:
+        """Wait up to BLOCK_MS for new entries and store one batch of them; how many."""
         reply = await self.redis.xreadgroup(
             SINK_GROUP, self.consumer, {self.key: ">"}, count=self.batch_size, block=BLOCK_MS
         )
+        stored = 0
         for _key, entries in reply or []:
             if entries:
                 await self.store_batch(entries)
+                stored += len(entries)
+        return stored
 
     async def store_batch(self, entries: list) -> None:
         """Insert, commit, then acknowledge and trim (see module docs for why in this order)."""
@@ -268,8 +284,7 @@ class EventSink:
         self.batches += 1
         if self.crash_after_commit is not None and self.batches >= self.crash_after_commit:
             os.kill(os.getpid(), signal.SIGKILL)  # test hook: committed, not acknowledged
-        await self.redis.xack(self.key, SINK_GROUP, *ids)
-        await self._trim(keys=[self.key], args=[SINK_GROUP])
+        await self._ack_and_trim(keys=[self.key], args=[SINK_GROUP, *ids])
 
 
 # -- the process ---------------------------------------------------------------------------------

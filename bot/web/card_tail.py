@@ -39,10 +39,14 @@ class CardMasker:
             ns=self._ns, conversation=conversation_id, side=side
         )
 
-    async def mask(self, conversation_id: str, side: str, text: str) -> str:
-        """The text masked on its own and as the continuation of the side's last message."""
+    async def mask(
+        self, conversation_id: str, side: str, text: str, tail: str | None = None
+    ) -> str:
+        """The text masked on its own and as the continuation of the side's last message
+        (``tail``: the side's kept digits when the caller read them already, '' for none)."""
         key = self.key(conversation_id, side)
-        tail = await self._redis.get(key)
+        if tail is None:
+            tail = await self._redis.get(key)
         tail = tail.decode() if isinstance(tail, bytes) else (tail or "")
         masked = mask_continuation(tail, mask_card_numbers(text))
         kept = next_tail(tail, masked)

@@ -43,6 +43,7 @@ from redis.exceptions import RedisError
 from bot import keys
 from bot.config import Settings, get_settings
 from bot.escalation import load_policy
+from bot.handoff import ConversationMode
 from bot.masking import mask_card_numbers
 from bot.queue.validate import MAX_MESSAGE_CHARS
 from bot.web import fallback, metrics, turn_recovery
@@ -51,9 +52,11 @@ from bot.web.card_tail import CardMasker
 from bot.web.desk import Desk, DeskState
 from bot.web.errors import ApiError
 from bot.web.events import CLIENT_ID_TTL, ConversationEvents
-from bot.web.offers import OfferedButtons
+from bot.web.limits import Charges
+from bot.web.offers import ALWAYS_OFFERED, OfferedButtons
 from bot.web.rasa_client import RasaUnavailable
 from bot.web.rasa_ring import RasaRing
+from bot.web.turn_scripts import Begun, TokenMismatch, TokenMissing, TurnScripts
 from bot.web.turns import (
     TurnReservations,
     TurnState,
@@ -172,12 +175,17 @@ class Conversations:
         self._rasa_timeout = settings.rasa_turn_timeout_seconds
         self._wait = settings.turn_wait_seconds
         self.turns = TurnReservations(redis, namespace, int(self._rasa_timeout) + 30, CLIENT_ID_TTL)
+        self.scripts = TurnScripts(
+            redis, namespace, events, self.offers, self.turns, self.cards.key
+        )
         self._running: set[asyncio.Task] = set()
         self.admission = TurnGate(  # bot turns at Rasa at once (bot/web/admission.py)
             settings.max_turns_in_flight,
             settings.turn_queue_max,
             settings.turn_queue_wait_seconds,
         )
+        metrics.TURNS_IN_FLIGHT.set_function(lambda: self.admission.in_flight)
+        metrics.TURNS_WAITING.set_function(lambda: self.admission.waiting)
 
     def _key(self, conversation_id: str) -> str:
         return keys.WEB_CONVERSATION.format(ns=self._ns, conversation=conversation_id)
@@ -223,37 +231,53 @@ class Conversations:
         )
         return state
 
-    async def send(self, conversation_id: str, incoming: Incoming) -> tuple[list[dict], DeskState]:
+    async def send(
+        self, conversation_id: str, token: str, incoming: Incoming, charges: Charges
+    ) -> tuple[list[dict], DeskState]:
         """Route one customer message; returns the new events for the customer and the state.
 
-        A payload must be one the bot offered (else a 400); its title is the offered button's.
-        The client id is reserved before anything is sent, so overlapping retries run the turn
-        once: the others wait for its result and return it (see :mod:`bot.web.turns`). In bot
-        mode the message and the bot's replies are appended together once Rasa has answered.
+        The token must be the conversation's (else :class:`ConversationNotFound` /
+        :class:`TokenRejected`) and ``charges`` (the message rate limits) are charged, all or
+        none (else a 429). A payload must be one the bot offered (else a 400); its title is the
+        offered button's. The client id is reserved before anything is sent, so overlapping
+        retries run the turn once: the others wait for its result and return it (see
+        :mod:`bot.web.turns`). In bot mode the message and the bot's replies are appended
+        together once Rasa has answered. All the checks before Rasa are one Redis script, and
+        so is the record after it (:mod:`bot.web.turn_scripts`).
         """
         client_id = incoming.client_id or uuid.uuid4().hex
-        earlier = await self._earlier(conversation_id, client_id)
-        if earlier is not None:
-            return earlier
-        if incoming.payload is not None:
-            title = await self.offers.title_of(conversation_id, incoming.payload)
-            if title is None:
-                if await self.turns.state(conversation_id, client_id) is not TurnState.absent:
-                    # a retry of a turn under way: its replies may have replaced the offer
-                    return await self._wait_for(conversation_id, client_id, incoming)
-                raise ApiError(
-                    400,
-                    "payload_not_offered",
-                    "this payload is not one of the buttons the assistant offered last; "
-                    "send text instead",
-                )
-            incoming = Incoming(payload=incoming.payload, title=title, client_id=client_id)
-        if not await self.turns.reserve(conversation_id, client_id):
+        payload = incoming.payload
+        always = ALWAYS_OFFERED.get(payload) if payload is not None else None
+        try:
+            begun = await self.scripts.begin(
+                conversation_id,
+                _hash(token),
+                client_id,
+                payload if always is None else None,
+                charges,
+            )
+        except TokenMissing as error:
+            raise ConversationNotFound(conversation_id) from error
+        except TokenMismatch as error:
+            raise TokenRejected(conversation_id) from error
+        if begun.outcome == "earlier":
+            earlier = await self._earlier(conversation_id, client_id)
+            return earlier or await self._wait_for(conversation_id, client_id, incoming)
+        if begun.outcome == "not_offered":
+            if begun.marker is not None:
+                # a retry of a turn under way: its replies may have replaced the offer
+                return await self._wait_for(conversation_id, client_id, incoming)
+            raise ApiError(
+                400,
+                "payload_not_offered",
+                "this payload is not one of the buttons the assistant offered last; "
+                "send text instead",
+            )
+        if payload is not None:
+            incoming = Incoming(payload=payload, title=always or begun.title, client_id=client_id)
+        if begun.outcome != "reserved":  # another request runs this turn
             return await self._wait_for(conversation_id, client_id, incoming)
-        earlier = await self._earlier(conversation_id, client_id)
-        if earlier is not None:  # recorded between the first look and the reservation
-            return earlier
-        task = asyncio.ensure_future(self._run_turn(conversation_id, incoming, client_id))
+        task = asyncio.ensure_future(self._run_turn(conversation_id, incoming, client_id, begun))
         self._running.add(task)
         task.add_done_callback(self._settled)
         try:
@@ -340,19 +364,23 @@ class Conversations:
             pause = min(pause * 2, 0.5)
 
     async def _run_turn(
-        self, conversation_id: str, incoming: Incoming, client_id: str
+        self, conversation_id: str, incoming: Incoming, client_id: str, begun: Begun
     ) -> tuple[list[dict], DeskState]:
         """Route the reserved message and record the outcome of its reservation."""
-        answered = False
+        answered = recorded = False
         slot: TurnSlot | None = None
         try:
-            state = await self.desk.state(conversation_id)
+            state = plain_bot_state(begun.handoff) or await self.desk.state(conversation_id)
             if not (state.mode == "agent" and state.ticket_id):
                 slot = await self.admission.enter()  # else 503 busy: not sent, a retry runs it
             if incoming.payload is not None:
                 shown = incoming.title or ""
             else:
-                shown = await self.cards.mask(conversation_id, "customer", incoming.text or "")
+                # the tail read with the reservation, unless the turn waited for its slot
+                tail = None if slot is not None and slot.waited else begun.card_tail
+                shown = await self.cards.mask(
+                    conversation_id, "customer", incoming.text or "", tail
+                )
             customer_event = {"type": "message", "from": "customer", "text": shown}
             customer_event["client_id"] = client_id
             if state.mode == "agent" and state.ticket_id:
@@ -376,6 +404,7 @@ class Conversations:
                     result = await self._without_bot(conversation_id, incoming, customer_event)
                 else:
                     result = await self._record_turn(conversation_id, customer_event, events)
+                    recorded = True  # the record marked the turn done
         except BaseException:
             outcome = TurnState.unknown if answered else TurnState.absent
             await asyncio.shield(self._settle(conversation_id, client_id, outcome))
@@ -383,7 +412,8 @@ class Conversations:
         finally:
             if slot is not None:
                 slot.release()
-        await self.turns.finish(conversation_id, client_id, TurnState.done)
+        if not recorded:
+            await self.turns.finish(conversation_id, client_id, TurnState.done)
         return result
 
     async def _record_turn(
@@ -392,16 +422,21 @@ class Conversations:
         """Append a bot turn once: the message under its client id, each reply under
         :func:`~bot.web.turn_recovery.reply_key`, so a second recorder (a retry that recovered
         the turn from Rasa's tracker) appends nothing twice; the replies' buttons become the
-        offer only for the recorder that appended the message."""
+        offer only for the recorder that appended the message; the turn is marked done. One
+        script (:meth:`TurnScripts.record`); a mode to record (or a ticket) takes
+        :meth:`sync_mode` as well."""
         client_id = customer_event["client_id"]
         keyed = [
             {**event, "dedup_key": turn_recovery.reply_key(client_id, index)}
             for index, event in enumerate(events)
         ]
-        appended = await self.events.append(conversation_id, [customer_event, *keyed])
-        if not appended[0].get("duplicate"):
-            await self.offers.replace(conversation_id, events)
-        return appended, await self.sync_mode(conversation_id)
+        turn = await self.scripts.record(
+            conversation_id, client_id, [customer_event, *keyed], events
+        )
+        state = plain_bot_state(turn.handoff)
+        if state is not None and turn.recorded_mode == state.mode.value:
+            return turn.events, state  # what sync_mode would find: nothing to record
+        return turn.events, await self.sync_mode(conversation_id)
 
     async def _recover(
         self, conversation_id: str, client_id: str, incoming: Incoming | None
@@ -482,6 +517,15 @@ class Conversations:
         state = await self.sync_mode(conversation_id)
         history = await self.events.history(conversation_id, after)
         return {"conversation_id": conversation_id, **state.public(), "messages": history}
+
+
+def plain_bot_state(handoff: dict[str, str]) -> DeskState | None:
+    """The desk state of a conversation whose handoff hash (as stored by
+    :class:`bot.handoff.ModeStore`) holds no ticket and mode ``bot``: what ``desk.state`` would
+    answer without reading more. None for anything else (ask the desk)."""
+    if handoff.get("ticket_id") or (handoff.get("mode") or "bot") != ConversationMode.BOT.value:
+        return None
+    return DeskState(mode=ConversationMode.BOT)
 
 
 def _leading_noise(char: str) -> bool:

@@ -26,7 +26,7 @@ from bot.web.conversations import (
     TokenRejected,
     has_words,
 )
-from bot.web.errors import bad_request, forbidden, not_found, too_large
+from bot.web.errors import ApiError, bad_request, forbidden, not_found, too_large
 from bot.web.gateway import GATEWAY, Gateway
 from bot.web.inputs import read_json, valid_event_id
 from bot.web.limits import client_ip, limits_of
@@ -108,12 +108,25 @@ async def create_conversation(request: web.Request) -> web.Response:
 async def post_message(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     require_origin(request, gateway.allowed_origins)
-    conversation_id = await authorized_conversation(request, gateway)
-    incoming = parse_incoming(await json_body(request))
-    await limits_of(request).hit(
+    conversation_id = request.match_info["conversation_id"]
+    token = bearer_token(request)
+    try:
+        incoming = parse_incoming(await json_body(request))
+    except (ApiError, web.HTTPException):
+        await authorized_conversation(request, gateway)  # a wrong token answers first, as always
+        raise
+    charges = limits_of(request).charges(
         ("messages_per_conversation", conversation_id), ("messages_per_ip", client_ip(request))
     )
-    messages, state = await gateway.conversations.send(conversation_id, incoming)
+    # token, limits, earlier result, offer and reservation: one script (bot/web/turn_scripts.py)
+    try:
+        messages, state = await gateway.conversations.send(
+            conversation_id, token, incoming, charges
+        )
+    except ConversationNotFound as error:
+        raise not_found("no such conversation") from error
+    except TokenRejected as error:
+        raise forbidden("this token does not belong to this conversation") from error
     return web.json_response({"messages": messages, **state.public()})
 
 

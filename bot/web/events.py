@@ -60,35 +60,42 @@ def decode(entry_id: bytes | str, fields: dict) -> dict[str, Any]:
 # "<conversation id> <last new id>" is PUBLISHed on the notice channel (bot.web.fanout).
 # KEYS[1] stream, KEYS[2] the conversation's record; ARGV[1] maxlen, ARGV[2] client-id TTL,
 # ARGV[3] client-id key prefix, ARGV[4] retention (s: both keys expire that long after the last
-# append), ARGV[5] notice channel, ARGV[6] conversation id, then pairs of (client id or '',
-# event JSON). Returns {id, duplicate 0|1} per event.
-_APPEND_BODY = """
-local out = {}
-local last = false
-for i = FIRST, #ARGV, 2 do
-  local cid, event = ARGV[i], ARGV[i + 1]
-  local known = false
-  if cid ~= '' then known = redis.call('GET', ARGV[3] .. cid) end
-  if known then
-    out[#out + 1] = {known, 1}
-  else
-    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', event)
-    if cid ~= '' then redis.call('SET', ARGV[3] .. cid, id, 'EX', ARGV[2]) end
-    out[#out + 1] = {id, 0}
-    last = id
+# append), ARGV[5] notice channel, ARGV[6] conversation id, then from ARGV[first] to the end
+# pairs of (client id or '', event JSON). Returns {id, duplicate 0|1} per event. Shared with the
+# script that records a bot turn (bot.web.turn_scripts).
+APPEND_FUNCTION = """
+local function append_events(first)
+  local out = {}
+  local last = false
+  for i = first, #ARGV, 2 do
+    local cid, event = ARGV[i], ARGV[i + 1]
+    local known = false
+    if cid ~= '' then known = redis.call('GET', ARGV[3] .. cid) end
+    if known then
+      out[#out + 1] = {known, 1}
+    else
+      local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', event)
+      if cid ~= '' then redis.call('SET', ARGV[3] .. cid, id, 'EX', ARGV[2]) end
+      out[#out + 1] = {id, 0}
+      last = id
+    end
   end
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+  if last then redis.call('PUBLISH', ARGV[5], ARGV[6] .. ' ' .. last) end
+  return out
 end
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-if last then redis.call('PUBLISH', ARGV[5], ARGV[6] .. ' ' .. last) end
-return out
 """
-_APPEND = _APPEND_BODY.replace("FIRST", "7")
+_APPEND = APPEND_FUNCTION + "return append_events(7)\n"
 # The same, only if the ticket hash KEYS[3] is assigned to the agent ARGV[7] (an agent's reply).
-_APPEND_GUARDED = """
+_APPEND_GUARDED = (
+    APPEND_FUNCTION
+    + """
 local held = redis.call('HMGET', KEYS[3], 'state', 'agent')
 if held[1] ~= 'assigned' or held[2] ~= ARGV[7] then return redis.error_reply('NOTHOLDER') end
-""" + _APPEND_BODY.replace("FIRST", "8")
+return append_events(8)
+"""
+)
 
 
 class NotHolder(PermissionError):
@@ -132,15 +139,7 @@ class ConversationEvents:
         events = [dict(event) for event in events]
         if not events:
             return []
-        now = time.time()
-        args: list[Any] = [
-            STREAM_MAXLEN,
-            CLIENT_ID_TTL,
-            self._client_id_key(conversation_id, ""),
-            self._retention,
-            self.channel,
-            conversation_id,
-        ]
+        args = self.append_args(conversation_id)
         script_keys = [
             self.key(conversation_id),
             keys.WEB_CONVERSATION.format(ns=self._ns, conversation=conversation_id),
@@ -150,16 +149,43 @@ class ConversationEvents:
             script_keys.append(holder[0])
             args.append(holder[1])
             script = self._append_guarded
-        for event in events:
-            event.setdefault("ts", now)
-            once = event.pop("dedup_key", None) or event.get("client_id") or ""
-            args += [once, json.dumps(event)]
+        args += self.event_args(events)
         try:
             results = await script(keys=script_keys, args=args)
         except ResponseError as error:
             if "NOTHOLDER" in str(error):
                 raise NotHolder(conversation_id) from None
             raise
+        return await self.appended(conversation_id, events, results)
+
+    def append_args(self, conversation_id: str) -> list[Any]:
+        """ARGV[1..6] of :data:`APPEND_FUNCTION` for this conversation."""
+        return [
+            STREAM_MAXLEN,
+            CLIENT_ID_TTL,
+            self.client_id_key(conversation_id, ""),
+            self._retention,
+            self.channel,
+            conversation_id,
+        ]
+
+    @staticmethod
+    def event_args(events: list[dict[str, Any]]) -> list[str]:
+        """The (dedup key or '', JSON) pairs of events (copies: ``ts`` set, ``dedup_key`` taken
+        out of the stored event)."""
+        now = time.time()
+        args: list[str] = []
+        for event in events:
+            event.setdefault("ts", now)
+            once = event.pop("dedup_key", None) or event.get("client_id") or ""
+            args += [once, json.dumps(event)]
+        return args
+
+    async def appended(
+        self, conversation_id: str, events: list[dict[str, Any]], results: list
+    ) -> list[dict]:
+        """The events with the ids :data:`APPEND_FUNCTION` returned; a duplicate is the earlier
+        stored event, marked ``duplicate``."""
         out = []
         for event, (entry_id, duplicate) in zip(events, results, strict=True):
             entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
@@ -172,7 +198,7 @@ class ConversationEvents:
 
     async def find(self, conversation_id: str, client_id: str) -> dict[str, Any] | None:
         """The event appended earlier with this client id, if any."""
-        entry_id = await self._redis.get(self._client_id_key(conversation_id, client_id))
+        entry_id = await self._redis.get(self.client_id_key(conversation_id, client_id))
         if entry_id is None:
             return None
         return await self._event(conversation_id, entry_id)
@@ -181,7 +207,8 @@ class ConversationEvents:
         entries = await self._redis.xrange(self.key(conversation_id), entry_id, entry_id)
         return decode(*entries[0]) if entries else None
 
-    def _client_id_key(self, conversation_id: str, client_id: str) -> str:
+    def client_id_key(self, conversation_id: str, client_id: str) -> str:
+        """The key that maps a message's client id to its event id."""
         return keys.WEB_CONVERSATION_CLIENT_ID.format(
             ns=self._ns, conversation=conversation_id, client_id=client_id
         )

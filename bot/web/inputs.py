@@ -72,6 +72,12 @@ def loads(text: str | bytes) -> Any:
     return value
 
 
+def media_type(header: str | None) -> str:
+    """The lowercased media type of a ``Content-Type`` value ('' when absent). aiohttp's
+    ``content_type`` parses the header with the ``email`` package on every call (~50 us)."""
+    return (header or "").partition(";")[0].strip().lower()
+
+
 def is_json(content_type: str) -> bool:
     return content_type == "application/json" or (
         content_type.startswith("application/") and content_type.endswith("+json")
@@ -82,7 +88,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     """The request's JSON object, or 415 (not JSON), 413 (too large) or 400 (malformed)."""
     if not request.can_read_body:
         raise bad_request("the body must be a JSON object")
-    if not is_json(request.content_type):
+    if not is_json(media_type(request.headers.get("Content-Type"))):
         raise ApiError(
             415, "unsupported_media_type", "send the body as 'Content-Type: application/json'"
         )

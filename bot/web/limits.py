@@ -38,29 +38,43 @@ RENEW_BATCH = 500  # sockets per renewal script call
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*")
 
+# GCRA over the keys KEYS[first .. first + count - 1], with (emission interval ms, period ms)
+# pairs in ARGV from `arg`: 0 when every check allows (all are charged), else ms until allowed.
+# Shared with the script that starts a customer turn (bot.web.turn_scripts).
+GCRA_FUNCTION = """
+local function gcra(first, count, arg)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local wait = 0
+  local tats = {}
+  for i = 0, count - 1 do
+    local interval, period = tonumber(ARGV[arg + 2 * i]), tonumber(ARGV[arg + 2 * i + 1])
+    local tat = tonumber(redis.call('GET', KEYS[first + i]) or now)
+    if tat < now then tat = now end
+    local new_tat = tat + interval
+    if new_tat - now > period then
+      wait = math.max(wait, new_tat - now - period)
+    end
+    tats[i] = new_tat
+  end
+  if wait > 0 then return wait end
+  for i = 0, count - 1 do
+    redis.call('SET', KEYS[first + i], tats[i], 'PX', math.max(1, tats[i] - now))
+  end
+  return 0
+end
+"""
+
 # KEYS: one GCRA key per check. ARGV: pairs (emission interval ms, period ms) per key.
 # Returns {1, 0} when every check allows (all are charged), else {0, ms until allowed}.
-_GCRA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local wait = 0
-local tats = {}
-for i = 1, #KEYS do
-  local interval, period = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
-  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
-  if tat < now then tat = now end
-  local new_tat = tat + interval
-  if new_tat - now > period then
-    wait = math.max(wait, new_tat - now - period)
-  end
-  tats[i] = new_tat
-end
+_GCRA = (
+    GCRA_FUNCTION
+    + """
+local wait = gcra(1, #KEYS, 1)
 if wait > 0 then return {0, wait} end
-for i = 1, #KEYS do
-  redis.call('SET', KEYS[i], tats[i], 'PX', math.max(1, tats[i] - now))
-end
 return {1, 0}
 """
+)
 
 # KEYS: one sorted set per cap. ARGV[1] socket id, ARGV[2] ttl ms, then one cap per key.
 # Drops expired entries; adds the socket to every set if none is full, else returns the index
@@ -91,6 +105,19 @@ for i = 1, #KEYS do
 end
 return 0
 """
+
+
+@dataclass(frozen=True)
+class Charges:
+    """Rate checks ready for a script: the limits that apply, their GCRA keys and arguments."""
+
+    names: tuple[str, ...]
+    keys: list[str]
+    args: list[int]
+
+    def refused(self, wait: float) -> RateLimited:
+        """The 429 for a refusal that must wait ``wait`` seconds (named after the first limit)."""
+        return RateLimited(f"{RATES[self.names[0]][1]}; retry in a moment", wait)
 
 
 @dataclass(frozen=True)
@@ -183,8 +210,9 @@ class Limits:
         self._slots: dict[str, SocketSlot] = {}  # this gateway's open sockets, by slot id
         self._renewer: asyncio.Task[None] | None = None
 
-    async def check(self, *checks: tuple[str, str]) -> float:
-        """Charge every ``(limit name, subject)`` or none; 0.0 when allowed, else seconds to wait."""
+    def charges(self, *checks: tuple[str, str]) -> Charges:
+        """The GCRA keys and arguments of ``(limit name, subject)`` checks (limits that are off
+        left out), for :data:`GCRA_FUNCTION` in a script."""
         keys: list[str] = []
         args: list[int] = []
         for name, subject in checks:
@@ -194,17 +222,21 @@ class Limits:
             keys.append(rate_key(self._ns, name, subject))
             period_ms = int(rate.period * 1000)
             args += [max(1, period_ms // rate.count), period_ms]
-        if not keys:
+        return Charges(tuple(n for n, _ in checks if self.rates[n] is not None), keys, args)
+
+    async def check(self, *checks: tuple[str, str]) -> float:
+        """Charge every ``(limit name, subject)`` or none; 0.0 when allowed, else seconds to wait."""
+        charges = self.charges(*checks)
+        if not charges.keys:
             return 0.0
-        allowed, wait_ms = await self._gcra(keys=keys, args=args)
+        allowed, wait_ms = await self._gcra(keys=charges.keys, args=charges.args)
         return 0.0 if int(allowed) else int(wait_ms) / 1000
 
     async def hit(self, *checks: tuple[str, str]) -> None:
         """Like :meth:`check`, raising :class:`RateLimited` (429) when over a limit."""
         wait = await self.check(*checks)
         if wait:
-            name = next(n for n, _ in checks if self.rates[n] is not None)
-            raise RateLimited(f"{RATES[name][1]}; retry in a moment", wait)
+            raise self.charges(*checks).refused(wait)
 
     async def open_socket(self, **subjects: str) -> SocketSlot | None:
         """Count an open socket for each ``scope=subject`` (e.g. ``ip="1.2.3.4"``).

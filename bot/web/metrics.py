@@ -8,6 +8,8 @@
 * ``support_gateway_errors_total{kind}``: every error answered (``rasa_unavailable``,
   ``redis_error``, ``rate_limited``, ``bad_request``, ``unauthorized`` ...), plus Rasa failures
   the gateway absorbed by answering without the bot.
+* ``support_gateway_turns_in_flight``, ``support_gateway_turns_waiting``: this gateway's bot
+  turns at Rasa and in its admission queue (:mod:`bot.web.admission`), read at the scrape.
 * ``support_queue_waiting{topic}``, ``support_queue_oldest_wait_seconds``,
   ``support_queue_open``, ``support_agents_online``: read from the queue on each scrape (one
   pipeline of ZCARDs, one ZRANGE per topic and one ticket read), so they are never stale.
@@ -53,6 +55,10 @@ WAITING = Gauge("support_queue_waiting", "Tickets waiting in the queue", ["topic
 OLDEST_WAIT = Gauge("support_queue_oldest_wait_seconds", "Age of the oldest waiting ticket")
 OPEN = Gauge("support_queue_open", "Tickets open (waiting or with an agent)")
 AGENTS_ONLINE = Gauge("support_agents_online", "Agents online")
+TURNS_IN_FLIGHT = Gauge("support_gateway_turns_in_flight", "Bot turns this gateway has at Rasa")
+TURNS_WAITING = Gauge(
+    "support_gateway_turns_waiting", "Bot turns waiting in this gateway's admission queue"
+)
 
 # error codes of bot.web.errors mapped to a small, fixed set of kinds (bounded label values)
 KINDS = {

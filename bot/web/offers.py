@@ -35,12 +35,22 @@ class OfferedButtons:
     def key(self, conversation_id: str) -> str:
         return keys.WEB_CONVERSATION_OFFERS.format(ns=self._ns, conversation=conversation_id)
 
-    async def replace(self, conversation_id: str, events: list[dict[str, Any]]) -> None:
-        """The buttons of these bot message events become the offer (none: nothing offered)."""
+    @property
+    def ttl(self) -> int:
+        return self._ttl
+
+    @staticmethod
+    def offered(events: list[dict[str, Any]]) -> dict[str, str]:
+        """payload -> title of the buttons of these bot message events (the first title wins)."""
         offered: dict[str, str] = {}
         for event in events:
             for button in event.get("buttons") or []:
                 offered.setdefault(str(button["payload"]), str(button["title"]))
+        return offered
+
+    async def replace(self, conversation_id: str, events: list[dict[str, Any]]) -> None:
+        """The buttons of these bot message events become the offer (none: nothing offered)."""
+        offered = self.offered(events)
         key = self.key(conversation_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(key)

@@ -19,6 +19,7 @@ import re
 from aiohttp import web
 
 from bot.web.errors import forbidden, unauthorized
+from bot.web.inputs import media_type
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -69,7 +70,7 @@ def bearer_token(request: web.Request) -> str:
 def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
-    if response.content_type == "text/html":
+    if media_type(response.headers.get("Content-Type")) == "text/html":
         response.headers.setdefault("Content-Security-Policy", content_security_policy(request))
         response.headers.setdefault("X-Frame-Options", "DENY")
     if request.path.startswith("/api/"):

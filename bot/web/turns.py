@@ -115,8 +115,17 @@ class TurnReservations:
         again although Rasa may have run it); once it is older than the pending limit it reads as
         ``unknown`` instead."""
         key = self.key(conversation_id, client_id)
-        marker = f"{PENDING}:{time.time():.3f}"
-        return bool(await self._redis.set(key, marker, nx=True, ex=self._result_ttl))
+        marker, ttl = self.new_marker()
+        return bool(await self._redis.set(key, marker, nx=True, ex=ttl))
+
+    def new_marker(self) -> tuple[str, int]:
+        """The ``pending`` marker of a turn starting now, and how long it lives (see
+        :meth:`reserve`; :mod:`bot.web.turn_scripts` reserves with it in its own script)."""
+        return f"{PENDING}:{time.time():.3f}", self._result_ttl
+
+    @property
+    def result_ttl(self) -> int:
+        return self._result_ttl
 
     async def state(self, conversation_id: str, client_id: str) -> TurnState:
         value = await self._redis.get(self.key(conversation_id, client_id))
