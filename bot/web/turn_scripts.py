@@ -26,6 +26,7 @@ goes through :meth:`bot.web.conversations.Conversations.sync_mode`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,7 +133,7 @@ class TurnScripts:
         events: ConversationEvents,
         offers: OfferedButtons,
         turns: TurnReservations,
-        card_tail_key: Any,
+        card_tail_key: Callable[[str, str], str],
     ) -> None:
         self._ns = namespace
         self._events = events
