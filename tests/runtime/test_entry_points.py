@@ -95,3 +95,28 @@ def test_rasa_log_lines_never_carry_a_token_query_parameter() -> None:
         assert record.getMessage() == "Failed to run http://h/webhook?token=***"
     finally:
         logging.setLogRecordFactory(original)
+
+
+def test_rasa_runs_its_numeric_libraries_on_one_thread(tmp_path) -> None:
+    from bot.runtime import services  # noqa: PLC0415
+    from bot.runtime.internal_secrets import InternalSecrets  # noqa: PLC0415
+
+    rasa = services.rasa_server(
+        5005,
+        tmp_path / "model.tar.gz",
+        "http://x",
+        tmp_path,
+        {},
+        secrets=InternalSecrets.generate(),
+    )
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        assert rasa.env[variable] == "1"
+    custom = services.rasa_server(
+        5005,
+        tmp_path / "model.tar.gz",
+        "http://x",
+        tmp_path,
+        {"OPENBLAS_NUM_THREADS": "2"},
+        secrets=InternalSecrets.generate(),
+    )
+    assert custom.env["OPENBLAS_NUM_THREADS"] == "2"  # a caller's environment still wins

@@ -79,6 +79,8 @@ SCHEMA = GraphSchema(
         "fails_rasas_way": _node({"x": "a"}, **{"raise": "rasa runtime"}),
         "fails": _node({"x": "b"}, **{"raise": "value"}),
         "needs_nowhere": _node({"x": "__nowhere__"}),
+        "loop_a": _node({"x": "loop_b"}),
+        "loop_b": _node({"x": "loop_a"}),
     }
 )
 
@@ -146,6 +148,18 @@ def test_the_runs_cover_results_and_each_kind_of_error(
     kinds = {outcome[1] if outcome[0] == "error" else "result" for outcome in outcomes}
     assert kinds == {"result", GraphRunError, GraphComponentException, KeyError}
     assert ("error", GraphRunError, "Error running runner.", RasaRuntimeError) in outcomes
+
+
+def test_a_cycle_is_a_recursion_error_as_under_dask(
+    runners: tuple[GraphRunner, GraphRunner],
+) -> None:
+    """Rasa's minimal_graph_schema recurses without end on a cycle (a schema Rasa validates
+    never has one): the sequential runner raises the same kind of error, without recursing."""
+    for runner in runners:
+        CALLS.clear()
+        with pytest.raises(RecursionError):
+            runner.run(inputs={}, targets=["loop_a"])
+        assert CALLS == []
 
 
 def test_each_needed_node_runs_once_parents_first(
