@@ -2,7 +2,8 @@
 # Entry point of the support image: the first argument picks the service.
 #   gateway    the web gateway (python -m bot.web) on 0.0.0.0:$GATEWAY_PORT (8080)
 #   rasa       Rasa with its HTTP API and the REST channel on 0.0.0.0:$RASA_PORT (5005),
-#              the model trained into /app/models at build time
+#              the newest model in $SUPPORT_MODELS_DIR (models: the one trained into /app/models
+#              at build time)
 #   actions    the action server on 0.0.0.0:$ACTION_SERVER_PORT (5055)
 #   analytics  the support quality report (python -m bot.analytics.report), options follow
 #   train      print the model's path (trains only if the image's model is stale)
@@ -25,7 +26,7 @@ case "$service" in
     # the project's entry point (patches Rasa, adds the API token) wins over plain `rasa`
     if [ -f bot/runtime/rasa_server.py ]; then set -- python -m bot.runtime.rasa_server run "$@"
     else set -- rasa run "$@"; fi
-    exec "$@" --enable-api --model models --endpoints endpoints.yml \
+    exec "$@" --enable-api --model "${SUPPORT_MODELS_DIR:-models}" --endpoints endpoints.yml \
       --credentials credentials.yml --interface 0.0.0.0 --port "${RASA_PORT:-5005}"
     ;;
   actions|action-server)

@@ -65,6 +65,9 @@ def test_the_services_started_by_the_entrypoint_answer_a_customer_together(
     trained_model: Path, tmp_path: Path
 ) -> None:
     actions_port, rasa_port, gateway_port = free_port(), free_port(), free_port()
+    models = tmp_path / "models"  # only the model of this checkout, not older ones beside it
+    models.mkdir()
+    (models / trained_model.name).symlink_to(trained_model)
     with RedisServer() as redis:
         shared = {
             "REDIS_URL": redis.url,
@@ -87,6 +90,7 @@ def test_the_services_started_by_the_entrypoint_answer_a_customer_together(
                 "/",
                 tmp_path,
                 RASA_PORT=str(rasa_port),
+                SUPPORT_MODELS_DIR=str(models),
                 ACTION_SERVER_URL=f"http://127.0.0.1:{actions_port}/webhook",
                 **shared,
             ),
