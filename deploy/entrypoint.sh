@@ -23,6 +23,9 @@ case "$service" in
   rasa)
     : "${EVENTS_DB_URL:?EVENTS_DB_URL must be set (Rasa's SQL event broker, endpoints.yml)}"
     : "${ACTION_SERVER_URL:?ACTION_SERVER_URL must be set (endpoints.yml action_endpoint)}"
+    # numeric libraries on one thread each, as bot/runtime/services.py RASA_THREADS_ENV
+    export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+    export MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
     # the project's entry point (patches Rasa, adds the API token) wins over plain `rasa`
     if [ -f bot/runtime/rasa_server.py ]; then set -- python -m bot.runtime.rasa_server run "$@"
     else set -- rasa run "$@"; fi
