@@ -261,7 +261,7 @@ class Conversations:
         except TokenMismatch as error:
             raise TokenRejected(conversation_id) from error
         if begun.outcome == "earlier":
-            earlier = await self._earlier(conversation_id, client_id)
+            earlier = await self._earlier(conversation_id, client_id, begun.earlier_id)
             return earlier or await self._wait_for(conversation_id, client_id, incoming)
         if begun.outcome == "not_offered":
             if begun.marker is not None:
@@ -321,10 +321,14 @@ class Conversations:
             task.exception()
 
     async def _earlier(
-        self, conversation_id: str, client_id: str
+        self, conversation_id: str, client_id: str, entry_id: str | None = None
     ) -> tuple[list[dict], DeskState] | None:
-        """What followed the message with this client id, if it was recorded."""
-        earlier = await self.events.find(conversation_id, client_id)
+        """What followed the message with this client id, if it was recorded. ``entry_id``: its
+        event id when already known (the turn's first script read it), saving the lookup."""
+        if entry_id is not None:
+            earlier = await self.events.at(conversation_id, entry_id)
+        else:
+            earlier = await self.events.find(conversation_id, client_id)
         if earlier is None:
             return None
         later = await self.events.history(conversation_id, earlier["id"])

@@ -190,7 +190,7 @@ class ConversationEvents:
         for event, (entry_id, duplicate) in zip(events, results, strict=True):
             entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
             if duplicate:
-                earlier = await self._event(conversation_id, entry_id)
+                earlier = await self.at(conversation_id, entry_id)
                 out.append({**(earlier or event), "id": entry_id, "duplicate": True})
             else:
                 out.append({**event, "id": entry_id})
@@ -201,9 +201,10 @@ class ConversationEvents:
         entry_id = await self._redis.get(self.client_id_key(conversation_id, client_id))
         if entry_id is None:
             return None
-        return await self._event(conversation_id, entry_id)
+        return await self.at(conversation_id, entry_id)
 
-    async def _event(self, conversation_id: str, entry_id: str) -> dict[str, Any] | None:
+    async def at(self, conversation_id: str, entry_id: str) -> dict[str, Any] | None:
+        """The event with this stream id, if it is still there."""
         entries = await self._redis.xrange(self.key(conversation_id), entry_id, entry_id)
         return decode(*entries[0]) if entries else None
 
