@@ -300,6 +300,8 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ("graph runner", ("rasa/engine/",)),
     ("action server call (aiohttp client)", ("aiohttp/", "rasa/utils/endpoints.py")),
     ("HTTP server (sanic)", ("sanic/", "httptools")),
+    ("project actions (actions/)", ("/actions/",)),
+    ("rasa_sdk", ("rasa_sdk/",)),
     ("JSON", ("json/",)),
     ("logging", ("logging/", "structlog/")),
 ]
@@ -376,15 +378,38 @@ async def bench(
     await run_level(gateway, pids, 4, args.messages, 24)  # warm-up: first turns load lazily
     first_rasa = next(name for name in pids if name.startswith("rasa"))
     for index, concurrency in enumerate(args.levels):
-        profiling = None
+        profiling = []
         if profile_to is not None and index == len(args.levels) - 1:
-            profiling = start_profile(pids[first_rasa], profile_to)
+            profiling = [start_profile(pids[first_rasa], profile_to)]
+            if "actions" in pids:
+                profiling.append(start_profile(pids["actions"], actions_profile(profile_to)))
         level = await run_level(gateway, pids, concurrency, args.messages, args.min_turns)
-        if profiling is not None:
-            stop_profile(profiling)
+        for process in profiling:
+            if process is not None:
+                stop_profile(process)
         print_level(level)
         levels.append(level)
     return levels
+
+
+def actions_profile(rasa_profile: Path) -> Path:
+    """Where the action server's profile goes beside Rasa's: ``actions.txt``,
+    ``actions-<N>x.txt``."""
+    return rasa_profile.with_name(rasa_profile.name.replace("rasa", "actions", 1))
+
+
+def print_profile(title: str, collapsed: list[str]) -> dict:
+    """Print and return the share of samples by component and the top functions."""
+    top = top_frames(collapsed)
+    profile = {**top, "components": components(collapsed)}
+    print(f"\n{title}, % of samples by component:")
+    for name, share in profile["components"][:15]:
+        print(f"  {share:5.1f}  {name}")
+    for kind in ("self", "inclusive"):
+        print(f"\n{title}, {kind} % of samples:")
+        for name, share in top[kind]:
+            print(f"  {share:5.1f}  {name}")
+    return profile
 
 
 def rasa_cpu(level: Level) -> float:
@@ -412,17 +437,13 @@ def run_replicas(args: argparse.Namespace, replicas: int) -> dict:
         f"{best.cpu_ms_per_turn.get('total', 0):.1f}); errors in all levels: {errors}"
     )
     result: dict = {"rasa_replicas": replicas, "levels": [level.summary() for level in levels]}
+    at = f"profile at C={levels[-1].concurrency}"
     if profile_to is not None and profile_to.exists():
         collapsed = profile_to.read_text().splitlines()
-        top = top_frames(collapsed)
-        result["profile"] = {**top, "components": components(collapsed)}
-        print(f"\nRasa profile at C={levels[-1].concurrency}, % of samples by component:")
-        for name, share in result["profile"]["components"][:15]:
-            print(f"  {share:5.1f}  {name}")
-        for kind in ("self", "inclusive"):
-            print(f"\nRasa profile at C={levels[-1].concurrency}, {kind} % of samples:")
-            for name, share in top[kind]:
-                print(f"  {share:5.1f}  {name}")
+        result["profile"] = print_profile(f"Rasa {at}", collapsed)
+    if profile_to is not None and actions_profile(profile_to).exists():
+        collapsed = actions_profile(profile_to).read_text().splitlines()
+        result["actions_profile"] = print_profile(f"Action server {at}", collapsed)
     return result
 
 
