@@ -55,6 +55,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.web import ROUTINE, percentile
+from bot.config import PROJECT_ROOT
 from bot.runtime import services
 from bot.runtime.internal_secrets import InternalSecrets
 from bot.runtime.ports import free_port
@@ -300,7 +301,14 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ("graph runner", ("rasa/engine/",)),
     ("action server call (aiohttp client)", ("aiohttp/", "rasa/utils/endpoints.py")),
     ("HTTP server (sanic)", ("sanic/", "httptools")),
-    ("project actions (actions/)", ("/actions/",)),
+    (  # the action server imports them relative to the project (its working directory)
+        "project actions (actions/, bot's domain modules)",
+        tuple(
+            f"{root}{name}"
+            for root in (" (", f"{PROJECT_ROOT}/")
+            for name in ("actions/", "bot/signals.py", "bot/escalation.py", "bot/sentiment.py")
+        ),
+    ),
     ("rasa_sdk", ("rasa_sdk/",)),
     ("JSON", ("json/",)),
     ("logging", ("logging/", "structlog/")),
