@@ -27,9 +27,10 @@ The last line gives turns/s at saturation (the best level).
 The CPU per turn is the figure to compare between runs on a shared machine: other processes
 steal wall time (turns/s, latencies) but not the CPU a process itself spends per turn.
 
-``--profile DIR``: record Rasa (the first replica) with py-spy during the highest level
-(``--nonblocking``, raw collapsed stacks in ``DIR/rasa.txt``, ``DIR/rasa-<N>x.txt`` with
-``--rasa`` lists) and print the share of samples by component and the functions with the largest
+``--profile DIR``: record Rasa (the first replica) and the action server with py-spy during the
+highest level (``--nonblocking``, raw collapsed stacks in ``DIR/rasa.txt`` and
+``DIR/actions.txt``, ``DIR/rasa-<N>x.txt`` and ``DIR/actions-<N>x.txt`` with ``--rasa`` lists)
+and print, for each, the share of samples by component and the functions with the largest
 share of samples, inclusive and self (:func:`top_frames`).
 """
 
