@@ -27,9 +27,10 @@ The last line gives turns/s at saturation (the best level).
 The CPU per turn is the figure to compare between runs on a shared machine: other processes
 steal wall time (turns/s, latencies) but not the CPU a process itself spends per turn.
 
-``--profile DIR``: record Rasa (the first replica) with py-spy during the highest level
-(``--nonblocking``, raw collapsed stacks in ``DIR/rasa.txt``, ``DIR/rasa-<N>x.txt`` with
-``--rasa`` lists) and print the share of samples by component and the functions with the largest
+``--profile DIR``: record Rasa (the first replica) and the action server with py-spy during the
+highest level (``--nonblocking``, raw collapsed stacks in ``DIR/rasa.txt`` and
+``DIR/actions.txt``, ``DIR/rasa-<N>x.txt`` and ``DIR/actions-<N>x.txt`` with ``--rasa`` lists)
+and print, for each, the share of samples by component and the functions with the largest
 share of samples, inclusive and self (:func:`top_frames`).
 """
 
@@ -55,6 +56,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.web import ROUTINE, percentile
+from bot.config import PROJECT_ROOT
 from bot.runtime import services
 from bot.runtime.internal_secrets import InternalSecrets
 from bot.runtime.ports import free_port
@@ -300,6 +302,15 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ("graph runner", ("rasa/engine/",)),
     ("action server call (aiohttp client)", ("aiohttp/", "rasa/utils/endpoints.py")),
     ("HTTP server (sanic)", ("sanic/", "httptools")),
+    (  # the action server imports them relative to the project (its working directory)
+        "project actions (actions/, bot's domain modules)",
+        tuple(
+            f"{root}{name}"
+            for root in (" (", f"{PROJECT_ROOT}/")
+            for name in ("actions/", "bot/signals.py", "bot/escalation.py", "bot/sentiment.py")
+        ),
+    ),
+    ("rasa_sdk", ("rasa_sdk/",)),
     ("JSON", ("json/",)),
     ("logging", ("logging/", "structlog/")),
 ]
@@ -376,15 +387,38 @@ async def bench(
     await run_level(gateway, pids, 4, args.messages, 24)  # warm-up: first turns load lazily
     first_rasa = next(name for name in pids if name.startswith("rasa"))
     for index, concurrency in enumerate(args.levels):
-        profiling = None
+        profiling = []
         if profile_to is not None and index == len(args.levels) - 1:
-            profiling = start_profile(pids[first_rasa], profile_to)
+            profiling = [start_profile(pids[first_rasa], profile_to)]
+            if "actions" in pids:
+                profiling.append(start_profile(pids["actions"], actions_profile(profile_to)))
         level = await run_level(gateway, pids, concurrency, args.messages, args.min_turns)
-        if profiling is not None:
-            stop_profile(profiling)
+        for process in profiling:
+            if process is not None:
+                stop_profile(process)
         print_level(level)
         levels.append(level)
     return levels
+
+
+def actions_profile(rasa_profile: Path) -> Path:
+    """Where the action server's profile goes beside Rasa's: ``actions.txt``,
+    ``actions-<N>x.txt``."""
+    return rasa_profile.with_name(rasa_profile.name.replace("rasa", "actions", 1))
+
+
+def print_profile(title: str, collapsed: list[str]) -> dict:
+    """Print and return the share of samples by component and the top functions."""
+    top = top_frames(collapsed)
+    profile = {**top, "components": components(collapsed)}
+    print(f"\n{title}, % of samples by component:")
+    for name, share in profile["components"][:15]:
+        print(f"  {share:5.1f}  {name}")
+    for kind in ("self", "inclusive"):
+        print(f"\n{title}, {kind} % of samples:")
+        for name, share in top[kind]:
+            print(f"  {share:5.1f}  {name}")
+    return profile
 
 
 def rasa_cpu(level: Level) -> float:
@@ -412,17 +446,13 @@ def run_replicas(args: argparse.Namespace, replicas: int) -> dict:
         f"{best.cpu_ms_per_turn.get('total', 0):.1f}); errors in all levels: {errors}"
     )
     result: dict = {"rasa_replicas": replicas, "levels": [level.summary() for level in levels]}
+    at = f"profile at C={levels[-1].concurrency}"
     if profile_to is not None and profile_to.exists():
         collapsed = profile_to.read_text().splitlines()
-        top = top_frames(collapsed)
-        result["profile"] = {**top, "components": components(collapsed)}
-        print(f"\nRasa profile at C={levels[-1].concurrency}, % of samples by component:")
-        for name, share in result["profile"]["components"][:15]:
-            print(f"  {share:5.1f}  {name}")
-        for kind in ("self", "inclusive"):
-            print(f"\nRasa profile at C={levels[-1].concurrency}, {kind} % of samples:")
-            for name, share in top[kind]:
-                print(f"  {share:5.1f}  {name}")
+        result["profile"] = print_profile(f"Rasa {at}", collapsed)
+    if profile_to is not None and actions_profile(profile_to).exists():
+        collapsed = actions_profile(profile_to).read_text().splitlines()
+        result["actions_profile"] = print_profile(f"Action server {at}", collapsed)
     return result
 
 

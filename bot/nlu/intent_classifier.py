@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +86,59 @@ def tfidf(vectorizer: TfidfVectorizer, texts: list[str]) -> sp.csr_matrix:
     return counts
 
 
+class OneText:
+    """``tfidf(vectorizer, [text])`` for one text, the served case, without building the
+    intermediate scipy matrices: the same counts (the vectorizer's own analyzer and
+    vocabulary, indices ascending), then scikit-learn's steps on that row's values in the same
+    order (``log`` + 1, times the idf, divided by the square root of the sum of squares summed
+    one after the other as scikit-learn's ``inplace_csr_row_normalize_l2`` does), so the values
+    are the same to the bit (``tests/nlu`` compares them on every training example). ``None``
+    from :meth:`of` when the vectorizer has other settings: then ``tfidf`` is used."""
+
+    def __init__(self, vectorizer: TfidfVectorizer) -> None:
+        self.analyze = vectorizer.build_analyzer()
+        vocabulary = getattr(vectorizer, "vocabulary_", None)
+        self.vocabulary: dict[str, int] = (
+            vocabulary if vocabulary is not None else vectorizer.get_params()["vocabulary"]
+        )
+        self.idf = np.asarray(vectorizer.idf_, dtype=np.float64)  # read once: a costly property
+        self.width = len(self.idf)
+
+    @classmethod
+    def of(cls, vectorizer: TfidfVectorizer) -> OneText | None:
+        transformer = getattr(vectorizer, "_tfidf", None)
+        if (
+            transformer is None
+            or vectorizer.binary
+            or vectorizer.dtype is not np.float64
+            or not transformer.sublinear_tf
+            or not transformer.use_idf
+            or transformer.norm != "l2"
+        ):
+            return None
+        return cls(vectorizer)
+
+    def row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """(column indices ascending as int32, float64 values) of the text's TF-IDF row."""
+        counts: dict[int, int] = {}
+        vocabulary = self.vocabulary
+        for feature in self.analyze(text):
+            index = vocabulary.get(feature)
+            if index is not None:
+                counts[index] = counts.get(index, 0) + 1
+        indices = np.fromiter(sorted(counts), dtype=np.int32, count=len(counts))
+        data = np.fromiter((counts[i] for i in indices.tolist()), np.float64, len(counts))
+        np.log(data, data)  # sublinear tf
+        data += 1
+        data *= self.idf[indices]
+        total = 0.0
+        for value in data.tolist():  # sequential, as scikit-learn's l2 row normalisation
+            total += value * value
+        if total != 0.0:
+            data /= math.sqrt(total)
+        return indices, data
+
+
 @dataclass
 class LinearModel:
     """Softmax regression weights: scores = features @ weights.T + bias."""
@@ -103,6 +157,21 @@ class LinearModel:
         scores -= scores.max(axis=1, keepdims=True)
         exp = np.exp(scores)
         return exp / exp.sum(axis=1, keepdims=True)
+
+
+def _hstacked_row(singles: list[OneText], text: str) -> sp.csr_matrix:
+    """``sp.hstack`` of the text's one-row TF-IDF blocks (:meth:`OneText.row`) as float32 CSR:
+    the blocks' columns one after the other, each offset by the widths before it, values cast
+    to float32, as ``sp.hstack(blocks, format="csr", dtype=np.float32)`` gives them."""
+    indices, values, offset = [], [], 0
+    for single in singles:
+        columns, data = single.row(text)
+        indices.append(columns + offset if offset else columns)
+        values.append(data.astype(np.float32))
+        offset += single.width
+    joined = np.concatenate(indices).astype(np.int32, copy=False)
+    indptr = np.array([0, len(joined)], dtype=np.int32)
+    return sp.csr_matrix((np.concatenate(values), joined, indptr), shape=(1, offset))
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True)
@@ -146,6 +215,8 @@ class SentenceIntentClassifier(IntentClassifier, GraphComponent):
         self._vectorizers = vectorizers or _vectorizers(self.config)
         self._models = models or {}
         self._index = index
+        self._single: list[OneText] | None = None  # the served one-message TF-IDF
+        self._single_ok = False
 
     @classmethod
     def create(
@@ -170,8 +241,19 @@ class SentenceIntentClassifier(IntentClassifier, GraphComponent):
 
     def _sparse(self, messages: list[Message]) -> sp.csr_matrix:
         texts = [message.get(TEXT) or "" for message in messages]
+        if len(texts) == 1 and (one := self._one_text()) is not None:
+            return _hstacked_row(one, texts[0])
         blocks = [tfidf(vectorizer, texts) for vectorizer in self._vectorizers.values()]
         return sp.hstack(blocks, format="csr", dtype=np.float32)
+
+    def _one_text(self) -> list[OneText] | None:
+        """The one-text TF-IDF of each vectorizer (built on first use), None when one has
+        settings :class:`OneText` does not handle."""
+        if self._single is None:
+            single = [OneText.of(vectorizer) for vectorizer in self._vectorizers.values()]
+            self._single = [one for one in single if one is not None]
+            self._single_ok = len(self._single) == len(single)
+        return self._single if self._single_ok else None
 
     # training -------------------------------------------------------------------------------
 
@@ -208,11 +290,16 @@ class SentenceIntentClassifier(IntentClassifier, GraphComponent):
 
     # inference ------------------------------------------------------------------------------
 
-    def probabilities(self, messages: list[Message]) -> tuple[np.ndarray, np.ndarray]:
-        """(intents, probabilities per message): the weighted mean of the two regressions."""
+    def probabilities(
+        self, messages: list[Message], dense: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(intents, probabilities per message): the weighted mean of the two regressions.
+        ``dense``: the messages' dense features when the caller already read them."""
         sparse = self._models["sparse"]
         result = sparse.probabilities(self._sparse(messages))
-        dense_features = self._dense(messages) if "dense" in self._models else None
+        dense_features = None
+        if "dense" in self._models:
+            dense_features = dense if dense is not None else self._dense(messages)
         if dense_features is not None:
             share = self.config["dense_share"]
             result = (1 - share) * result + share * self._models["dense"].probabilities(
@@ -223,8 +310,9 @@ class SentenceIntentClassifier(IntentClassifier, GraphComponent):
     def process(self, messages: list[Message]) -> list[Message]:
         if not self._models or not messages:
             return messages
-        intents, probabilities = self.probabilities(messages)
-        dense = self._dense(messages) if self._index is not None else None
+        wanted = self._index is not None or "dense" in self._models
+        dense = self._dense(messages) if wanted else None  # read once (a deep copy each read)
+        intents, probabilities = self.probabilities(messages, dense)
         for number, (message, row) in enumerate(zip(messages, probabilities, strict=True)):
             order = np.argsort(-row, kind="stable")[: self.config["ranking_length"] or None]
             ranking = [{"name": str(intents[i]), "confidence": float(row[i])} for i in order]

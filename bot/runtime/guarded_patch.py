@@ -4,7 +4,8 @@ replace one attribute, or leave Rasa alone and warn.
 Every patch the project applies to Rasa (:mod:`bot.runtime.action_validation`,
 :mod:`bot.runtime.event_lookup`, :mod:`bot.runtime.rule_lookup`,
 :mod:`bot.runtime.endpoint_session`, :mod:`bot.runtime.strict_tracker_store`,
-:mod:`bot.runtime.graph_runner`) is a :class:`GuardedPatch`: the attribute it replaces (a method,
+:mod:`bot.runtime.graph_runner`, :mod:`bot.runtime.debug_copies`, :mod:`bot.runtime.empty_domain`)
+is a :class:`GuardedPatch`: the attribute it replaces (a method,
 a staticmethod, or a name in one of Rasa's modules), the replacement, and the Rasa code whose
 behaviour the replacement relies on (``guarded``, often the replaced method itself). Its
 ``apply`` hashes the installed source of that code and replaces the attribute only when the hash

@@ -8,7 +8,9 @@ found by name without walking the class tree each time); :mod:`bot.runtime.stric
 :mod:`bot.runtime.rule_lookup` (the rules applicable to a conversation's last states
 remembered); :mod:`bot.runtime.endpoint_session` (the action server called over kept-alive
 connections); :mod:`bot.runtime.graph_runner` (the prediction graph run node after node instead
-of through dask). Then, for ``rasa run``, the token of Rasa's HTTP API comes from `RASA_AUTH_TOKEN`
+of through dask); :mod:`bot.runtime.debug_copies` (Rasa's debug-only deep copies skipped while
+debug lines are dropped); :mod:`bot.runtime.empty_domain` (the empty domain ``Domain.is_empty``
+compares with built once). Then, for ``rasa run``, the token of Rasa's HTTP API comes from `RASA_AUTH_TOKEN`
 (bot.config) and is handed to Rasa's own ``--auth-token`` inside this process, so it never shows
 in a process listing (``ps``, /proc/<pid>/cmdline); without a token ``rasa run`` refuses to start
 rather than serve an open API. Rasa checks the token on every route of the HTTP API
@@ -26,6 +28,8 @@ import sys
 from bot.config import get_settings
 from bot.runtime import (
     action_validation,
+    debug_copies,
+    empty_domain,
     endpoint_session,
     event_lookup,
     graph_runner,
@@ -80,6 +84,8 @@ def main() -> None:
     rule_lookup.apply()
     endpoint_session.apply()
     graph_runner.apply()
+    debug_copies.apply()
+    empty_domain.apply()
     from rasa.__main__ import main as rasa_main  # noqa: PLC0415 - Rasa loads slowly
 
     rasa_main()

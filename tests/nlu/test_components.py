@@ -166,3 +166,40 @@ def test_tfidf_is_scikit_learns_transform_exactly_fitted_and_restored() -> None:
                 assert np.array_equal(ours.indptr, theirs.indptr), name
                 assert np.array_equal(ours.indices, theirs.indices), name
                 assert np.array_equal(ours.data, theirs.data), name
+
+
+def test_one_text_tfidf_is_scikit_learns_hstacked_transform_exactly() -> None:
+    """The served path (one message: `OneText` rows joined by `_hstacked_row`) gives the very
+    float32 CSR row `sp.hstack` of the vectorizers' `transform` gives: same indices and values to
+    the bit, on every training example, unknown words, non-ASCII text and an empty text, for fitted
+    and persisted-then-restored vectorizers; and the classifier takes that path for one message."""
+    import scipy.sparse as sp
+
+    full = load_data(str(PROJECT_ROOT / "data" / "nlu"))
+    texts = [m.get(TEXT) for m in full.intent_examples if m.get(TEXT)]
+    fit_on = random.Random(3).sample(texts, 3000)
+    checks = texts + ["", "zzqx unknownword", "£25.50 on 12/03/2024 ref 12345678", "ÉTÉ café"]
+    fitted = intent_classifier._vectorizers(SentenceIntentClassifier.get_default_config())
+    restored = {}
+    for name, vectorizer in fitted.items():
+        vectorizer.fit(fit_on)
+        state = {"vocabulary": vectorizer.vocabulary_, "idf": vectorizer.idf_.tolist()}
+        restored[name] = intent_classifier._restored_vectorizer(vectorizer, state)
+    for vectorizers in (fitted, restored):
+        singles = [intent_classifier.OneText.of(v) for v in vectorizers.values()]
+        assert all(single is not None for single in singles)
+        for text in checks:
+            theirs = sp.hstack(
+                [v.transform([text]) for v in vectorizers.values()], format="csr", dtype=np.float32
+            )
+            ours = intent_classifier._hstacked_row(singles, text)  # type: ignore[arg-type]
+            assert ours.dtype == theirs.dtype and ours.shape == theirs.shape, text
+            assert np.array_equal(ours.indptr, theirs.indptr), text
+            assert np.array_equal(ours.indices, theirs.indices), text
+            assert np.array_equal(ours.data, theirs.data), text
+    classifier = SentenceIntentClassifier({}, None, None, vectorizers=restored)  # type: ignore[arg-type]
+    one = classifier._sparse([Message(data={TEXT: checks[0]})])
+    assert classifier._single_ok and one.shape[0] == 1
+    binary = intent_classifier._vectorizers(SentenceIntentClassifier.get_default_config())["word"]
+    binary.set_params(binary=True)
+    assert intent_classifier.OneText.of(binary) is None  # other settings: scikit-learn's path

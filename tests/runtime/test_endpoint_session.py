@@ -5,6 +5,7 @@ connection."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -83,7 +84,25 @@ CALLS: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
     (("post", "broken"), {}),
     (("get", "webhook"), {"params": {"extra": "1"}, "headers": {"X-Custom": "call"}}),
     (("post", "webhook"), {"content_type": None, "json": {"a": 1}}),
+    (("post", "webhook"), {"json": {"tracker": {"events": [{"text": "café / 5€ 😀 </b>"}]}}}),
+    (("post", "webhook"), {"json": {"numbers": [1e-05, 1 / 3, 2**70, -0.0, 1e300, True, None]}}),
 ]
+
+BODIES: list[Any] = [
+    {"text": "café / 5€ 😀 \ud800 </script>", "keys": {2: "a", True: "b", None: "c", 1.5: "d"}},
+    [1e-05, 1 / 3, 2**70, -(2**64), float("inf"), -0.0, 5e-324, (1, 2)],
+    {"nested": [{"event": "user", "parse_data": {"intent": {"confidence": 0.123456789}}}]},
+]
+
+
+@pytest.mark.parametrize("body", range(len(BODIES)))
+def test_json_bodies_are_the_standard_librarys_data(body: int) -> None:
+    """The body ujson writes parses to the data `json.dumps` writes (floats, big numbers,
+    non-ASCII, a lone surrogate, non-string keys, tuples); what ujson refuses raises as before."""
+    data = BODIES[body]
+    assert json.loads(endpoint_session.dumps(data)) == json.loads(json.dumps(data))
+    with pytest.raises(TypeError):
+        endpoint_session.dumps({"a set": {1}})
 
 
 @pytest.mark.parametrize("call", range(len(CALLS)))
