@@ -278,6 +278,7 @@ class SentenceIntentClassifier(IntentClassifier, GraphComponent):
         intents = [m.get(INTENT) for m in examples]
         for vectorizer in self._vectorizers.values():
             vectorizer.fit([m.get(TEXT) for m in examples])
+        self._single = None  # the one-text TF-IDF is rebuilt from the refitted vectorizers
         self._models = {
             "sparse": self._fit(self._sparse(examples), intents, self.config["sparse_C"])
         }

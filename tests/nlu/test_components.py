@@ -203,3 +203,27 @@ def test_one_text_tfidf_is_scikit_learns_hstacked_transform_exactly() -> None:
     binary = intent_classifier._vectorizers(SentenceIntentClassifier.get_default_config())["word"]
     binary.set_params(binary=True)
     assert intent_classifier.OneText.of(binary) is None  # other settings: scikit-learn's path
+
+
+def test_one_text_tfidf_is_rebuilt_when_the_classifier_is_trained_again() -> None:
+    """A classifier that served one message and is then trained on other data computes the next
+    message's TF-IDF row from the refitted vectorizers, not from the first fit's vocabulary."""
+    first = TrainingData(
+        [Message(data={TEXT: t, INTENT: i}) for t, i in [("card lost", "a"), ("top up", "b")]]
+    )
+    second = TrainingData(
+        [Message(data={TEXT: t, INTENT: i}) for t, i in [("refund late", "c"), ("fee high", "d")]]
+    )
+    config = {**SentenceIntentClassifier.get_default_config(), "char_min_df": 1}
+    classifier = SentenceIntentClassifier(config, None, None)  # type: ignore[arg-type]
+    classifier.persist = lambda: None  # type: ignore[method-assign]
+    classifier.train(first)
+    classifier._sparse([Message(data={TEXT: "card"})])  # builds the one-text rows
+    classifier.train(second)
+    vectorizers = classifier._vectorizers.values()
+    import scipy.sparse as sp
+
+    theirs = sp.hstack([v.transform(["refund"]) for v in vectorizers], format="csr")
+    ours = classifier._sparse([Message(data={TEXT: "refund"})])
+    assert ours.shape == theirs.shape
+    assert np.allclose(ours.toarray(), theirs.toarray())
