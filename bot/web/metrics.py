@@ -93,6 +93,8 @@ def is_turn(request: web.Request) -> bool:
 
 def error_kind(response: web.StreamResponse) -> str:
     """The kind of error `response` answers (its JSON error code, else its status)."""
+    if response.status == 429:  # every 429's code is a rate limit's: no JSON to parse (a flood)
+        return "rate_limited"
     code = ""
     body = getattr(response, "body", None)
     if isinstance(body, bytes) and body[:1] == b"{":
