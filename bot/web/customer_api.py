@@ -118,6 +118,7 @@ async def post_message(request: web.Request) -> web.Response:
     # before the body is read or Redis asked (a flood's cost, bot/web/refusals.py)
     known = charges.known_refused(proof=token_hash(token))
     if known is not None:
+        await known.held()
         raise known
     try:
         incoming = parse_incoming(await json_body(request))

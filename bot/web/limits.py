@@ -129,12 +129,17 @@ class Charges:
         return RateLimited(f"{RATES[self.names[0]][1]}; retry in a moment", wait)
 
     def known_refused(self, proof: str = "") -> RateLimited | None:
-        """The 429 at once when Redis refused these very checks (same ``proof``) so recently
-        that it would still refuse them; None: ask Redis."""
+        """The 429 without Redis when Redis refused these very checks (same ``proof``) so
+        recently that it would still refuse them (a repeat: :meth:`RateLimited.held` before it
+        is raised); None: ask Redis."""
         if not self.keys or self.refusals is None:
             return None
         wait = self.refusals.wait(self.keys, proof)
-        return self.refused(wait) if wait > 0 else None
+        if wait <= 0:
+            return None
+        refusal = self.refused(wait)
+        refusal.repeat_hold = min(self.refusals.repeat_delay, wait)
+        return refusal
 
     def clock(self) -> float:
         """Now on the refusals' clock (pass it as ``sent_at`` when a script refuses)."""
@@ -167,18 +172,33 @@ class RateLimited(ApiError):
 
     def __init__(self, message: str, retry_after: float) -> None:
         self.retry_after = max(1, math.ceil(retry_after))
+        self.repeat_hold: float | None = None  # a repeat refused from memory: held this long
         super().__init__(429, "too_many_requests", message, retry_after=self.retry_after)
+
+    async def held(self) -> None:
+        """Wait before a repeat's 429 is answered: a client that ignores ``Retry-After`` gets at
+        most one refusal per connection and ``RATE_LIMIT_REPEAT_DELAY_SECONDS`` (never longer than
+        its ``Retry-After``), instead of as many as the gateway's CPU can answer."""
+        if self.repeat_hold:
+            await asyncio.sleep(self.repeat_hold)
 
     def response(self) -> web.Response:
         """The 429: the same JSON as :func:`bot.web.errors.error_response`, encoded once per
-        message and wait (a flood is refused hundreds of times a second)."""
-        return web.Response(
+        message and wait (a flood is refused hundreds of times a second). A repeat refused from
+        memory is marked :data:`REPEAT` (not logged line by line; the metrics count it)."""
+        response = web.Response(
             body=_refusal_body(self.code, self.message, self.retry_after),
             status=self.status,
             content_type="application/json",
             charset="utf-8",
             headers={"Retry-After": str(self.retry_after)},
         )
+        if self.repeat_hold is not None:
+            response[REPEAT] = True
+        return response
+
+
+REPEAT = "support.refused_from_memory"  # key in a response: a repeat refused without Redis
 
 
 @functools.lru_cache(maxsize=1024)
@@ -239,7 +259,8 @@ class Limits:
         self._acquire = redis.register_script(_SOCKET_ACQUIRE)
         self._renew = redis.register_script(_SOCKET_RENEW)
         self._slots: dict[str, SocketSlot] = {}  # this gateway's open sockets, by slot id
-        self.refusals = RecentRefusals()  # Redis's recent refusals (bot/web/refusals.py)
+        # Redis's recent refusals (bot/web/refusals.py); a repeat's 429 waits repeat_delay
+        self.refusals = RecentRefusals(repeat_delay=settings.rate_limit_repeat_delay_seconds)
         self._renewer: asyncio.Task[None] | None = None
 
     def charges(self, *checks: tuple[str, str]) -> Charges:
@@ -276,7 +297,12 @@ class Limits:
         return wait
 
     async def hit(self, *checks: tuple[str, str]) -> None:
-        """Like :meth:`check`, raising :class:`RateLimited` (429) when over a limit."""
+        """Like :meth:`check`, raising :class:`RateLimited` (429) when over a limit (a repeat
+        Redis refused recently: without Redis, after :meth:`RateLimited.held`)."""
+        known = self.charges(*checks).known_refused()
+        if known is not None:
+            await known.held()
+            raise known
         wait = await self.check(*checks)
         if wait:
             raise self.charges(*checks).refused(wait)

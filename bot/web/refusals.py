@@ -23,6 +23,16 @@ Why it can only refuse early, never allow what Redis refuses nor refuse what Red
 * At most ``max_entries`` refusals are kept; beyond, the oldest is forgotten (forgetting only
   means asking Redis again). Expired entries are dropped when looked up.
 
+**A repeat waits for its answer.** A client refused from memory is one that did not wait as
+told (a well-behaved one comes back after ``Retry-After``, when its refusal is over). Its 429 is
+answered after ``RATE_LIMIT_REPEAT_DELAY_SECONDS`` (default 1 s, never more than its
+``Retry-After``; HAProxy's ``tarpit`` does the same): the wait costs a timer, not CPU, and a
+client that waits for each answer before sending again (HTTP/1.1) gets one refusal per second
+and connection instead of as many as the gateway can answer. The answer still comes, with its
+``Retry-After``: overload is answered, never a hang. Repeats are counted in the metrics
+(``support_gateway_errors_total{kind="rate_limited"}``) but not logged line by line (the first
+refusal, Redis's, is).
+
 A limit reset in Redis by hand (deleting its key) is seen by this cache only when its time runs
 out: at most the ``Retry-After`` that was answered.
 """
@@ -42,9 +52,13 @@ class RecentRefusals:
     """Sets of limit keys Redis refused, each until the earliest time Redis could allow it."""
 
     def __init__(
-        self, max_entries: int = MAX_ENTRIES, clock: Callable[[], float] = time.monotonic
+        self,
+        max_entries: int = MAX_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+        repeat_delay: float = 0.0,
     ) -> None:
         self.max_entries = max_entries
+        self.repeat_delay = repeat_delay  # a repeat's 429 is answered after this long
         self.clock = clock
         self._until: dict[tuple[str, ...], tuple[float, str]] = {}  # keys -> (deadline, proof)
         self.refused = 0  # requests refused here, without Redis

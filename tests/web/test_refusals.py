@@ -124,3 +124,36 @@ async def test_two_gateways_never_refuse_where_redis_would_allow(redis_client):
         allowed += wait == 0
         await asyncio.sleep(rng.choice([0, 0, 0, 0.01, 0.05]))
     assert known > 0 and allowed > 0  # both paths were taken
+
+
+async def test_a_repeat_is_held_before_its_429_and_marked_not_to_be_logged(
+    redis_client, monkeypatch
+):
+    import bot.web.limits as limits_module
+    from bot.web.limits import REPEAT
+
+    held: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        held.append(seconds)
+
+    monkeypatch.setattr(limits_module.asyncio, "sleep", sleep)
+    limits = Limits(
+        redis_client,
+        settings(rate_limit_logins_per_account="1/h", rate_limit_repeat_delay_seconds="2.5"),
+    )
+    check = ("logins_per_account", "ann")
+    await limits.hit(check)
+    with pytest.raises(RateLimited) as first:  # Redis's refusal: at once, logged
+        await limits.hit(check)
+    assert held == [] and REPEAT not in first.value.response()
+    with pytest.raises(RateLimited) as repeat:  # from memory: held, then answered
+        await limits.hit(check)
+    assert held == [2.5]
+    response = repeat.value.response()
+    assert response[REPEAT] and response.status == 429
+    assert int(response.headers["Retry-After"]) == first.value.retry_after
+    # never held longer than the wait that is left
+    short = limits.charges(("logins_per_account", "bob"))
+    limits.refusals.remember(short.keys, 0.5, sent_at=limits.refusals.clock())
+    assert 0 < short.known_refused().repeat_hold <= 0.5
