@@ -229,6 +229,7 @@ GENEROUS_ENV = {
     "RATE_LIMIT_LOGINS_PER_ACCOUNT": "100000/m",
     "RATE_LIMIT_LOGINS_PER_IP": "100000/m",
     "MAX_SOCKETS_PER_IP": "100000",
+    "RATE_LIMIT_REQUESTS_PER_IP": "off",  # HAProxy's, in front of several gateways
 }
 
 
