@@ -13,9 +13,9 @@ Why it can only refuse early, never allow what Redis refuses nor refuse what Red
   Redis refused; another set (e.g. the same address in another conversation) asks Redis.
 * The time kept is the moment the script was *sent* plus the wait Redis answered, less
   :data:`MARGIN`, so it is never later than the time Redis would allow (the script ran after it
-  was sent; the margin covers Redis's clock, which the script reads in whole milliseconds). Another gateway's
-  charges only push a limit's time later (GCRA), so a refusal stays true on every replica; each
-  gateway keeps only its own refusals and asks Redis otherwise.
+  was sent; the margin covers Redis's clock, which the script reads in whole milliseconds).
+  Another gateway's charges only push a limit's time later (GCRA), so a refusal stays true on
+  every replica; each gateway keeps only its own refusals and asks Redis otherwise.
 * A refusal that depended on a credential (a turn's script checks the conversation's token
   before the limits) is kept with a proof (the token's SHA-256); a request without the same proof
   is not refused here and gets Redis's answer (403/404) as before, so a forged request can
@@ -26,13 +26,15 @@ Why it can only refuse early, never allow what Redis refuses nor refuse what Red
 **A repeat waits for its answer.** A client refused from memory is one that did not wait as
 told (a well-behaved one comes back after ``Retry-After``, when its refusal is over). Its 429 is
 answered after ``RATE_LIMIT_REPEAT_DELAY_SECONDS`` (default 1 s, never more than its
-``Retry-After``; HAProxy's ``tarpit`` does the same): the wait costs a timer, not CPU, and a
+``Retry-After``; the idea of HAProxy's ``tarpit``): the wait costs a timer, not CPU, and a
 client that waits for each answer before sending again (HTTP/1.1) gets one refusal per second
 and connection instead of as many as the gateway can answer. The answer still comes, with its
 ``Retry-After``: overload is answered, never a hang. Repeats are counted in the metrics
 (``support_gateway_errors_total{kind="rate_limited"}``) but not logged line by line (the first
 refusal, Redis's, is).
 
+A customer message refused from memory is refused before its body is read: a repeat with a
+malformed body gets its 429, where Redis's first refusal would have been preceded by the 400.
 A limit reset in Redis by hand (deleting its key) is seen by this cache only when its time runs
 out: at most the ``Retry-After`` that was answered.
 """
