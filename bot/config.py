@@ -318,6 +318,18 @@ class Settings(BaseSettings):
     rate_limit_logins_per_ip: str = Field(
         "40/5m", env="RATE_LIMIT_LOGINS_PER_IP", description="Login attempts per client IP."
     )
+    rate_limit_repeat_delay_seconds: float = Field(
+        1.0,
+        env="RATE_LIMIT_REPEAT_DELAY_SECONDS",
+        description="A client refused again from the gateway's memory of Redis's refusals (it ignored Retry-After) gets its 429 after this long (at most its Retry-After); 0: at once.",
+        ge=0,
+        le=30,
+    )
+    rate_limit_requests_per_ip: str = Field(
+        "200/10s",
+        env="RATE_LIMIT_REQUESTS_PER_IP",
+        description="HTTP requests per client IP at HAProxy (several gateways); beyond: 429.",
+    )
     max_sockets_per_conversation: int = Field(
         5, env="MAX_SOCKETS_PER_CONVERSATION", description="Open WebSockets per conversation."
     )

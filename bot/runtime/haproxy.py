@@ -8,16 +8,72 @@ to ``X-Forwarded-For``; the gateways believe it because the launcher starts them
 ``TRUSTED_PROXIES=127.0.0.1``, so per-IP rate limits see the real client. Timeouts suit the
 WebSockets of the widget and the agent console (``timeout tunnel`` 1 h). No sticky sessions:
 gateways keep no state between requests.
+
+**A flood is turned away here, before any gateway pays for it.** HAProxy counts each client
+address's HTTP requests in a stick table (``http_req_rate`` over the period of
+``RATE_LIMIT_REQUESTS_PER_IP``, default ``200/10s``: well above what the gateways' own limits let a
+customer or agent use) and answers beyond it with 429, ``Retry-After`` (the period) and the
+gateways' JSON error, at the cost of a table lookup in HAProxy. A client that keeps sending keeps
+its rate up and stays refused; one that waits as told comes back under the limit. The address is
+the TCP peer, never a header, so a forged ``X-Forwarded-For`` neither dodges the limit nor gets
+another address refused; only when the peer is one of ``TRUSTED_PROXIES`` (HAProxy behind another
+proxy) is the right-most ``X-Forwarded-For`` entry, the one that proxy appended, counted instead.
+WebSocket frames are not requests: an open socket is counted once, at its upgrade.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 from bot.runtime.services import Service, ServiceError
 
 MONITOR_URI = "/haproxy/healthz"  # answered by HAProxy itself: its own health check
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+_RATE = re.compile(r"\s*(\d+)\s*/\s*(\d*)\s*([smh])\s*")
+REFUSAL = (
+    '{"error": {"code": "too_many_requests", "message": "too many requests from your address; '
+    'retry in a moment", "details": {"retry_after": %d}}}'
+)
+
+
+def requests_per_ip(text: str) -> tuple[int, int] | None:
+    """``"200/10s"`` as (count, period in seconds); ``"off"`` (or empty) as None."""
+    if text.strip().lower() in ("", "off", "none", "unlimited"):
+        return None
+    match = _RATE.fullmatch(text)
+    if not match or int(match.group(1)) < 1:
+        raise ValueError(f"RATE_LIMIT_REQUESTS_PER_IP looks like '200/10s' or 'off', not {text!r}")
+    period = int(match.group(2) or 1) * _UNITS[match.group(3)]
+    if period < 1:
+        raise ValueError(f"the period of {text!r} must be at least one second")
+    return int(match.group(1)), period
+
+
+def _rate_limit(limit: tuple[int, int] | None, trusted_proxies: str) -> str:
+    """The frontend's lines that count and refuse each client address (none without a limit)."""
+    if limit is None:
+        return ""
+    count, period = limit
+    proxies = " ".join(p.strip() for p in trusted_proxies.split(",") if p.strip())
+    if proxies:
+        track = (
+            f"    acl from_proxy src {proxies}\n"
+            "    http-request track-sc0 src if !from_proxy\n"
+            "    http-request track-sc0 req.hdr_ip(X-Forwarded-For,-1) if from_proxy\n"
+        )
+    else:
+        track = "    http-request track-sc0 src\n"
+    body = REFUSAL % period
+    return (
+        f"    stick-table type ipv6 size 200k expire {max(60, 2 * period)}s "
+        f"store http_req_rate({period}s)\n"
+        f"{track}"
+        f"    http-request deny deny_status 429 content-type application/json "
+        f"string '{body}' hdr Retry-After {period} hdr Cache-Control no-store "
+        f"if {{ sc_http_req_rate(0) gt {count} }}\n"
+    )
 
 
 def find_haproxy() -> str:
@@ -33,8 +89,15 @@ def find_haproxy() -> str:
     return found
 
 
-def haproxy_config(host: str, port: int, backend_ports: list[int]) -> str:
-    """The configuration: frontend on host:port, round-robin over the gateways on loopback."""
+def haproxy_config(
+    host: str,
+    port: int,
+    backend_ports: list[int],
+    limit: tuple[int, int] | None = None,
+    trusted_proxies: str = "",
+) -> str:
+    """The configuration: frontend on host:port, round-robin over the gateways on loopback;
+    with ``limit`` (count, period s), each client address's requests beyond it get a 429."""
     servers = "\n".join(
         f"    server gateway{i + 1} 127.0.0.1:{p} check inter 2s fall 2 rise 1"
         for i, p in enumerate(backend_ports)
@@ -58,7 +121,7 @@ defaults
 frontend support
     bind {host}:{port}
     monitor-uri {MONITOR_URI}
-    default_backend gateways
+{_rate_limit(limit, trusted_proxies)}    default_backend gateways
 
 backend gateways
     balance leastconn
@@ -69,13 +132,19 @@ backend gateways
 
 
 def haproxy_service(
-    host: str, port: int, backend_ports: list[int], data_dir: Path, log_dir: Path
+    host: str,
+    port: int,
+    backend_ports: list[int],
+    data_dir: Path,
+    log_dir: Path,
+    limit: tuple[int, int] | None = None,
+    trusted_proxies: str = "",
 ) -> Service:
     """HAProxy in the foreground (``-db``) with a freshly written configuration."""
     executable = find_haproxy()
     config = data_dir / "haproxy.cfg"
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(haproxy_config(host, port, backend_ports))
+    config.write_text(haproxy_config(host, port, backend_ports, limit, trusted_proxies))
     return Service(
         name="haproxy",
         command=[executable, "-db", "-f", str(config)],

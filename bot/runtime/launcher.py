@@ -32,7 +32,7 @@ from pathlib import Path
 
 from bot.accounts import prepare_accounts
 from bot.config import Settings, get_settings
-from bot.runtime.haproxy import haproxy_service
+from bot.runtime.haproxy import haproxy_service, requests_per_ip
 from bot.runtime.internal_secrets import InternalSecrets, ensure_secrets
 from bot.runtime.redis_server import RedisServer
 from bot.runtime.services import (
@@ -148,7 +148,13 @@ def _services(
     proxies = ",".join(p for p in ("127.0.0.1", settings.trusted_proxies) if p)
     gateway_ports = [settings.gateway_port + 1 + i for i in range(replicas.gateways)]
     balancer = haproxy_service(  # checked first: a missing haproxy stops the start early
-        settings.gateway_host, settings.gateway_port, gateway_ports, settings.data_dir, log_dir
+        settings.gateway_host,
+        settings.gateway_port,
+        gateway_ports,
+        settings.data_dir,
+        log_dir,
+        requests_per_ip(settings.rate_limit_requests_per_ip),
+        settings.trusted_proxies,
     )
     for i, port in enumerate(gateway_ports):
         gateway = gateway_service(

@@ -7,11 +7,22 @@ import logging
 import os
 
 from aiohttp import web
+from aiohttp.web_log import AccessLogger
 
 from bot import logs
 from bot.config import get_settings
 from bot.redis_clients import bounded_async_redis
 from bot.web.app import create_app
+from bot.web.limits import REPEAT
+
+
+class AccessLog(AccessLogger):
+    """aiohttp's access log without the repeats refused from memory (a flood ignoring
+    ``Retry-After``: :mod:`bot.web.refusals`); the first refusal, Redis's, is logged."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if not response.get(REPEAT):
+            super().log(request, response, time)
 
 
 def _fast_event_loop() -> None:
@@ -46,7 +57,14 @@ def main() -> None:
     )
     app = create_app(settings, redis, settings.rasa_replica_urls())
     # The access log shows method, path and status only: never bodies (customer text).
-    web.run_app(app, host=args.host, port=args.port, access_log_format='%a "%r" %s %Tf', print=None)
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        access_log_class=AccessLog,
+        access_log_format='%a "%r" %s %Tf',
+        print=None,
+    )
 
 
 if __name__ == "__main__":

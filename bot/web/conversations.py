@@ -107,8 +107,12 @@ class Incoming:
         return self.text if self.text is not None else (self.title or self.payload or "")
 
 
-def _hash(token: str) -> str:
+def token_hash(token: str) -> str:
+    """What a conversation's record keeps of its token (SHA-256, hex)."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+_hash = token_hash
 
 
 def _masked(value: Any) -> Any:

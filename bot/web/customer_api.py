@@ -25,6 +25,7 @@ from bot.web.conversations import (
     Incoming,
     TokenRejected,
     has_words,
+    token_hash,
 )
 from bot.web.errors import ApiError, bad_request, forbidden, not_found, too_large
 from bot.web.gateway import GATEWAY, Gateway
@@ -110,14 +111,20 @@ async def post_message(request: web.Request) -> web.Response:
     require_origin(request, gateway.allowed_origins)
     conversation_id = request.match_info["conversation_id"]
     token = bearer_token(request)
+    charges = limits_of(request).charges(
+        ("messages_per_conversation", conversation_id), ("messages_per_ip", client_ip(request))
+    )
+    # Redis refused this token's very checks so recently that it still would: the 429 at once,
+    # before the body is read or Redis asked (a flood's cost, bot/web/refusals.py)
+    known = charges.known_refused(proof=token_hash(token))
+    if known is not None:
+        await known.held()
+        raise known
     try:
         incoming = parse_incoming(await json_body(request))
     except (ApiError, web.HTTPException):
         await authorized_conversation(request, gateway)  # a wrong token answers first, as always
         raise
-    charges = limits_of(request).charges(
-        ("messages_per_conversation", conversation_id), ("messages_per_ip", client_ip(request))
-    )
     # token, limits, earlier result, offer and reservation: one script (bot/web/turn_scripts.py)
     try:
         messages, state = await gateway.conversations.send(

@@ -20,17 +20,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import math
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from redis.asyncio import Redis
 
 from bot import keys
 from bot.config import Settings
-from bot.web.errors import ApiError, error_response
+from bot.web.errors import ApiError
+from bot.web.refusals import RecentRefusals
 
 SOCKET_TTL_SECONDS = 60
 SOCKET_RENEW_SECONDS = 20
@@ -109,15 +112,38 @@ return 0
 
 @dataclass(frozen=True)
 class Charges:
-    """Rate checks ready for a script: the limits that apply, their GCRA keys and arguments."""
+    """Rate checks ready for a script: the limits that apply, their GCRA keys and arguments,
+    and where Redis's refusals of them are remembered (:mod:`bot.web.refusals`)."""
 
     names: tuple[str, ...]
     keys: list[str]
     args: list[int]
+    refusals: RecentRefusals | None = field(default=None, compare=False, repr=False)
 
-    def refused(self, wait: float) -> RateLimited:
-        """The 429 for a refusal that must wait ``wait`` seconds (named after the first limit)."""
+    def refused(self, wait: float, sent_at: float | None = None, proof: str = "") -> RateLimited:
+        """The 429 for a refusal that must wait ``wait`` seconds (named after the first limit).
+        With ``sent_at`` (when the refusing script was sent, on the refusals' clock) Redis's
+        refusal is remembered, for requests with the same ``proof``."""
+        if sent_at is not None and self.refusals is not None:
+            self.refusals.remember(self.keys, wait, sent_at, proof)
         return RateLimited(f"{RATES[self.names[0]][1]}; retry in a moment", wait)
+
+    def known_refused(self, proof: str = "") -> RateLimited | None:
+        """The 429 without Redis when Redis refused these very checks (same ``proof``) so
+        recently that it would still refuse them (a repeat: :meth:`RateLimited.held` before it
+        is raised); None: ask Redis."""
+        if not self.keys or self.refusals is None:
+            return None
+        wait = self.refusals.wait(self.keys, proof)
+        if wait <= 0:
+            return None
+        refusal = self.refused(wait)
+        refusal.repeat_hold = min(self.refusals.repeat_delay, wait)
+        return refusal
+
+    def clock(self) -> float:
+        """Now on the refusals' clock (pass it as ``sent_at`` when a script refuses)."""
+        return self.refusals.clock() if self.refusals is not None else 0.0
 
 
 @dataclass(frozen=True)
@@ -146,14 +172,39 @@ class RateLimited(ApiError):
 
     def __init__(self, message: str, retry_after: float) -> None:
         self.retry_after = max(1, math.ceil(retry_after))
+        self.repeat_hold: float | None = None  # a repeat refused from memory: held this long
         super().__init__(429, "too_many_requests", message, retry_after=self.retry_after)
 
+    async def held(self) -> None:
+        """Wait before a repeat's 429 is answered: a client that ignores ``Retry-After`` gets at
+        most one refusal per connection and ``RATE_LIMIT_REPEAT_DELAY_SECONDS`` (never longer than
+        its ``Retry-After``), instead of as many as the gateway's CPU can answer."""
+        if self.repeat_hold:
+            await asyncio.sleep(self.repeat_hold)
+
     def response(self) -> web.Response:
-        response = error_response(
-            self.status, self.code, self.message, retry_after=self.retry_after
+        """The 429: the same JSON as :func:`bot.web.errors.error_response`, encoded once per
+        message and wait (a flood is refused hundreds of times a second). A repeat refused from
+        memory is marked :data:`REPEAT` (not logged line by line; the metrics count it)."""
+        response = web.Response(
+            body=_refusal_body(self.code, self.message, self.retry_after),
+            status=self.status,
+            content_type="application/json",
+            charset="utf-8",
+            headers={"Retry-After": str(self.retry_after)},
         )
-        response.headers["Retry-After"] = str(self.retry_after)
+        if self.repeat_hold is not None:
+            response[REPEAT] = True
         return response
+
+
+REPEAT = "support.refused_from_memory"  # key in a response: a repeat refused without Redis
+
+
+@functools.lru_cache(maxsize=1024)
+def _refusal_body(code: str, message: str, retry_after: int) -> bytes:
+    error = {"code": code, "message": message, "details": {"retry_after": retry_after}}
+    return json.dumps({"error": error}).encode()
 
 
 # The limits by name: (setting attribute, what the client is told).
@@ -178,6 +229,7 @@ GENEROUS_ENV = {
     "RATE_LIMIT_LOGINS_PER_ACCOUNT": "100000/m",
     "RATE_LIMIT_LOGINS_PER_IP": "100000/m",
     "MAX_SOCKETS_PER_IP": "100000",
+    "RATE_LIMIT_REQUESTS_PER_IP": "off",  # HAProxy's, in front of several gateways
 }
 
 
@@ -208,6 +260,8 @@ class Limits:
         self._acquire = redis.register_script(_SOCKET_ACQUIRE)
         self._renew = redis.register_script(_SOCKET_RENEW)
         self._slots: dict[str, SocketSlot] = {}  # this gateway's open sockets, by slot id
+        # Redis's recent refusals (bot/web/refusals.py); a repeat's 429 waits repeat_delay
+        self.refusals = RecentRefusals(repeat_delay=settings.rate_limit_repeat_delay_seconds)
         self._renewer: asyncio.Task[None] | None = None
 
     def charges(self, *checks: tuple[str, str]) -> Charges:
@@ -222,18 +276,34 @@ class Limits:
             keys.append(rate_key(self._ns, name, subject))
             period_ms = int(rate.period * 1000)
             args += [max(1, period_ms // rate.count), period_ms]
-        return Charges(tuple(n for n, _ in checks if self.rates[n] is not None), keys, args)
+        names = tuple(n for n, _ in checks if self.rates[n] is not None)
+        return Charges(names, keys, args, self.refusals)
 
     async def check(self, *checks: tuple[str, str]) -> float:
-        """Charge every ``(limit name, subject)`` or none; 0.0 when allowed, else seconds to wait."""
+        """Charge every ``(limit name, subject)`` or none; 0.0 when allowed, else seconds to wait
+        (at once, without Redis, when Redis refused the same checks so recently that it still
+        would: :mod:`bot.web.refusals`)."""
         charges = self.charges(*checks)
         if not charges.keys:
             return 0.0
+        known = self.refusals.wait(charges.keys)
+        if known > 0:
+            return known
+        sent_at = self.refusals.clock()
         allowed, wait_ms = await self._gcra(keys=charges.keys, args=charges.args)
-        return 0.0 if int(allowed) else int(wait_ms) / 1000
+        if int(allowed):
+            return 0.0
+        wait = int(wait_ms) / 1000
+        self.refusals.remember(charges.keys, wait, sent_at)
+        return wait
 
     async def hit(self, *checks: tuple[str, str]) -> None:
-        """Like :meth:`check`, raising :class:`RateLimited` (429) when over a limit."""
+        """Like :meth:`check`, raising :class:`RateLimited` (429) when over a limit (a repeat
+        Redis refused recently: without Redis, after :meth:`RateLimited.held`)."""
+        known = self.charges(*checks).known_refused()
+        if known is not None:
+            await known.held()
+            raise known
         wait = await self.check(*checks)
         if wait:
             raise self.charges(*checks).refused(wait)

@@ -40,6 +40,7 @@ from bot.config import Settings
 from bot.logs import CONVERSATION_ID
 from bot.queue import HandoffQueue, open_queue
 from bot.web.errors import error_response
+from bot.web.limits import REPEAT
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -93,6 +94,8 @@ def is_turn(request: web.Request) -> bool:
 
 def error_kind(response: web.StreamResponse) -> str:
     """The kind of error `response` answers (its JSON error code, else its status)."""
+    if response.status == 429:  # every 429's code is a rate limit's: no JSON to parse (a flood)
+        return "rate_limited"
     code = ""
     body = getattr(response, "body", None)
     if isinstance(body, bytes) and body[:1] == b"{":
@@ -124,6 +127,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         outcome = "ok" if response.status < 400 else error_kind(response)
         TURNS.labels(outcome).inc()
         TURN_SECONDS.observe(seconds)
+        if response.get(REPEAT):  # a flood's repeats are counted, not logged line by line
+            return response
         log.info(
             "turn outcome=%s status=%s seconds=%.3f",
             outcome,

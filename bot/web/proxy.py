@@ -4,7 +4,8 @@
 TCP peer is one of ``TRUSTED_PROXIES`` (addresses or CIDRs, comma-separated; empty by default).
 Then ``request.remote`` becomes the nearest address in ``X-Forwarded-For`` that is not itself a
 trusted proxy (read from the right, so a client cannot forge its way in by prepending
-addresses), and ``request.scheme``/``request.host`` the forwarded ones, so the gateway's own
+addresses; every ``X-Forwarded-For`` line counts, as HAProxy adds its own line after the
+client's), and ``request.scheme``/``request.host`` the forwarded ones, so the gateway's own
 origin (Origin checks, CSP) is the public one. From any other peer these headers are ignored.
 """
 
@@ -66,6 +67,14 @@ def forwarded_client(peer: str | None, forwarded_for: str, networks: tuple[Netwo
     return client
 
 
+def forwarded_for(request: web.Request) -> str:
+    """Every ``X-Forwarded-For`` line of the request, in order, as one list. HAProxy's
+    ``option forwardfor`` adds its own line after the client's instead of appending to it: read
+    alone, the first line is whatever the client wrote, and a client could pick the address its
+    limits are counted against (or get another address limited)."""
+    return ",".join(request.headers.getall("X-Forwarded-For", ()))
+
+
 def forwarded_headers(networks: tuple[Network, ...]) -> Callable:
     """Middleware: rewrite remote/scheme/host from a trusted proxy's headers (no-op without)."""
 
@@ -74,9 +83,7 @@ def forwarded_headers(networks: tuple[Network, ...]) -> Callable:
         if not networks or not _trusted(_address(request.remote or ""), networks):
             return await handler(request)
         changes: dict[str, str] = {
-            "remote": forwarded_client(
-                request.remote, request.headers.get("X-Forwarded-For", ""), networks
-            )
+            "remote": forwarded_client(request.remote, forwarded_for(request), networks)
         }
         proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
         if proto in ("http", "https"):

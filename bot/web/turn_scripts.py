@@ -171,14 +171,15 @@ class TurnScripts:
         ]
         marker, ttl = self._turns.new_marker()
         args = [token_hash, payload or "", marker, ttl, *charges.args]
+        sent_at = charges.clock()
         answer = await self._begin(keys=script_keys, args=args)
         outcome = str(answer[0])
         if outcome == "missing":
             raise TokenMissing(conversation_id)
         if outcome == "rejected":
             raise TokenMismatch(conversation_id)
-        if outcome == "limited":
-            raise charges.refused(int(answer[1]) / 1000)
+        if outcome == "limited":  # remembered: refused again without Redis while it holds
+            raise charges.refused(int(answer[1]) / 1000, sent_at=sent_at, proof=token_hash)
         if outcome == "earlier":
             return Begun(outcome, earlier_id=str(answer[1]))
         if outcome == "not_offered":

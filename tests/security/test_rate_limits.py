@@ -204,3 +204,63 @@ async def test_login_attempts_per_ip_are_limited_across_accounts(redis_server, h
         guesses = [{"login": f"user{i}@x.example", "password": "guess-guess"} for i in range(20)]
         results = await asyncio.gather(*(post(http, url, json=g) for g in guesses))
     assert sorted(r[0] for r in results) == [401] * 6 + [429] * 14
+
+
+async def _scripts_naming(redis_url: str, needle: str, send) -> list[str]:
+    """The script calls (EVAL/EVALSHA) Redis received naming `needle` while `send` ran."""
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    seen: list[str] = []
+    async with redis.monitor() as monitor:
+        listening = asyncio.ensure_future(_collect(monitor, seen))
+        await asyncio.sleep(0.2)
+        await send()
+        await post_marker(redis)
+        await asyncio.wait_for(listening, 30)
+    await redis.close()
+    return [c for c in seen if needle in c and c.split(" ")[0].upper().startswith("EVAL")]
+
+
+async def post_marker(redis: Redis) -> None:
+    await redis.echo("end-of-monitor")
+
+
+async def _collect(monitor, seen: list[str]) -> None:
+    async for command in monitor.listen():
+        if command["command"] == "ECHO end-of-monitor":
+            return
+        seen.append(command["command"])
+
+
+async def test_a_flood_is_refused_from_memory_without_redis_and_a_forged_token_is_not(
+    redis_server, http
+):
+    env = {"RATE_LIMIT_MESSAGES_PER_CONVERSATION": "2/h", "RATE_LIMIT_REPEAT_DELAY_SECONDS": "0"}
+    with gateway(redis_server.url, env) as gw:
+        conversation, token = await new_conversation(http, gw)
+        url = f"{gw.url}/api/conversations/{conversation}/messages"
+        headers = {"Authorization": f"Bearer {token}"}
+        results = [await post(http, url, json={"text": "hi"}, headers=headers) for _ in range(3)]
+        assert [r[0] for r in results] == [200, 200, 429]  # Redis refused the third
+
+        repeats: list[tuple[int, dict, dict]] = []
+
+        async def flood() -> None:
+            for _ in range(20):
+                repeats.append(await post(http, url, json={"text": "hi"}, headers=headers))
+
+        assert await _scripts_naming(redis_server.url, conversation, flood) == []
+        for result in repeats:  # the same 429 as Redis's, with the time still to wait
+            assert_429(*result)
+            assert int(result[1]["Retry-After"]) <= int(results[2][1]["Retry-After"])
+        # a forged token is not refused from memory: it gets Redis's answer, 403, as before
+        forged = {"Authorization": "Bearer not-the-token"}
+        assert (await post(http, url, json={"text": "hi"}, headers=forged))[0] == 403
+        # nor is another conversation of the same address
+        other, other_token = await new_conversation(http, gw)
+        status, _, _ = await post(
+            http,
+            f"{gw.url}/api/conversations/{other}/messages",
+            json={"text": "hi"},
+            headers={"Authorization": f"Bearer {other_token}"},
+        )
+        assert status == 200

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from multidict import CIMultiDict
 
-from bot.web.proxy import forwarded_client, parse_networks
+from bot.web.proxy import forwarded_client, forwarded_headers, parse_networks
 
 PROXIES = parse_networks("10.0.0.0/8, ::1")
 
@@ -34,3 +37,18 @@ def test_no_trusted_proxies_means_the_peer_always():
 def test_a_malformed_trusted_proxy_setting_is_refused():
     with pytest.raises(ValueError, match="TRUSTED_PROXIES"):
         parse_networks("10.0.0.0/8, proxy.local")
+
+
+async def test_every_forwarded_for_line_is_read_not_only_the_client_written_first():
+    # HAProxy's `option forwardfor` adds its own line after the client's (a forged one)
+    seen = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.remote)
+        return web.Response()
+
+    headers = CIMultiDict([("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-For", "198.51.100.7")])
+    request = make_mocked_request("GET", "/", headers=headers)
+    request = request.clone(remote="10.0.0.2")
+    await forwarded_headers(PROXIES)(request, handler)
+    assert seen == ["198.51.100.7"]
