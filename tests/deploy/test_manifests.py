@@ -199,6 +199,17 @@ def test_haproxy_accepts_the_load_balancer_config() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_compose_load_balancer_refuses_a_flooding_address_as_the_launchers_does() -> None:
+    """deploy/haproxy.cfg's frontend carries the same per-address rate limit (default 200/10s,
+    429 with Retry-After) that bot/runtime/haproxy.py generates for the launcher."""
+    from bot.runtime.haproxy import _rate_limit, requests_per_ip
+
+    config = (DEPLOY / "haproxy.cfg").read_text()
+    frontend = config.split("frontend web\n", 1)[1].split("\nbackend ", 1)[0]
+    expected = _rate_limit(requests_per_ip("200/10s"), "")
+    assert expected and expected in frontend
+
+
 # --- the checks catch what they are for ------------------------------------------------------
 
 K8S_APP = """
