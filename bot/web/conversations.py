@@ -112,9 +112,6 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-_hash = token_hash
-
-
 def _masked(value: Any) -> Any:
     """Every string in a JSON-like value with its card numbers masked."""
     if isinstance(value, str):
@@ -198,7 +195,7 @@ class Conversations:
         """A new conversation id and its token (the token is returned once, never stored)."""
         conversation_id = f"web-{uuid.uuid4().hex}"
         token = secrets.token_urlsafe(32)
-        record = {"token": _hash(token), "created_at": time.time(), "mode": "bot"}
+        record = {"token": token_hash(token), "created_at": time.time(), "mode": "bot"}
         if origin:
             record["origin"] = origin[:200]
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -215,7 +212,7 @@ class Conversations:
         stored = await self._redis.hget(self._key(conversation_id), "token")
         if stored is None:
             raise ConversationNotFound(conversation_id)
-        if not token or not hmac.compare_digest(stored, _hash(token)):
+        if not token or not hmac.compare_digest(stored, token_hash(token)):
             raise TokenRejected(conversation_id)
 
     async def sync_mode(self, conversation_id: str, state: DeskState | None = None) -> DeskState:
@@ -255,7 +252,7 @@ class Conversations:
         try:
             begun = await self.scripts.begin(
                 conversation_id,
-                _hash(token),
+                token_hash(token),
                 client_id,
                 payload if always is None else None,
                 charges,

@@ -289,6 +289,11 @@ class Limits:
         known = self.refusals.wait(charges.keys)
         if known > 0:
             return known
+        return await self._charge(charges)
+
+    async def _charge(self, charges: Charges) -> float:
+        """Ask Redis to charge ``charges`` (non-empty); 0.0 when allowed, else seconds to wait,
+        the refusal remembered."""
         sent_at = self.refusals.clock()
         allowed, wait_ms = await self._gcra(keys=charges.keys, args=charges.args)
         if int(allowed):
@@ -300,13 +305,16 @@ class Limits:
     async def hit(self, *checks: tuple[str, str]) -> None:
         """Like :meth:`check`, raising :class:`RateLimited` (429) when over a limit (a repeat
         Redis refused recently: without Redis, after :meth:`RateLimited.held`)."""
-        known = self.charges(*checks).known_refused()
+        charges = self.charges(*checks)
+        if not charges.keys:
+            return
+        known = charges.known_refused()
         if known is not None:
             await known.held()
             raise known
-        wait = await self.check(*checks)
+        wait = await self._charge(charges)
         if wait:
-            raise self.charges(*checks).refused(wait)
+            raise charges.refused(wait)
 
     async def open_socket(self, **subjects: str) -> SocketSlot | None:
         """Count an open socket for each ``scope=subject`` (e.g. ``ip="1.2.3.4"``).
